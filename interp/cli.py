@@ -1,0 +1,46 @@
+"""The `interp` command. Thin: every subcommand parses its flags and calls one library
+function. Each package contributes its subcommands through a `register(subparsers)`
+function in its own `cli` module, listed in `COMMAND_MODULES`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+import interp
+
+COMMAND_MODULES = ("interp.zoo.cli",)
+
+
+class UserError(Exception):
+    """Bad input from the command line: printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interp", description=interp.__doc__)
+    parser.add_argument("--version", action="version", version=f"interp {interp.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return args.func(args) or 0
+    except (UserError, ValueError, KeyError, FileNotFoundError, interp.models.ModelLoadError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"interp {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

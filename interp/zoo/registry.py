@@ -1,0 +1,93 @@
+"""The zoo's models: their architectures and training recipes, by name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def zoo_dir() -> Path:
+    """Where zoo models live: `$INTERP_ZOO_DIR`, else `data/zoo` in the repository."""
+    return Path(os.environ.get("INTERP_ZOO_DIR", REPO_ROOT / "data" / "zoo"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    steps: int = 6000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Sequences per step (each `n_ctx` tokens)."""
+    lr: float = 3e-3
+    warmup: int = 200
+    """Linear warm-up steps; cosine decay to 10 % of `lr` after them."""
+    weight_decay: float = 0.05
+    n_documents: int = 400_000
+    """Documents in the training corpus (see `interp.zoo.corpus.MIX`)."""
+    vocab_size: int = 2048
+    balance_coef: float = 0.02
+    """MoE only: weight of the switch-style load-balancing loss."""
+    autocast_bf16: bool = False
+    """bf16 autocast of the forward pass (fp32 master weights): 1.7x faster for the
+    dense model on CPU, slower for TransformerLens's per-expert MoE loop."""
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "n_documents", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be positive")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"TrainConfig.lr={self.lr} must be in (0, 1)")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"TrainConfig.warmup={self.warmup} must be in [0, steps={self.steps})")
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    name: str
+    description: str
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    n_ctx: int = 128
+    act_fn: str = "gelu"
+    num_experts: int | None = None
+    experts_per_token: int | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts is not None
+
+    def architecture(self) -> dict:
+        """Keyword arguments of `HookedTransformerConfig` (without `d_vocab`)."""
+        arch = {k: v for k, v in asdict(self).items() if k not in ("name", "description", "train")}
+        if not self.is_moe:
+            del arch["num_experts"], arch["experts_per_token"]
+        return dict(arch, normalization_type="LN", positional_embedding_type="standard",
+                    default_prepend_bos=True, seed=self.train.seed)
+
+    @property
+    def directory(self) -> Path:
+        return zoo_dir() / self.name
+
+
+ZOO: dict[str, ZooSpec] = {
+    spec.name: spec for spec in (
+        ZooSpec("zoo-dense", "4-layer dense transformer: LayerNorm, GELU MLPs, 4 heads, d_model 128.",
+                train=TrainConfig(steps=5000, autocast_bf16=True)),
+        ZooSpec("zoo-moe", "zoo-dense's trunk with MoE MLPs: 8 gated SiLU experts (d_mlp 96), top-2.",
+                d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
+                train=TrainConfig(steps=4000)),
+    )
+}
+
+
+def get(name: str) -> ZooSpec:
+    if name not in ZOO:
+        raise KeyError(f"{name!r} is not a zoo model; the zoo has: {', '.join(ZOO)}")
+    return ZOO[name]
