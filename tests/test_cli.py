@@ -1,0 +1,29 @@
+import subprocess
+import sys
+
+import interp
+from interp.cli import main
+
+
+def test_help_and_version(capsys):
+    assert main([]) == 0
+    assert "zoo" in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "interp", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and interp.__version__ in out.stdout
+
+
+def test_zoo_list(capsys):
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "zoo-dense" in out and "zoo-moe" in out
+
+
+def test_zoo_info(capsys):
+    assert main(["zoo", "info", "zoo-moe"]) == 0
+    assert '"num_experts": 8' in capsys.readouterr().out
+
+
+def test_bad_model_is_a_clean_error(capsys):
+    assert main(["zoo", "eval", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "zoo-dense" in err and "Traceback" not in err

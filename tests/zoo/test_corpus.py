@@ -1,0 +1,25 @@
+from interp.zoo import corpus
+
+
+def test_deterministic_in_seed():
+    a, b, c = corpus.build(300, seed=1), corpus.build(300, seed=1), corpus.build(300, seed=2)
+    assert a.documents == b.documents and a.documents != c.documents
+
+
+def test_mixes_every_kind():
+    kinds = set(corpus.build(500).kinds)
+    assert kinds == set(corpus.MIX)
+
+
+def test_prose_splits_disjoint_and_nonempty():
+    train, held = corpus.prose("train"), corpus.prose("heldout")
+    assert len(held) >= 50 and len(train) > 5 * len(held)
+    assert not set(train) & set(held)
+
+
+def test_no_heldout_ioi_prompt_in_training_corpus():
+    from interp.tasks import ioi
+
+    docs = corpus.build(2000).documents
+    held_templates = [t.split("{")[0] for t in ioi.HELDOUT_TEMPLATES if not t.startswith("{")]
+    assert not any(d.startswith(tuple(held_templates)) for d in docs)

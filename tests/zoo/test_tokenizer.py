@@ -1,0 +1,38 @@
+import pytest
+
+from interp.zoo import tokenizer as zoo_tokenizer
+from interp.zoo.registry import get
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return zoo_tokenizer.load(get("zoo-dense").directory)
+
+
+def test_round_trip(tok):
+    texts = ["User: How do I fix my car?\nAssistant: Sure!", "déjà vu — ünïcödé 123 {}[]",
+             "    indented\tcode = f(x)  # comment", ""]
+    for text in texts:
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+def test_prepends_bos(tok):
+    assert tok.encode("hello")[0] == tok.bos_token_id == tok.convert_tokens_to_ids(zoo_tokenizer.BOS)
+
+
+def test_task_words_are_single_tokens(tok):
+    zoo_tokenizer.check_single_tokens(tok)  # raises, naming the words, if not
+
+
+def test_both_zoo_models_share_the_tokenizer():
+    a = (get("zoo-dense").directory / "tokenizer.json").read_text()
+    b = (get("zoo-moe").directory / "tokenizer.json").read_text()
+    assert a == b
+
+
+def test_tokenizer_training_is_deterministic():
+    from interp.zoo import corpus
+
+    docs = corpus.build(400, seed=0).documents
+    a, b = zoo_tokenizer.train(docs, 600), zoo_tokenizer.train(docs, 600)
+    assert a.get_vocab() == b.get_vocab()
