@@ -1,0 +1,39 @@
+"""Argument checks and backend resolution of cuda_ext.dispatch."""
+
+import pytest
+import torch
+
+import cuda_ext
+
+
+def _args(B=3, d=4, n=6):
+    return torch.randn(B, d), torch.randn(d, n), torch.zeros(n), torch.zeros(d)
+
+
+def test_unknown_backend_is_refused_with_the_allowed_names():
+    with pytest.raises(ValueError, match="backend='cuda'"):
+        cuda_ext.topk_encode(*_args(), 2, backend="cuda")
+
+
+@pytest.mark.parametrize("k", [0, 7])
+def test_k_outside_1_to_n_is_refused(k):
+    with pytest.raises(ValueError, match=f"k={k}"):
+        cuda_ext.topk_encode(*_args(), k)
+
+
+def test_wrong_shapes_are_refused_naming_the_argument():
+    x, W_enc, b_enc, b_dec = _args()
+    with pytest.raises(ValueError, match="W_enc"):
+        cuda_ext.topk_encode(x, W_enc.T, b_enc, b_dec, 2)
+    with pytest.raises(ValueError, match="b_enc"):
+        cuda_ext.topk_encode(x, W_enc, b_dec, b_dec, 2)
+    with pytest.raises(ValueError, match="dead_mask"):
+        cuda_ext.topk_encode(x, W_enc, b_enc, b_dec, 2, dead_mask=torch.zeros(6), k_aux=1)
+    with pytest.raises(ValueError, match="capacity"):
+        cuda_ext.feature_choice_encode(x, W_enc, b_enc, b_dec, torch.full((6,), -1))
+    with pytest.raises(ValueError, match="indices must be int64"):
+        cuda_ext.sparse_decode(torch.ones(3, 2), torch.ones(3, 2, dtype=torch.int32), torch.randn(6, 4))
+
+
+def test_auto_resolves_to_a_cpu_backend_on_cpu():
+    assert cuda_ext.resolve_backend("auto", torch.device("cpu")) in ("reference", "chunked")
