@@ -1,0 +1,223 @@
+"""Read an activation store: shuffled minibatches across shards from memory-mapped files.
+
+Token `i` of the store (global index = seq * context_size + pos) lives in shard
+`i // shard_tokens` at row `i % shard_tokens`. An epoch is a permutation of all tokens
+(seeded by `(seed, epoch)`); rank r of `world_size` takes the r-th contiguous block of
+it, so ranks partition every epoch. Each minibatch is gathered shard by shard in sorted
+row order (sequential page-cache reads), on a prefetch thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from interp.cache.format import DTYPES, Manifest, StoreError, as_tensor, manifest_layout, read_manifest
+from interp.cache.verify import VerifyReport, check_store
+
+PREFETCH = 4
+"""Minibatches prepared ahead of the consumer."""
+
+
+class Batch(NamedTuple):
+    acts: torch.Tensor
+    """(B, d) activations in the dtype asked for."""
+    grads: torch.Tensor | None
+    """(B, d) dL/d(activation), or None unless `with_grads=True`."""
+    tokens: torch.Tensor | None
+    """(B,) int64 token id at each position, or None unless `with_tokens=True`."""
+    index: torch.Tensor
+    """(B,) int64 global token index = seq * context_size + pos (ascending within a batch)."""
+
+
+class Store:
+    """An activation store opened for reading (`interp.cache.open`)."""
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path = path
+        self.manifest = manifest
+        self._buffers: dict[int, np.memmap] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.manifest.hooks)
+
+    @property
+    def n_tokens(self) -> int:
+        return self.manifest.n_tokens
+
+    @property
+    def has_grads(self) -> bool:
+        return self.manifest.has_grads
+
+    def __len__(self) -> int:
+        return self.n_tokens
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"Store({str(self.path)!r}, model={m.model!r}, hooks={m.hooks}, n_tokens={m.n_tokens:,}, "
+                f"dtype={m.dtype}, grads={m.has_grads}, shards={len(m.shards)})")
+
+    def d_model(self, hook: str | None = None) -> int:
+        """Activation width of `hook` (may be omitted when the store holds one hook)."""
+        return self.manifest.d_model[self._hook(hook)]
+
+    def verify(self, checksums: bool = True) -> VerifyReport:
+        """Check every shard's size and (unless `checksums=False`) CRC-32; raises `StoreError`."""
+        return check_store(self.path, self.manifest, checksums)
+
+    def batches(self, batch_size: int, *, hook: str | None = None, shuffle: bool = True, seed: int = 0,
+                rank: int = 0, world_size: int = 1, with_grads: bool = False, with_tokens: bool = False,
+                epochs: int = 1, dtype: torch.dtype = torch.float32, drop_last: bool = False) -> Iterator[Batch]:
+        """Minibatches of `batch_size` tokens; each epoch visits every token of this rank's
+        block exactly once (blocks of different ranks differ by at most one token, so pass
+        `drop_last=True` to DDP for equal batch counts). Reproducible given the arguments."""
+        hook = self._hook(hook)
+        if batch_size < 1 or epochs < 1:
+            raise ValueError(f"batch_size={batch_size} and epochs={epochs} must be positive")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+        if with_grads and not self.has_grads:
+            raise ValueError(f"with_grads=True but {self.path} holds no gradients (write it with grads=True)")
+        if dtype not in [t for t, _ in DTYPES.values()]:
+            raise ValueError(f"dtype={dtype}; allowed: {', '.join(str(t) for t, _ in DTYPES.values())}")
+        return _prefetched(lambda: self._batches(batch_size, hook, shuffle, seed, rank, world_size, with_grads,
+                                                 with_tokens, epochs, dtype, drop_last))
+
+    def tokens_of(self, index: torch.Tensor, before: int = 16, after: int = 4) -> torch.Tensor:
+        """Token ids around global token indices `index` (M,): (M, before + 1 + after) int64,
+        column `before` being the token itself; -1 where the window leaves its sequence."""
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        if len(index) and not (0 <= int(index.min()) and int(index.max()) < self.n_tokens):
+            raise IndexError(f"token indices must be in [0, {self.n_tokens}); got [{int(index.min())}, "
+                             f"{int(index.max())}]")
+        ctx = self.manifest.context_size
+        offsets = torch.arange(-before, after + 1)
+        pos = (index % ctx)[:, None] + offsets  # (M, W)
+        inside = (pos >= 0) & (pos < ctx)
+        wanted = (index - index % ctx)[:, None] + pos.clamp(0, ctx - 1)
+        flat, order = wanted.reshape(-1).sort()
+        gathered = torch.empty(len(flat), dtype=torch.int32)
+        self._gather("tokens", flat, gathered)
+        out = torch.empty(len(flat), dtype=torch.long)
+        out[order] = gathered.long()
+        return out.reshape(wanted.shape).masked_fill(~inside, -1)
+
+    def _hook(self, hook: str | None) -> str:
+        if hook is None:
+            if len(self.manifest.hooks) > 1:
+                raise ValueError(f"{self.path} holds several hooks {self.manifest.hooks}: pass hook=...")
+            return self.manifest.hooks[0]
+        if hook not in self.manifest.hooks:
+            raise ValueError(f"hook={hook!r} is not in {self.path}; it holds {self.manifest.hooks}")
+        return hook
+
+    def _batches(self, batch_size, hook, shuffle, seed, rank, world_size, with_grads, with_tokens, epochs,
+                 dtype, drop_last) -> Iterator[Batch]:
+        n = self.n_tokens
+        lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+        d = self.d_model(hook)
+        for epoch in range(epochs):
+            order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+            mine = torch.from_numpy(order[lo:hi])
+            for b0 in range(0, len(mine), batch_size):
+                index, _ = mine[b0:b0 + batch_size].sort()
+                if drop_last and len(index) < batch_size:
+                    break
+                acts = self._gather(f"acts/{hook}", index, torch.empty(len(index), d, dtype=dtype))
+                grads = self._gather(f"grads/{hook}", index, torch.empty(len(index), d, dtype=dtype)) \
+                    if with_grads else None
+                tokens = self._gather("tokens", index, torch.empty(len(index), dtype=torch.int32)).long() \
+                    if with_tokens else None
+                yield Batch(acts, grads, tokens, index)
+
+    def _gather(self, key: str, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Rows `index` (ascending global token indices) of array `key` into `out` (len(index), ...)."""
+        shard_tokens = self.manifest.shard_tokens
+        shard_of = index // shard_tokens
+        bounds = torch.searchsorted(shard_of, torch.arange(int(shard_of[0]), int(shard_of[-1]) + 2)) \
+            if len(index) else torch.zeros(1, dtype=torch.long)
+        for j in range(len(bounds) - 1):
+            a, b = int(bounds[j]), int(bounds[j + 1])
+            if a == b:
+                continue
+            i = int(shard_of[a])
+            source = self._array(i, key)
+            local = index[a:b] - i * shard_tokens
+            if source.dtype == out.dtype:
+                torch.index_select(source, 0, local, out=out[a:b])
+            else:
+                out[a:b] = source.index_select(0, local)
+        return out
+
+    def _array(self, i: int, key: str) -> torch.Tensor:
+        shard = self.manifest.shards[i]
+        with self._lock:
+            if i not in self._buffers:
+                self._buffers[i] = np.memmap(self.path / shard.name, dtype=np.uint8, mode="c", shape=(shard.bytes,))
+        layout = manifest_layout(self.manifest, shard.n_tokens)[0]
+        return as_tensor(self._buffers[i], layout[key], None if key == "tokens" else self.manifest.dtype)
+
+
+def open(path: str | Path) -> Store:  # noqa: A001 - the contract's name: interp.cache.open
+    """Open the store at `path` after checking it is complete and every shard has its size
+    (checksums: `Store.verify()` or `interp cache verify PATH`). Raises `StoreError`."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    check_store(path, manifest, checksums=False)
+    return Store(path, manifest)
+
+
+_END = object()
+
+
+class _Failure(NamedTuple):
+    error: BaseException
+
+
+def _prefetched(make: callable, depth: int = PREFETCH) -> Iterator:
+    """Run the iterator `make()` on a thread, `depth` items ahead; errors re-raise here."""
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in make():
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            put(_Failure(e))
+
+    thread = threading.Thread(target=work, daemon=True, name="interp.cache prefetch")
+
+    def consume():
+        thread.start()
+        try:
+            while True:
+                item = items.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    return consume()

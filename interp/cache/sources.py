@@ -1,0 +1,177 @@
+"""Token sources for the activation store: the zoo corpus, a plain-text file, a local
+`datasets` directory, or a ready tensor of token ids; all become `(n_seq, ctx)` rows.
+
+Text is tokenized document by document; every document begins with BOS, and documents
+are packed end to end into rows of `context_size`. Every row starts with BOS: a row that
+begins at a document start takes it as is, a row that begins inside a document gets a
+BOS prepended (so no token is dropped and none is seen twice).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+# Zoo-corpus documents average ~35 tokens with the zoo tokenizer; the first guess of how
+# many documents to build uses a lower figure so that one build is usually enough.
+_TOKENS_PER_DOCUMENT_GUESS = 25
+
+
+class TokenRows(NamedTuple):
+    tokens: torch.Tensor
+    """(n_seq, context_size) int64 token ids."""
+    source: dict
+    """JSON description of where they came from, with the CRC-32 of the rows."""
+
+
+def resolve(tokens, model, context_size: int | None, seed: int) -> TokenRows:
+    """Turn the `tokens` argument of `interp.cache.write` into rows; errors before any compute.
+
+    `tokens`: an int (that many tokens, rounded up to whole rows, from the zoo corpus
+    built with `seed`), a LongTensor (n_seq, ctx), or a path to a plain-text file
+    (documents separated by blank lines) or to a `datasets.save_to_disk` directory
+    (a "text" column, or an "input_ids"/"tokens" column of rows of length ctx).
+    """
+    if isinstance(tokens, torch.Tensor):
+        rows, source = _from_tensor(tokens, context_size), {"kind": "tensor"}
+    elif isinstance(tokens, (int, np.integer)) and not isinstance(tokens, bool):
+        ctx = _context_size(model, context_size)
+        rows = _from_zoo_corpus(int(tokens), model, ctx, seed)
+        source = {"kind": "zoo_corpus", "n_tokens": int(tokens), "seed": seed}
+    elif isinstance(tokens, (str, Path)):
+        path = Path(tokens)
+        ctx = _context_size(model, context_size)
+        if path.is_dir():
+            rows, column = _from_dataset(path, model, ctx)
+            source = {"kind": "dataset", "path": str(path), "column": column}
+        elif path.is_file():
+            rows, source = _from_text_file(path, model, ctx), {"kind": "text_file", "path": str(path)}
+        else:
+            raise FileNotFoundError(f"tokens={str(tokens)!r}: no such file or directory "
+                                    "(give a token count, a text file, a dataset directory or a tensor)")
+    else:
+        raise TypeError(f"tokens={tokens!r}: allowed are an int (token count), a LongTensor (n_seq, ctx), "
+                        "or a path to a text file or a datasets directory")
+    _check_vocab(rows, model)
+    crc = zlib.crc32(rows.to(torch.int32).numpy().tobytes())
+    return TokenRows(rows, dict(source, n_seq=rows.shape[0], context_size=rows.shape[1], crc32=crc))
+
+
+def _context_size(model, context_size: int | None) -> int:
+    n_ctx = model.cfg.n_ctx
+    ctx = n_ctx if context_size is None else context_size
+    if not 2 <= ctx <= n_ctx:
+        raise ValueError(f"context_size={ctx} must be in [2, model n_ctx={n_ctx}]")
+    return ctx
+
+
+def _from_tensor(tokens: torch.Tensor, context_size: int | None) -> torch.Tensor:
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens tensor has dtype {tokens.dtype}; token ids must be an integer tensor")
+    if tokens.ndim != 2 or tokens.numel() == 0:
+        raise ValueError(f"tokens tensor has shape {tuple(tokens.shape)}; it must be a non-empty (n_seq, ctx)")
+    if context_size is not None and context_size != tokens.shape[1]:
+        raise ValueError(f"context_size={context_size} but the tokens tensor has rows of {tokens.shape[1]}")
+    return tokens.long().cpu()
+
+
+def _check_vocab(rows: torch.Tensor, model) -> None:
+    if rows.numel() == 0:
+        raise ValueError("the token source is empty: nothing to cache")
+    lo, hi, d_vocab = int(rows.min()), int(rows.max()), model.cfg.d_vocab
+    if lo < 0 or hi >= d_vocab:
+        raise ValueError(f"token ids span [{lo}, {hi}] but the model's vocabulary is [0, {d_vocab})")
+    if rows.shape[1] > model.cfg.n_ctx:
+        raise ValueError(f"rows of {rows.shape[1]} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
+
+
+def _tokenizer(model):
+    if model.tokenizer is None:
+        raise ValueError("the model has no tokenizer: pass token ids as a LongTensor (n_seq, ctx) instead")
+    return model.tokenizer
+
+
+def tokenize_documents(documents: list[str], tokenizer) -> list[list[int]]:
+    """Token ids of each document, each beginning with BOS when the tokenizer has one."""
+    ids = tokenizer(documents, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ids if bos is None else [[bos, *doc] for doc in ids]
+
+
+def pack(documents: list[list[int]], context_size: int, bos: int | None,
+         max_rows: int | None = None) -> torch.Tensor:
+    """Pack documents end to end into rows (n_rows, context_size); each row starts with BOS
+    (prepended when the row begins inside a document). A trailing partial row is dropped."""
+    stream = np.fromiter((t for doc in documents for t in doc), dtype=np.int64)
+    rows, p = [], 0
+    while max_rows is None or len(rows) < max_rows:
+        at_document_start = bos is None or (p < len(stream) and stream[p] == bos)
+        take = context_size if at_document_start else context_size - 1
+        chunk = stream[p:p + take]
+        if len(chunk) < take:
+            break
+        rows.append(chunk if at_document_start else np.concatenate([[bos], chunk]))
+        p += take
+    return torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, context_size, dtype=torch.long)
+
+
+def _from_zoo_corpus(n_tokens: int, model, context_size: int, seed: int) -> torch.Tensor:
+    from interp.zoo import corpus
+
+    if n_tokens < 1:
+        raise ValueError(f"tokens={n_tokens}: the token count must be positive")
+    tokenizer = _tokenizer(model)
+    n_rows = -(-n_tokens // context_size)
+    n_documents = max(16, n_tokens // _TOKENS_PER_DOCUMENT_GUESS)
+    while True:
+        documents = corpus.build(n_documents, seed).documents
+        rows = pack(tokenize_documents(documents, tokenizer), context_size, tokenizer.bos_token_id, n_rows)
+        if len(rows) == n_rows:
+            return rows
+        n_documents *= 2
+
+
+def _from_text_file(path: Path, model, context_size: int) -> torch.Tensor:
+    documents = [d.strip() for d in re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))]
+    documents = [d for d in documents if d]
+    if not documents:
+        raise ValueError(f"{path}: the text file is empty: nothing to cache")
+    tokenizer = _tokenizer(model)
+    rows = pack(tokenize_documents(documents, tokenizer), context_size, tokenizer.bos_token_id)
+    if len(rows) == 0:
+        raise ValueError(f"{path}: the text is shorter than one row of context_size={context_size} tokens")
+    return rows
+
+
+def _from_dataset(path: Path, model, context_size: int) -> tuple[torch.Tensor, str]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError as e:
+        raise ValueError(f"{path}: not a dataset saved with `datasets.save_to_disk` ({e})") from e
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise ValueError(f"{path}: a DatasetDict without a 'train' split (has {list(ds)})")
+        ds = ds["train"]
+    if len(ds) == 0:
+        raise ValueError(f"{path}: the dataset is empty: nothing to cache")
+    for column in ("input_ids", "tokens"):
+        if column in ds.column_names:
+            lengths = {len(r) for r in ds[column]}
+            if lengths != {context_size}:
+                raise ValueError(f"{path}: column {column!r} has rows of lengths {sorted(lengths)[:5]}; "
+                                 f"they must all be context_size={context_size}")
+            return torch.tensor(ds[column], dtype=torch.long), column
+    if "text" in ds.column_names:
+        tokenizer = _tokenizer(model)
+        rows = pack(tokenize_documents(list(ds["text"]), tokenizer), context_size, tokenizer.bos_token_id)
+        if len(rows) == 0:
+            raise ValueError(f"{path}: the texts are shorter than one row of context_size={context_size}")
+        return rows, "text"
+    raise ValueError(f"{path}: the dataset has columns {ds.column_names}; it needs 'text', 'input_ids' or 'tokens'")
