@@ -18,8 +18,8 @@ import torch
 
 from cuda_ext.outputs import EncoderOutput, SparseCode
 
-BACKENDS = ("auto", "reference", "chunked")
-_MODULES = {"reference": "cuda_ext.reference", "chunked": "cuda_ext.chunked"}
+BACKENDS = ("auto", "reference", "chunked", "triton")
+_MODULES = {"reference": "cuda_ext.reference", "chunked": "cuda_ext.chunked", "triton": "cuda_ext.triton_backend"}
 
 
 def triton_available(device: torch.device) -> bool:
@@ -34,7 +34,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
     if backend == "auto":
-        return "chunked"
+        return "triton" if device.type == "cuda" and triton_available(device) else "chunked"
     if backend == "triton" and not triton_available(device):
         raise ValueError(
             f"backend='triton' cannot run on device {device}: it needs a CUDA device with the "
