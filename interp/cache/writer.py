@@ -310,3 +310,15 @@ def _check_finite(t: torch.Tensor, what: str, hook: str, where: str) -> None:
     if not torch.isfinite(t.detach().float().sum()) and not torch.isfinite(t.detach()).all():
         raise FloatingPointError(f"NaN/Inf in the {what} of hook {hook!r} in the {where}; "
                                  "the model or its inputs are broken (nothing of this shard was kept)")
+
+
+def cache_model(model: str, hooks: list[str], tokens: int | str | Path, out_dir: str | Path, *,
+                dtype: str = "float32", device: str = "cpu", **options):
+    """`write` for a model given by name (zoo name, model directory or TransformerLens name):
+    what `interp cache` runs. `dtype`: the storage dtype's name; `options`: `write`'s keywords."""
+    from interp.models import load_model
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(DTYPES)}")
+    loaded = load_model(model, device=device)
+    return write(loaded, hooks, tokens, out_dir, dtype=DTYPES[dtype][0], model_name=str(model), **options)

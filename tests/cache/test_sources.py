@@ -1,0 +1,43 @@
+import torch
+
+from interp.cache import sources
+
+BOS = 0
+
+
+def test_pack_starts_every_row_with_bos_and_keeps_every_token():
+    docs = [[BOS, 1, 2, 3], [BOS, 4, 5, 6, 7, 8, 9], [BOS, 10]]
+    rows = sources.pack(docs, 4, BOS)
+    assert rows.tolist() == [[BOS, 1, 2, 3], [BOS, 4, 5, 6], [BOS, 7, 8, 9]]  # BOS prepended mid-document
+    stream = [t for d in docs for t in d if t != BOS]
+    assert [t for r in rows.tolist() for t in r if t != BOS] == stream[:len(stream) - 1]  # the last partial row dropped
+    assert sources.pack(docs, 4, BOS, max_rows=2).shape == (2, 4)
+    assert sources.pack(docs, 4, None).tolist() == [[BOS, 1, 2, 3], [BOS, 4, 5, 6], [7, 8, 9, BOS]]
+
+
+def test_zoo_corpus_source_is_deterministic_and_sized(model):
+    a = sources.resolve(500, model, 16, seed=0)
+    b = sources.resolve(500, model, 16, seed=0)
+    c = sources.resolve(500, model, 16, seed=1)
+    assert a.tokens.shape == (32, 16) and torch.equal(a.tokens, b.tokens) and not torch.equal(a.tokens, c.tokens)
+    assert (a.tokens[:, 0] == model.tokenizer.bos_token_id).all()
+    assert a.source["crc32"] == b.source["crc32"] != c.source["crc32"]
+
+
+def test_dataset_directory_source(model, tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"input_ids": [[1] * 16, [2] * 16]}).save_to_disk(str(tmp_path / "ids"))
+    rows = sources.resolve(tmp_path / "ids", model, 16, seed=0)
+    assert rows.tokens.tolist() == [[1] * 16, [2] * 16] and rows.source["column"] == "input_ids"
+    datasets.Dataset.from_dict({"text": ["Mary went to the store. " * 10]}).save_to_disk(str(tmp_path / "text"))
+    assert sources.resolve(tmp_path / "text", model, 16, seed=0).source["column"] == "text"
+
+
+def test_out_of_vocabulary_ids_are_rejected(model):
+    import pytest
+
+    with pytest.raises(ValueError, match=r"vocabulary is \[0, 1536\)"):
+        sources.resolve(torch.full((2, 8), 5000), model, None, seed=0)
+    with pytest.raises(TypeError, match="integer tensor"):
+        sources.resolve(torch.zeros(2, 8), model, None, seed=0)
