@@ -1,0 +1,19 @@
+"""Sparse autoencoders on cached activations: five variants (topk, mutual_choice/batchtopk,
+feature_choice, gradient, top_afa), a sweep trainer on an activation store, evaluation, and
+checkpoints in the sae-lens 6 layout.
+
+    store = interp.cache.open("data/cache/zoo-dense/blocks.2.hook_resid_pre")
+    result = interp.sae.train(store, [SAEConfig(d_in=128, variant="topk"), SAEConfig(d_in=128, variant="feature_choice")])
+    interp.sae.save(result.saes[0], "saes/my-run")
+    interp.sae.evaluate(interp.sae.load("saes/my-run"), model, tokens, "blocks.2.hook_resid_pre")
+"""
+
+from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.evaluate import EvalDetails, evaluate, evaluate_details
+from interp.sae.module import Code, SparseAutoencoder
+from interp.sae.registry import VARIANTS, get_variant
+from interp.sae.saving import load, save
+from interp.sae.trainer import NonFiniteLoss, TrainResult, train
+
+__all__ = ["SAEConfig", "TrainConfig", "SparseAutoencoder", "Code", "VARIANTS", "get_variant", "train",
+           "TrainResult", "NonFiniteLoss", "save", "load", "evaluate", "evaluate_details", "EvalDetails"]

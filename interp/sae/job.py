@@ -1,0 +1,153 @@
+"""The main job, `interp train-sae`: cache a hook's activations (or reuse a matching cache),
+train one SAE or a sweep on them, evaluate with the reconstruction spliced into the model,
+and write `saes/<run>/` in the sae-lens layout with `training.json` and `metrics.json`.
+
+Every choice is a field of `JobConfig` (flags or a TOML recipe: top-level keys, a `[train]`
+table and `[[sae]]` tables); the defaults are the embedded job on zoo-dense.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import save as save_safetensors
+
+from interp.cache.format import write_atomic
+from interp.sae import saving
+from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.evaluate import EvalDetails, evaluate_details
+from interp.sae.trainer import TrainResult, train
+from interp.zoo.registry import REPO_ROOT
+
+DEFAULT_SAES = ({"variant": "topk", "n_latents": 2048, "k": 32, "dead_tokens": 250_000},)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    model: str = "zoo-dense"
+    """Model name or directory (`interp.load_model`)."""
+    hook: str = "blocks.2.hook_resid_pre"
+    """TransformerLens hook whose activations the SAEs reconstruct."""
+    cache_tokens: int = 1_000_000
+    """Tokens of the zoo corpus to cache (rounded up to whole contexts)."""
+    cache_dir: str | None = None
+    """Activation store directory; None: data/cache/<model>/<hook>-<cache_tokens>[-grads]. Reused when it matches."""
+    eval_tokens: int = 16_384
+    """Held-out tokens (zoo corpus built with eval_seed) for the evaluation."""
+    eval_seed: int = 1_000
+    out_dir: str = "saes"
+    """Runs go to <out_dir>/<run>/ (and <out_dir>/<run>/<sae name>/ for a sweep)."""
+    run: str | None = None
+    """Run name; None: <model>-<hook>-<variant>-k<k> (first SAE)."""
+    saes: tuple[dict, ...] = DEFAULT_SAES
+    """SAEConfig fields per SAE (d_in comes from the store); optional `name` for a sweep's subdirectory."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4096, lr=1e-3, warmup_steps=20))
+
+    def __post_init__(self):
+        if not self.saes:
+            raise ValueError("JobConfig.saes=() is not allowed: give at least one SAE table")
+        for name in ("cache_tokens", "eval_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"JobConfig.{name}={getattr(self, name)!r} is not allowed: a positive integer")
+        names = [s.get("name", f"sae{i}") for i, s in enumerate(self.saes)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"JobConfig.saes: names {names} must be distinct")
+        for s in self.saes:  # field names and values are checked now, before any compute
+            SAEConfig.from_dict({"d_in": 1 << 20, **{k: v for k, v in s.items() if k != "name"}})
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides) -> "JobConfig":
+        """Read a recipe; `overrides` (non-None) replace its top-level fields."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML ({e})") from e
+        allowed = {f.name for f in fields(cls)} | {"sae"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+        if "sae" in data:
+            data["saes"] = tuple(data.pop("sae"))
+        if "train" in data:
+            data["train"] = TrainConfig.from_dict(data["train"])
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+    def sae_names(self) -> list[str]:
+        return [s.get("name", s.get("variant", "topk")) if len(self.saes) > 1 else "sae" for s in self.saes]
+
+    def sae_configs(self, d_in: int) -> list[SAEConfig]:
+        return [SAEConfig.from_dict({"d_in": d_in, **{k: v for k, v in s.items() if k != "name"}}) for s in self.saes]
+
+    def run_name(self) -> str:
+        if self.run:
+            return self.run
+        first = self.sae_configs(1 << 20)[0]
+        suffix = f"{first.variant}-k{first.k}" if len(self.saes) == 1 else "sweep"
+        return f"{Path(self.model).name}-{self.hook}-{suffix}"
+
+    def store_dir(self, grads: bool) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        return REPO_ROOT / "data" / "cache" / Path(self.model).name / f"{self.hook}-{self.cache_tokens}{'-grads' if grads else ''}"
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), saes=[dict(s) for s in self.saes])
+
+
+@dataclass
+class JobResult:
+    run_dir: Path
+    metrics: pd.DataFrame
+    training: TrainResult
+    details: EvalDetails
+
+
+def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = True, model=None,
+        train_tokens: torch.Tensor | None = None, eval_tokens: torch.Tensor | None = None) -> JobResult:
+    """Run the job. `model`, `train_tokens` (n_seq, ctx) and `eval_tokens` replace the model
+    name and the zoo-corpus token sources (notebooks, tests)."""
+    import interp.cache
+    from interp.cache import sources
+    from interp.models import load_model
+
+    if model is None:
+        model = load_model(cfg.model)
+    grads = any(s.get("variant") == "gradient" for s in cfg.saes)
+    store_dir = cfg.store_dir(grads)
+    store = interp.cache.write(model, cfg.hook, cfg.cache_tokens if train_tokens is None else train_tokens,
+                               store_dir, grads=grads, resume=True, progress=progress, model_name=cfg.model)
+    configs = cfg.sae_configs(store.d_model(cfg.hook))
+    run_dir = Path(cfg.out_dir) / cfg.run_name()
+    result = train(store, configs, cfg.train, hook=cfg.hook, checkpoint_dir=run_dir / "checkpoint",
+                   resume=resume, progress=progress)
+    if eval_tokens is None:
+        eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
+    names = cfg.sae_names()
+    details = evaluate_details(dict(zip(names, result.saes)), model, eval_tokens, cfg.hook, progress=progress)
+    for i, (name, sae) in enumerate(zip(names, result.saes)):
+        out = run_dir if len(names) == 1 else run_dir / name
+        saving.save(sae, out, model_name=cfg.model, hook_name=cfg.hook, context_size=store.manifest.context_size)
+        rows = details.metrics[details.metrics.index.str.fullmatch(rf"{name}(\[grad\])?")]
+        write_atomic(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
+        training = {"job": cfg.to_json(), "sae": asdict(sae.cfg), "store": str(store.path), "steps": result.steps,
+                    "tokens": result.tokens, "history": [h for h in result.history if h["sae"] == i]}
+        write_atomic(out / "training.json", (json.dumps(training, indent=1) + "\n").encode())
+        write_atomic(out / "feature_densities.safetensors",
+                     save_safetensors({"density": details.densities[name].float().contiguous(),
+                                       "train_density_ema": result.stats[i].density.float().contiguous()}))
+    return JobResult(run_dir, details.metrics, result, details)
+
+
+def with_overrides(cfg: JobConfig, *, sae: dict | None = None, train: dict | None = None, **top) -> JobConfig:
+    """`cfg` with top-level fields, SAE fields (applied to every SAE) and train fields replaced (None: kept)."""
+    sae = {k: v for k, v in (sae or {}).items() if v is not None}
+    train_fields = {k: v for k, v in (train or {}).items() if v is not None}
+    top = {k: v for k, v in top.items() if v is not None}
+    saes = tuple({**s, **sae} for s in cfg.saes) if sae else cfg.saes
+    return replace(cfg, saes=saes, train=replace(cfg.train, **train_fields), **top)

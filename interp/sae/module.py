@@ -1,0 +1,127 @@
+"""`SparseAutoencoder`: the weights every variant shares, its decoder constraint, and the
+encode/decode entry points. Which latents fire is the variant's business
+(`interp.sae.variants`); the arithmetic goes through the kernels in `cuda_ext`.
+
+Shapes follow sae-lens: W_enc (d, n), b_enc (n,), W_dec (n, d) with unit-norm rows d_i,
+b_dec (d,). The SAE always takes raw activations x (B, d); with `normalize="scale"` it
+multiplies them by `input_scale` inside and divides its reconstruction by it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import cuda_ext
+from cuda_ext.outputs import EncoderOutput, SparseCode
+from cuda_ext.reference import pre_activations
+from interp.sae.config import SAEConfig
+from interp.sae.registry import get_variant
+
+Code = EncoderOutput | SparseCode
+"""A batch of latent codes: (B, k) top-k form or COO form (Mutual/Feature Choice, thresholds)."""
+
+
+def code_entries(code: Code) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, cols, values), each (E,), of every stored entry of a code (values may be 0 in top-k form)."""
+    if isinstance(code, SparseCode):
+        return code.rows, code.cols, code.values
+    B, k = code.top_indices.shape
+    rows = torch.arange(B, device=code.top_indices.device).repeat_interleave(k)
+    return rows, code.top_indices.reshape(-1), code.top_acts.reshape(-1)
+
+
+def code_to_dense(code: Code, n_latents: int) -> torch.Tensor:
+    """(B, n_latents) dense activations of a code."""
+    if isinstance(code, SparseCode):
+        return code.to_dense(n_latents)
+    dense = code.top_acts.new_zeros(code.top_acts.shape[0], n_latents)
+    return dense.scatter(1, code.top_indices, code.top_acts)
+
+
+def l0_per_token(code: Code) -> torch.Tensor:
+    """(B,) int64 number of latents with a value > 0 for each token."""
+    rows, _, values = code_entries(code)
+    B = code.batch_size if isinstance(code, SparseCode) else code.top_acts.shape[0]
+    return torch.zeros(B, dtype=torch.int64, device=values.device).index_add_(0, rows, (values > 0).long())
+
+
+class SparseAutoencoder(nn.Module):
+    """One SAE of any registered variant. `encode` is the batch-independent inference code;
+    `interp.sae.objective.training_loss` uses the variant's training-time selection."""
+
+    def __init__(self, cfg: SAEConfig, backend: str = "auto"):
+        super().__init__()
+        self.cfg = cfg
+        self.backend = backend
+        self.variant = get_variant(cfg.variant)(cfg)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        W_dec_ND = torch.randn(cfg.n_latents, cfg.d_in, generator=gen)
+        W_dec_ND /= W_dec_ND.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec_ND)
+        self.W_enc = nn.Parameter(W_dec_ND.T.contiguous().clone())  # tied init (Gao et al.)
+        self.b_enc = nn.Parameter(torch.zeros(cfg.n_latents))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        self.register_buffer("input_scale", torch.tensor(1.0))
+        self.register_buffer("threshold", torch.zeros(cfg.n_latents))
+        """Inference thresholds on the pre-activations (Mutual/Feature Choice, exported as JumpReLU)."""
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
+
+    # --- encode / decode -------------------------------------------------------------------
+    def encode(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> Code:
+        """Batch-independent code of raw activations x (B, d); `grads_BD` (dL/dx, same shape)
+        only matters for the gradient variant in `grad` mode."""
+        g = None if grads_BD is None else grads_BD / self.input_scale
+        return self.variant.encode(self, x_BD * self.input_scale, g)
+
+    def decode(self, code: Code) -> torch.Tensor:
+        """(B, d) reconstruction of the raw activations."""
+        return self.decode_scaled(code) / self.input_scale
+
+    def decode_scaled(self, code: Code) -> torch.Tensor:
+        """(B, d) reconstruction in the SAE's (scaled) input space, b_dec included."""
+        if isinstance(code, SparseCode):
+            return cuda_ext.coo_decode(code, self.W_dec, self.b_dec, backend=self.backend)
+        return cuda_ext.sparse_decode(code.top_acts, code.top_indices, self.W_dec, self.b_dec, backend=self.backend)
+
+    def forward(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, d) reconstruction x_hat of raw activations x (B, d)."""
+        return self.decode(self.encode(x_BD, grads_BD))
+
+    def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """(B, n) dense pre-activations of already-scaled inputs."""
+        return pre_activations(x_BD, self.W_enc, self.b_enc, self.b_dec)
+
+    def threshold_encode(self, x_BD: torch.Tensor) -> SparseCode:
+        """JumpReLU code of scaled inputs: ReLU(pre) where pre > threshold (as sae-lens's JumpReLU SAE)."""
+        pre_BN = self.pre_acts(x_BD)
+        rows, cols = (pre_BN > self.threshold.clamp(min=0)).nonzero(as_tuple=True)
+        return SparseCode(pre_BN[rows, cols], rows, cols, x_BD.shape[0])
+
+    def aux_encode(self, x_BD: torch.Tensor, dead_mask_N: torch.Tensor) -> EncoderOutput:
+        """AuxK selection alone (the top-k_aux dead latents per token) for variants whose main
+        selection does not produce it."""
+        return cuda_ext.topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, 1, dead_mask=dead_mask_N,
+                                    k_aux=self.cfg.k_aux_effective, backend=self.backend)
+
+    # --- decoder constraint (Gao et al.) ----------------------------------------------------
+    @torch.no_grad()
+    def project_decoder_grad(self) -> None:
+        """Remove from each decoder row's gradient its component along the row."""
+        if self.W_dec.grad is not None:
+            W, G = self.W_dec, self.W_dec.grad
+            G -= (G * W).sum(dim=1, keepdim=True) * W / W.pow(2).sum(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Renormalise decoder rows to unit norm."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+    # --- export -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def folded_state(self) -> dict[str, torch.Tensor]:
+        """Weights of the same function on raw inputs with `input_scale` folded in
+        (W_enc * s, W_dec / s, b_dec / s); thresholds on pre-activations are unchanged."""
+        s = self.input_scale
+        return {"W_enc": (self.W_enc * s).contiguous(), "b_enc": self.b_enc.clone(),
+                "W_dec": (self.W_dec / s).contiguous(), "b_dec": self.b_dec / s, "threshold": self.threshold.clone()}

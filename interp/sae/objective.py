@@ -1,0 +1,53 @@
+"""The training loss of one SAE on one batch: NMSE of the variant's training code, plus the
+auxiliary loss (AuxK on dead latents, or aux_zipf on under-utilised ones), plus the variant's
+own terms (Multi-TopK, AFA)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from interp.sae import losses
+from interp.sae.module import Code, SparseAutoencoder
+from interp.sae.stats import LatentStats
+
+
+class LossOutput(NamedTuple):
+    loss: torch.Tensor
+    """Scalar total loss to back-propagate."""
+    parts: dict[str, torch.Tensor]
+    """Each term, weighted as in `loss`: nmse, aux, and the variant's (multi_topk, afa)."""
+    code: Code
+    """The training code of the batch."""
+    x_hat: torch.Tensor
+    """(B, d) reconstruction in the SAE's scaled input space."""
+
+
+def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(mask (n,) bool or None, weights (n,) or None) of the latents the auxiliary loss trains."""
+    cfg = sae.cfg
+    dead_N = stats.dead_mask(cfg.dead_tokens).to(sae.W_dec.device)
+    if cfg.aux_loss == "aux_zipf":
+        mask_N, weights_N = losses.under_utilised(stats.density.to(sae.W_dec.device), dead_N,
+                                                  cfg.zipf_alpha, cfg.zipf_beta, cfg.zipf_c)
+    else:
+        mask_N, weights_N = dead_N, None
+    return (mask_N, weights_N) if bool(mask_N.any()) else (None, None)
+
+
+def training_loss(sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,
+                  stats: LatentStats) -> LossOutput:
+    """Loss of `sae` on raw activations x (B, d) (and dL/dx (B, d) for the gradient variant)."""
+    x_BD = x_BD * sae.input_scale
+    g_BD = None if grads_BD is None else grads_BD / sae.input_scale
+    mask_N, weights_N = aux_selection(sae, stats)
+    code = sae.variant.encode_train(sae, x_BD, g_BD, mask_N, stats)
+    x_hat_BD = sae.decode_scaled(code)
+    parts = {"nmse": losses.nmse(x_hat_BD, x_BD)}
+    if mask_N is not None:
+        aux = code if sae.variant.aux_in_encode else sae.aux_encode(x_BD, mask_N)
+        parts["aux"] = sae.cfg.aux_coef * losses.auxk_loss(x_BD - x_hat_BD, aux.aux_acts, aux.aux_indices,
+                                                           sae.W_dec, weights_N, backend=sae.backend)
+    parts.update(sae.variant.extra_losses(sae, x_BD, code, x_hat_BD))
+    return LossOutput(sum(parts.values()), parts, code, x_hat_BD)

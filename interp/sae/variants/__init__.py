@@ -1,0 +1,1 @@
+"""One module per SAE variant; `interp.sae.registry` maps their names to them."""

@@ -1,0 +1,30 @@
+import json
+
+import sae_lens
+import torch
+
+from interp.sae import job, saving
+from interp.sae.config import TrainConfig
+
+
+def test_job_writes_a_loadable_run_with_metrics(tiny_model, tiny_tokens, tmp_path):
+    cfg = job.JobConfig(model="tiny", hook="blocks.1.hook_resid_pre", cache_dir=str(tmp_path / "cache"),
+                        out_dir=str(tmp_path / "saes"), saes=({"variant": "topk", "n_latents": 128, "k": 8},),
+                        train=TrainConfig(batch_size=256, n_tokens=4096 * 3, lr=3e-3, warmup_steps=5))
+    result = job.run(cfg, progress=False, model=tiny_model, train_tokens=tiny_tokens,
+                     eval_tokens=tiny_tokens[:16])
+    run_dir = result.run_dir
+    for name in ("cfg.json", "sae_weights.safetensors", "training.json", "metrics.json",
+                 "feature_densities.safetensors"):
+        assert (run_dir / name).is_file(), name
+    row = result.metrics.loc["sae"]
+    assert row["l0"] <= 8 and row["nmse"] < 0.6 and row["ce_recovered"] > 0.5
+    assert abs(json.loads((run_dir / "metrics.json").read_text())[0]["nmse"] - row["nmse"]) < 1e-12
+    assert json.loads((run_dir / "training.json").read_text())["job"]["hook"] == "blocks.1.hook_resid_pre"
+    x = torch.randn(10, 32)
+    ours, theirs = saving.load(run_dir), sae_lens.SAE.load_from_disk(str(run_dir))
+    torch.testing.assert_close(theirs(x), ours(x), atol=1e-5, rtol=1e-5)
+    # a second run reuses the cache and the checkpoint
+    again = job.run(cfg, resume=True, progress=False, model=tiny_model, train_tokens=tiny_tokens,
+                    eval_tokens=tiny_tokens[:16])
+    torch.testing.assert_close(again.training.saes[0].W_enc, result.training.saes[0].W_enc)
