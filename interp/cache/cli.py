@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     cache.add_argument("--dtype", default="float32", choices=list(DTYPES))
     cache.add_argument("--batch-size", type=int, default=32, help="sequences per model pass (default 32)")
     cache.add_argument("--context-size", type=int, default=None, help="tokens per row (default: model n_ctx)")
+    cache.add_argument("--shard-sequences", type=int, default=None,
+                       help="sequences per shard file, a multiple of --batch-size (default: ~128 MiB shards)")
     cache.add_argument("--seed", type=int, default=0, help="seed of the zoo corpus (default 0)")
     cache.add_argument("--device", default="cpu")
     cache.set_defaults(func=_write)
@@ -52,7 +54,8 @@ def _write(args: argparse.Namespace) -> int:
     try:
         store = cache_model(args.model, args.hooks, args.tokens, args.out, dtype=args.dtype, device=args.device,
                             grads=args.grads, batch_size=args.batch_size, context_size=args.context_size,
-                            seed=args.seed, resume=args.resume)
+                            seed=args.seed, resume=args.resume,
+                            shard_sequences=args.shard_sequences)
     except StoreError as e:
         raise UserError(str(e)) from e
     print(store)
