@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-_PAIR_CHUNK_ELEMENTS = 1 << 22  # (chunk, d) temporaries of pair_dots hold at most this many elements
+_CHUNK_ELEMENTS = 1 << 22  # (chunk, d) temporaries hold at most this many elements
 
 
 def csr_offsets(sorted_keys: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -21,27 +21,35 @@ def csr_offsets(sorted_keys: torch.Tensor, n_segments: int) -> torch.Tensor:
 
 
 def segment_sum(
-    src: torch.Tensor, src_idx: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor
+    src: torch.Tensor, src_idx: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor, out: torch.Tensor
 ) -> torch.Tensor:
-    """(R, d) out[r] = sum over e in [offsets[r], offsets[r+1]) of weights[e] * src[src_idx[e]].
+    """Fill out (R, d) with out[r] = sum over e in [offsets[r], offsets[r+1]) of weights[e] * src[src_idx[e]].
 
-    src (m, d) contiguous; src_idx (E,) int64; weights (E,); offsets (R + 1,) int64. The result
-    has src's dtype. On CPU this is `embedding_bag` (parallel over segments, no (E, d) temporary).
+    src (m, d) contiguous; src_idx (E,) int64; weights (E,); offsets (R + 1,) int64; out may be
+    a strided view (e.g. the transpose of a (d, R) gradient), so no second copy is needed.
+    On CPU each chunk of segments is one `embedding_bag` (parallel, no (E, d) temporary).
+    Returns out.
     """
-    return torch.nn.functional.embedding_bag(
-        src_idx,
-        src,
-        offsets,
-        mode="sum",
-        per_sample_weights=weights.to(src.dtype),
-        include_last_offset=True,
-    )
+    R, d = out.shape
+    chunk = max(1, _CHUNK_ELEMENTS // max(d, 1))
+    for r0 in range(0, R, chunk):
+        r1 = min(r0 + chunk, R)
+        e0, e1 = int(offsets[r0]), int(offsets[r1])
+        out[r0:r1] = torch.nn.functional.embedding_bag(
+            src_idx[e0:e1],
+            src,
+            offsets[r0 : r1 + 1] - e0,
+            mode="sum",
+            per_sample_weights=weights[e0:e1].to(src.dtype),
+            include_last_offset=True,
+        )
+    return out
 
 
 def pair_dots(a: torch.Tensor, a_idx: torch.Tensor, b: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
     """(E,) out[e] = a[a_idx[e]] . b[b_idx[e]], for a (Ra, d), b (Rb, d), in the promoted dtype."""
     d = a.shape[1]
-    chunk = max(1, _PAIR_CHUNK_ELEMENTS // max(d, 1))
+    chunk = max(1, _CHUNK_ELEMENTS // max(d, 1))
     dtype = torch.promote_types(a.dtype, b.dtype)
     out = torch.empty(a_idx.shape[0], dtype=dtype, device=a.device)
     for start in range(0, a_idx.shape[0], chunk):

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-BLOCK_ELEMENTS = 1 << 23  # a (B, block) pre-activation tile holds at most this many elements
+BLOCK_ELEMENTS = 1 << 22  # a (B, block) pre-activation tile holds at most this many elements
 
 
 class TopkSelection(NamedTuple):
@@ -43,9 +43,12 @@ def _pre_block(xc: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, start
     return torch.addmm(b_enc[start:stop], xc, W_enc[:, start:stop])  # (B, stop - start)
 
 
-def _merge_topk(run_v, run_i, new_v, new_i, k):
-    cand_v = torch.cat([run_v, new_v], dim=1)
-    cand_i = torch.cat([run_i, new_i], dim=1)
+def _merge_topk(run_v, run_i, block_v, block_ids, k):
+    """Running top-k (B, <=k) merged with a block's values (B, L) whose latent ids are block_ids (L,):
+    the block's own top-k first, so only (B, 2k) candidates are ever concatenated."""
+    best_v, best_pos = block_v.topk(min(k, block_v.shape[1]), dim=1)
+    cand_v = torch.cat([run_v, best_v], dim=1)
+    cand_i = torch.cat([run_i, block_ids[best_pos]], dim=1)
     top_v, pos = cand_v.topk(min(k, cand_v.shape[1]), dim=1)
     return top_v, cand_i.gather(1, pos)
 
@@ -74,13 +77,11 @@ def topk(
     for start, stop in latent_blocks(B, n, block):
         pre_BL = _pre_block(xc, W_enc, b_enc, start, stop)
         latent_ids = torch.arange(start, stop, device=xc.device)
-        top_v, top_i = _merge_topk(top_v, top_i, pre_BL, latent_ids.expand(B, -1), k)
+        top_v, top_i = _merge_topk(top_v, top_i, pre_BL, latent_ids, k)
         if use_aux:
             dead_here = dead_mask[start:stop].nonzero().squeeze(1)
             if dead_here.numel():
-                aux_v, aux_i = _merge_topk(
-                    aux_v, aux_i, pre_BL[:, dead_here], (dead_here + start).expand(B, -1), k_aux
-                )
+                aux_v, aux_i = _merge_topk(aux_v, aux_i, pre_BL[:, dead_here], dead_here + start, k_aux)
     return TopkSelection(top_v, top_i, aux_v, aux_i)
 
 

@@ -1,6 +1,6 @@
 """Autograd functions with sparse backward passes, parameterised by the primitives module
 (`cuda_ext.segment_ops` for torch, `cuda_ext.triton_kernels` for Triton): any object with
-`segment_sum(src, src_idx, weights, offsets)` and `pair_dots(a, a_idx, b, b_idx)`.
+`segment_sum(src, src_idx, weights, offsets, out)` and `pair_dots(a, a_idx, b, b_idx)`.
 """
 
 from __future__ import annotations
@@ -35,17 +35,19 @@ class SelectedPre(torch.autograd.Function):
     def backward(ctx, grad_E):  # noqa: D102
         xc, W_enc, rows, cols = ctx.saved_tensors
         ops = ctx.ops
+        grad_E = grad_E.contiguous()
         d, n = W_enc.shape
         grad_xc = grad_W = grad_b = None
         if ctx.needs_input_grad[0]:
             W_enc_T = W_enc.t().contiguous()  # (n, d): rows are encoder directions
-            grad_xc = ops.segment_sum(W_enc_T, cols, grad_E, csr_offsets(rows, xc.shape[0])).to(xc.dtype)
+            grad_xc = ops.segment_sum(W_enc_T, cols, grad_E, csr_offsets(rows, xc.shape[0]), torch.empty_like(xc))
+            del W_enc_T  # freed before grad_W exists: the two d x n buffers never coexist
         if ctx.needs_input_grad[1]:
             by_latent = torch.argsort(cols, stable=True)
-            grad_W_T = ops.segment_sum(
-                xc.contiguous(), rows[by_latent], grad_E[by_latent], csr_offsets(cols[by_latent], n)
-            )  # (n, d)
-            grad_W = grad_W_T.t().to(W_enc.dtype)
+            grad_W = torch.empty_like(W_enc, memory_format=torch.contiguous_format)  # (d, n)
+            ops.segment_sum(
+                xc.contiguous(), rows[by_latent], grad_E[by_latent], csr_offsets(cols[by_latent], n), grad_W.t()
+            )
         if ctx.needs_input_grad[2]:
             grad_b = grad_E.new_zeros(n, dtype=ctx.b_enc_dtype).index_add_(0, cols, grad_E.to(ctx.b_enc_dtype))
         return grad_xc, grad_W, grad_b, None, None, None, None
@@ -62,9 +64,8 @@ class CooDecode(torch.autograd.Function):
     def forward(ctx, values, rows, cols, W_dec, batch_size: int, ops: ModuleType):  # noqa: D102
         ctx.save_for_backward(values, rows, cols, W_dec)
         ctx.ops = ops
-        out_dtype = torch.promote_types(values.dtype, W_dec.dtype)
-        out = ops.segment_sum(W_dec.contiguous(), cols, values, csr_offsets(rows, batch_size))
-        return out.to(out_dtype)
+        out = W_dec.new_empty(batch_size, W_dec.shape[1], dtype=torch.promote_types(values.dtype, W_dec.dtype))
+        return ops.segment_sum(W_dec.contiguous(), cols, values, csr_offsets(rows, batch_size), out)
 
     @staticmethod
     def backward(ctx, grad_BD):  # noqa: D102
@@ -76,7 +77,8 @@ class CooDecode(torch.autograd.Function):
             grad_values = ops.pair_dots(grad_BD, rows, W_dec, cols).to(values.dtype)
         if ctx.needs_input_grad[3]:
             by_latent = torch.argsort(cols, stable=True)
+            offsets = csr_offsets(cols[by_latent], W_dec.shape[0])
             grad_W = ops.segment_sum(
-                grad_BD, rows[by_latent], values[by_latent], csr_offsets(cols[by_latent], W_dec.shape[0])
-            ).to(W_dec.dtype)
+                grad_BD, rows[by_latent], values[by_latent], offsets, torch.empty_like(W_dec, memory_format=torch.contiguous_format)
+            )
         return grad_values, None, None, grad_W, None, None

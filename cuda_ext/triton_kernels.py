@@ -138,7 +138,7 @@ def topk_select(
 
 @triton.jit
 def _segment_sum_kernel(
-    src_ptr, idx_ptr, w_ptr, off_ptr, out_ptr, D, stride_src, stride_out,
+    src_ptr, idx_ptr, w_ptr, off_ptr, out_ptr, D, stride_src, stride_out_r, stride_out_d,
     BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     r = tl.program_id(0)
@@ -155,21 +155,25 @@ def _segment_sum_kernel(
         rows = tl.load(src_ptr + idx[:, None] * stride_src + ds[None, :],
                        mask=e_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
         acc += tl.sum(w[:, None] * rows, axis=0)
-    tl.store(out_ptr + r * stride_out + ds, acc, mask=d_ok)
+    tl.store(out_ptr + r * stride_out_r + ds * stride_out_d, acc.to(out_ptr.dtype.element_ty), mask=d_ok)
 
 
-def segment_sum(src: torch.Tensor, src_idx: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """(R, d) out[r] = sum over e in [offsets[r], offsets[r+1]) of weights[e] * src[src_idx[e]];
-    fp32 accumulation, result in src's dtype. One program per (segment, block of d): no atomics."""
-    R, D = offsets.shape[0] - 1, src.shape[1]
-    out = torch.empty(R, D, dtype=torch.float32, device=src.device)
+def segment_sum(
+    src: torch.Tensor, src_idx: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """Fill out (R, d) (any strides) with out[r] = sum over e in [offsets[r], offsets[r+1]) of
+    weights[e] * src[src_idx[e]]; fp32 accumulation. One program per (segment, block of d): no
+    atomics, deterministic. Returns out."""
+    R, D = out.shape
     if R == 0:
-        return out.to(src.dtype)
+        return out
+    src, src_idx, weights = src.contiguous(), src_idx.contiguous(), weights.contiguous()
     block_d = min(128 if _INTERPRET else 256, _pow2(D))
     _segment_sum_kernel[(R, triton.cdiv(D, block_d))](
-        src, src_idx, weights, offsets, out, D, src.stride(0), out.stride(0), BLOCK_E=16, BLOCK_D=block_d,
+        src, src_idx, weights, offsets, out, D, src.stride(0), out.stride(0), out.stride(1),
+        BLOCK_E=16, BLOCK_D=block_d,
     )
-    return out.to(src.dtype)
+    return out
 
 
 @triton.jit
@@ -194,7 +198,7 @@ def _pair_dots_kernel(
 def pair_dots(a: torch.Tensor, a_idx: torch.Tensor, b: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
     """(E,) out[e] = a[a_idx[e]] . b[b_idx[e]]; fp32 accumulation, result in the promoted dtype."""
     E, D = a_idx.shape[0], a.shape[1]
-    a, b = a.contiguous(), b.contiguous()
+    a, b, a_idx, b_idx = a.contiguous(), b.contiguous(), a_idx.contiguous(), b_idx.contiguous()
     out = torch.empty(E, dtype=torch.float32, device=a.device)
     block_e = 64 if _INTERPRET else 32
     block_d = min(128, _pow2(D))
