@@ -1,0 +1,112 @@
+"""Mutual Choice / Feature Choice properties (specs/sae_variants.md section 2)."""
+
+import pytest
+import torch
+
+from interp.sae import losses
+from interp.sae.config import SAEConfig
+from interp.sae.module import SparseAutoencoder, code_to_dense
+from interp.sae.objective import training_loss
+from interp.sae.stats import LatentStats
+from interp.sae.variants.feature_choice import capacities
+
+
+def _sae(variant, **kw):
+    sae = SparseAutoencoder(SAEConfig(**{"d_in": 16, "n_latents": 32, "k": 4, "variant": variant, **kw}))
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.linspace(-1.5, 0.3, 32))
+    return sae
+
+
+def _train_code(sae, x):
+    return sae.variant.encode_train(sae, x, None, None, LatentStats.new(sae.cfg.n_latents))
+
+
+X = torch.randn(24, 16, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize("variant", ["mutual_choice", "batchtopk"])
+def test_mutual_choice_keeps_exactly_the_top_kB_entries(variant):
+    sae = _sae(variant)
+    dense = code_to_dense(_train_code(sae, X), 32)
+    a = sae.pre_acts(X).relu()
+    n_keep = min(4 * 24, int((a > 0).sum()))
+    assert int((dense > 0).sum()) == n_keep
+    kept = set(torch.nonzero(dense.flatten() > 0).flatten().tolist())
+    assert kept == set(a.flatten().topk(n_keep).indices.tolist())
+
+
+def test_mutual_choice_with_one_token_equals_topk():
+    mc, topk = _sae("mutual_choice"), _sae("topk")
+    for i in range(5):
+        x = X[i:i + 1]
+        torch.testing.assert_close(code_to_dense(_train_code(mc, x), 32), code_to_dense(topk.encode(x), 32))
+
+
+def test_feature_choice_column_counts_and_uniform_budget():
+    sae = _sae("feature_choice")
+    dense = code_to_dense(_train_code(sae, X), 32)
+    m = 4 * 24 // 32
+    positives = (sae.pre_acts(X) > 0).sum(0)
+    assert torch.equal((dense > 0).sum(0), torch.minimum(positives, torch.tensor(m)))
+
+
+def test_zipf_capacities_sum_to_the_budget_and_follow_density_rank():
+    density = torch.rand(32, generator=torch.Generator().manual_seed(0))
+    cap = capacities("zipf", 32, 64, 4, density, alpha=1.0, beta=1.0)
+    assert int(cap.sum()) == 4 * 64 and int(cap.max()) <= 64
+    order = density.argsort(descending=True)
+    assert bool((cap[order][:-1] >= cap[order][1:]).all())
+
+
+@pytest.mark.parametrize("variant", ["mutual_choice", "feature_choice"])
+def test_permutation_equivariant_but_not_batch_independent(variant):
+    sae = _sae(variant)
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(0))
+    dense = code_to_dense(_train_code(sae, X), 32)
+    torch.testing.assert_close(code_to_dense(_train_code(sae, X[perm]), 32), dense[perm])
+    # scaling up the other rows takes the budget away from row 0
+    other = X.clone()
+    other[1:] *= 10
+    assert not torch.equal(code_to_dense(_train_code(sae, other), 32)[0], dense[0])
+
+
+@pytest.mark.parametrize("variant", ["mutual_choice", "feature_choice"])
+def test_threshold_inference_is_batch_independent_and_learned_in_training(variant):
+    sae = _sae(variant)
+    st = LatentStats.new(32)
+    out = training_loss(sae, X, None, st)
+    sae.variant.after_step(sae, out.code, st)
+    assert int(sae.threshold_updates) == 1 and float(sae.threshold.max()) > 0
+    fresh = torch.randn(10, 16, generator=torch.Generator().manual_seed(9)) * 2
+    alone = code_to_dense(sae.encode(fresh[:1]), 32)
+    together = code_to_dense(sae.encode(fresh), 32)[:1]
+    assert int((together > 0).sum()) > 0
+    torch.testing.assert_close(alone, together)
+
+
+def test_aux_zipf_equals_auxk_when_under_utilised_is_the_dead_set():
+    dead = torch.zeros(32, dtype=torch.bool)
+    dead[[1, 5, 9]] = True
+    live_rank = torch.cumsum(~dead, 0) - 1
+    density = torch.where(dead, 0.0, 1.0 / (live_rank + 1))  # a Zipf profile: no live latent under-utilised
+    mask, weights = losses.under_utilised(density, dead, alpha=1.0, beta=1.0, c=0.5)
+    assert torch.equal(mask, dead)
+    results = []
+    for aux_loss in ("auxk", "aux_zipf"):
+        sae = _sae("topk", aux_loss=aux_loss, dead_tokens=10)
+        st = LatentStats.new(32)
+        st.tokens_since_fired[dead] = 100
+        st.density = density.clone()
+        out = training_loss(sae, X, None, st)
+        out.loss.backward()
+        results.append((out.parts["aux"].detach(), sae.W_enc.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_aux_zipf_adds_under_utilised_live_latents_weighted_by_deficit():
+    density = torch.full((32,), 0.2)
+    density[7] = 1e-4
+    mask, weights = losses.under_utilised(density, torch.zeros(32, dtype=torch.bool), 1.0, 1.0, 0.5)
+    assert bool(mask[7]) and 0 < float(weights[7]) <= 1 and float(weights[~mask].abs().sum()) == 0
