@@ -44,11 +44,30 @@ def _pre_block(xc: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, start
 
 
 def _merge_topk(run_v, run_i, block_v, block_ids, k):
-    """Running top-k (B, <=k) merged with a block's values (B, L) whose latent ids are block_ids (L,):
-    the block's own top-k first, so only (B, 2k) candidates are ever concatenated."""
-    best_v, best_pos = block_v.topk(min(k, block_v.shape[1]), dim=1)
-    cand_v = torch.cat([run_v, best_v], dim=1)
-    cand_i = torch.cat([run_i, block_ids[best_pos]], dim=1)
+    """Running top-k (B, <=k) merged with a block's values (B, L) whose latent ids are block_ids (L,).
+
+    Once every row holds k values, only block entries above the row's current k-th value can
+    enter; they are few (about k/j per row in the j-th block), so instead of a top-k over the
+    whole block they are gathered into a (B, m) ragged-to-padded tile and merged with the
+    running list. Before that, the block's own top-k is merged."""
+    if run_v.shape[1] == k:
+        above = block_v > run_v[:, -1:]
+        rows, pos = above.nonzero(as_tuple=True)
+        if rows.numel() == 0:
+            return run_v, run_i
+        counts = torch.bincount(rows, minlength=block_v.shape[0])
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+        width = int(counts.max())
+        new_v = block_v.new_full((block_v.shape[0], width), float("-inf"))
+        new_i = run_i.new_zeros(block_v.shape[0], width)
+        new_v[rows, slot] = block_v[rows, pos]
+        new_i[rows, slot] = block_ids[pos]
+    else:
+        new_v, best_pos = block_v.topk(min(k, block_v.shape[1]), dim=1)
+        new_i = block_ids[best_pos]
+    cand_v = torch.cat([run_v, new_v], dim=1)
+    cand_i = torch.cat([run_i, new_i], dim=1)
     top_v, pos = cand_v.topk(min(k, cand_v.shape[1]), dim=1)
     return top_v, cand_i.gather(1, pos)
 

@@ -44,20 +44,24 @@ def _merge(running, tile_keys, K: tl.constexpr, BLOCK_B: tl.constexpr):
 @triton.jit
 def _topk_select_kernel(
     xc_ptr, w_ptr, b_ptr, dead_ptr, top_ptr, aux_ptr,
-    B, D, N,
+    B, D, N, N_PER_SPLIT, SPLITS,
     stride_xb, stride_xd, stride_wd, stride_wn,
     K: tl.constexpr, K_AUX: tl.constexpr, USE_AUX: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
+    # program (i, s): rows [i*BLOCK_B, ...) x latents [s*N_PER_SPLIT, (s+1)*N_PER_SPLIT)
     pid = tl.program_id(0)
+    split = tl.program_id(1)
     rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
     row_ok = rows < B
     lowest = tl.full((BLOCK_B, K), -9223372036854775808, tl.int64)
     running = lowest
     running_aux = tl.full((BLOCK_B, K_AUX), -9223372036854775808, tl.int64)
-    for n0 in range(0, N, BLOCK_N):
+    n_stop = tl.minimum(N, (split + 1) * N_PER_SPLIT)
+    for n0 in range(split * N_PER_SPLIT, n_stop, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        col_ok = cols < N
+        col_ok = cols < n_stop
         acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
             ds = d0 + tl.arange(0, BLOCK_D)
@@ -69,7 +73,7 @@ def _topk_select_kernel(
             if UPCAST:  # the interpreter's low-precision tl.dot is unreliable
                 a = a.to(tl.float32)
                 w = w.to(tl.float32)
-            acc += tl.dot(a, w)
+            acc += tl.dot(a, w, input_precision=PRECISION)
         acc += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
         keys = _sort_keys(acc, cols[None, :] + tl.zeros((BLOCK_B, BLOCK_N), tl.int32))
         keys = tl.where(col_ok[None, :], keys, -9223372036854775808)
@@ -79,15 +83,17 @@ def _topk_select_kernel(
             aux_keys = tl.where(dead[None, :], keys, -9223372036854775808)
             running_aux = _merge(running_aux, aux_keys, K_AUX, BLOCK_B)
     out_k = tl.arange(0, K)
-    tl.store(top_ptr + rows[:, None] * K + out_k[None, :], running, mask=row_ok[:, None])
+    tl.store(top_ptr + rows[:, None] * (SPLITS * K) + split * K + out_k[None, :], running, mask=row_ok[:, None])
     if USE_AUX:
         out_a = tl.arange(0, K_AUX)
-        tl.store(aux_ptr + rows[:, None] * K_AUX + out_a[None, :], running_aux, mask=row_ok[:, None])
+        tl.store(aux_ptr + rows[:, None] * (SPLITS * K_AUX) + split * K_AUX + out_a[None, :], running_aux,
+                 mask=row_ok[:, None])
 
 
 def _decode_keys(keys: torch.Tensor, k: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values (B, k) in dtype, indices (B, k) int64) from the first k sort keys of each row."""
-    keys = keys[:, :k]
+    """(values (B, k) in dtype, indices (B, k) int64) from the k largest sort keys of each row of
+    keys (B, SPLITS * K): the per-split top-K lists are merged here."""
+    keys = keys.topk(k, dim=1).values
     ordered = (keys >> 32).to(torch.int32)
     bits = torch.where(ordered < 0, ordered ^ 0x7FFFFFFF, ordered)
     return bits.view(torch.float32).to(dtype), _LOW32 - (keys & _LOW32)
@@ -107,8 +113,13 @@ def topk_select(
     block_b: int | None = None,
     block_n: int | None = None,
     block_d: int | None = None,
+    splits: int | None = None,
 ) -> TopkSelection:
-    """Fused TopK (+ AuxK) selection; same contract as cuda_ext.selection.topk."""
+    """Fused TopK (+ AuxK) selection; same contract as cuda_ext.selection.topk.
+
+    The grid is (row blocks, latent splits): each program keeps the running top-k of its rows
+    over its share of the latents, and the (B, splits * K) candidate keys are merged with one
+    torch top-k. `splits` defaults to enough programs to fill the GPU (about 4 per SM)."""
     B, D = xc.shape
     N = W_enc.shape[1]
     use_aux = dead_latents is not None and k_aux > 0
@@ -117,16 +128,23 @@ def topk_select(
         block_b = 16 if _INTERPRET else (32 if K_AUX <= 64 else 16)
     block_n = max(block_n or (256 if _INTERPRET else 128), K, K_AUX)
     block_d = block_d or (128 if _INTERPRET else 64)
+    row_blocks, latent_blocks = triton.cdiv(B, block_b), triton.cdiv(N, block_n)
+    if splits is None:
+        sms = 1 if _INTERPRET else torch.cuda.get_device_properties(xc.device).multi_processor_count
+        splits = triton.cdiv(4 * sms, row_blocks)
+    splits = max(1, min(splits, latent_blocks))
+    n_per_split = triton.cdiv(latent_blocks, splits) * block_n
+    splits = triton.cdiv(N, n_per_split)
     dead = torch.zeros(N, dtype=torch.int8, device=xc.device)
     if use_aux:
         dead[dead_latents] = 1
-    top = torch.empty(B, K, dtype=torch.int64, device=xc.device)
-    aux = torch.empty(B, K_AUX if use_aux else 1, dtype=torch.int64, device=xc.device)
-    _topk_select_kernel[(triton.cdiv(B, block_b),)](
-        xc, W_enc, b_enc, dead, top, aux, B, D, N,
+    top = torch.empty(B, splits * K, dtype=torch.int64, device=xc.device)
+    aux = torch.empty(B, splits * K_AUX if use_aux else 1, dtype=torch.int64, device=xc.device)
+    _topk_select_kernel[(row_blocks, splits)](
+        xc, W_enc, b_enc, dead, top, aux, B, D, N, n_per_split, splits,
         xc.stride(0), xc.stride(1), W_enc.stride(0), W_enc.stride(1),
         K=K, K_AUX=K_AUX, USE_AUX=use_aux, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_D=block_d,
-        UPCAST=_INTERPRET,
+        UPCAST=_INTERPRET, PRECISION="ieee" if xc.dtype == torch.float32 else "tf32",
     )
     top_pre, top_idx = _decode_keys(top, k, xc.dtype)
     if not use_aux:

@@ -77,3 +77,16 @@ def test_sort_key_round_trip_orders_values_then_lower_index():
     sel = triton_kernels.topk_select(values.new_ones(1, 1), values, torch.zeros(8), 8, None, 0)
     assert sel.top_indices.tolist() == [[4, 0, 2, 7, 6, 5, 1, 3]]
     assert torch.equal(sel.top_pre, values[:, [4, 0, 2, 7, 6, 5, 1, 3]])  # bit-exact round trip
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_fused_selection_matches_block_selection_for_any_latent_split(splits):
+    from cuda_ext import selection
+
+    g = torch.Generator().manual_seed(8)
+    xc, W_enc, b_enc = torch.randn(5, 7, generator=g), torch.randn(7, 70, generator=g), torch.randn(70, generator=g)
+    dead = torch.arange(0, 70, 3)
+    fused = triton_kernels.topk_select(xc, W_enc, b_enc, 6, dead, 10, block_n=16, splits=splits)
+    blocks = selection.topk(xc, W_enc, b_enc, 6, dead, 10)
+    for got, expected in zip(fused, blocks):
+        torch.testing.assert_close(got, expected)
