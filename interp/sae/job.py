@@ -33,7 +33,7 @@ class JobConfig:
     """Model name or directory (`interp.load_model`)."""
     hook: str = "blocks.2.hook_resid_pre"
     """TransformerLens hook whose activations the SAEs reconstruct."""
-    cache_tokens: int = 1_000_000
+    cache_tokens: int = 409_600
     """Tokens of the zoo corpus to cache (rounded up to whole contexts)."""
     cache_dir: str | None = None
     """Activation store directory; None: data/cache/<model>/<hook>-<cache_tokens>[-grads]. Reused when it matches."""
@@ -46,7 +46,11 @@ class JobConfig:
     """Run name; None: <model>-<hook>-<variant>-k<k> (first SAE)."""
     saes: tuple[dict, ...] = DEFAULT_SAES
     """SAEConfig fields per SAE (d_in comes from the store); optional `name` for a sweep's subdirectory."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4096, lr=1e-3, warmup_steps=20))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4096, n_tokens=819_200, lr=1e-3,
+                                                                   warmup_steps=20))
+    """Default: two passes over the cache (200 steps of 4096 tokens)."""
+    report: str | None = None
+    """Also write a Markdown comparison of the SAEs (matched L0, the papers' claims) to this path."""
 
     def __post_init__(self):
         if not self.saes:
@@ -141,6 +145,10 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         write_atomic(out / "feature_densities.safetensors",
                      save_safetensors({"density": details.densities[name].float().contiguous(),
                                        "train_density_ema": result.stats[i].density.float().contiguous()}))
+    if cfg.report:
+        from interp.sae.report import results_markdown
+
+        write_atomic(Path(cfg.report), results_markdown(details.metrics, cfg, result).encode())
     return JobResult(run_dir, details.metrics, result, details)
 
 

@@ -1,0 +1,143 @@
+"""Tokens/s of one TopK SAE training step (forward, backward, Adam step) against the anchors.
+
+    python -m benchmarks.sae_training --quick            # d=768, n=16384, k=32, batch 4096, fp32, CPU
+    python -m benchmarks.sae_training --quick --dtype bfloat16
+
+Prints one JSON line: interp_tok_s (interp.sae: training_loss + decoder constraint + Adam),
+sparsify_tok_s (eai-sparsify 1.3.3 SparseCoder; on CPU it uses its eager decoder, Triton off),
+saelens_tok_s (sae-lens TopKTrainingSAE.training_forward_pass + Adam), and bound_tok_s (the
+dense encoder forward bound: one x @ W_enc at that shape), all measured in this one run.
+Anchors that are not installed are reported as null (pip install -e .[bench]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import time
+import warnings
+
+import torch
+
+
+def _timed(step, repeats: int) -> float:
+    """Median seconds of `step()` over `repeats` runs after one warm-up."""
+    step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def _autocast(dtype: torch.dtype):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else contextlib.nullcontext()
+
+
+def interp_step(x, d, n, k, dtype, backend):
+    from interp.sae.config import SAEConfig
+    from interp.sae.module import SparseAutoencoder
+    from interp.sae.objective import training_loss
+    from interp.sae.stats import LatentStats
+
+    sae = SparseAutoencoder(SAEConfig(d_in=d, n_latents=n, k=k), backend=backend)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+    stats = LatentStats.new(n)
+
+    def step():
+        with _autocast(dtype):
+            out = training_loss(sae, x, None, stats)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        sae.project_decoder_grad()
+        opt.step()
+        sae.normalize_decoder()
+    return step
+
+
+def sparsify_step(x, d, n, k, dtype):
+    import os
+
+    os.environ["SPARSIFY_DISABLE_TRITON"] = "1"  # its eager decoder: Triton cannot run on CPU
+    from sparsify import SparseCoder
+    from sparsify.config import SparseCoderConfig
+
+    sae = SparseCoder(d, SparseCoderConfig(num_latents=n, k=k), device="cpu")
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+    def step():
+        with _autocast(dtype):
+            out = sae(x)
+            loss = out.fvu + out.auxk_loss / 32
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        sae.set_decoder_norm_to_unit_norm()
+    return step
+
+
+def saelens_step(x, d, n, k, dtype):
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=n, k=k))
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+    dead = torch.zeros(n, dtype=torch.bool)
+
+    def step():
+        with _autocast(dtype):
+            out = sae.training_forward_pass(TrainStepInput(x, {}, dead, 0, False))
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+    return step
+
+
+def bound_step(x, d, n, dtype):
+    W_enc = torch.randn(d, n, dtype=dtype) / d ** 0.5
+    xs = x.to(dtype)
+    return lambda: xs @ W_enc
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 timed steps per implementation (default 10)")
+    p.add_argument("--d", type=int, default=768)
+    p.add_argument("--n", type=int, default=16384)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--backend", default="auto", help="cuda_ext backend of the interp step")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    dtype = getattr(torch, args.dtype)
+    repeats = 3 if args.quick else 10
+    x = torch.randn(args.batch, args.d)
+    result = {"d": args.d, "n": args.n, "k": args.k, "batch": args.batch, "dtype": args.dtype,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine()}
+    steps = {"interp": lambda: interp_step(x, args.d, args.n, args.k, dtype, args.backend),
+             "sparsify": lambda: sparsify_step(x, args.d, args.n, args.k, dtype),
+             "saelens": lambda: saelens_step(x, args.d, args.n, args.k, dtype),
+             "bound": lambda: bound_step(x, args.d, args.n, dtype)}
+    for name, make in steps.items():
+        try:
+            step = make()
+        except ImportError as e:
+            result[f"{name}_tok_s"], result[f"{name}_error"] = None, str(e)
+            continue
+        result[f"{name}_tok_s"] = round(args.batch / _timed(step, repeats), 1)
+    if result.get("interp_tok_s"):
+        for name in ("sparsify", "saelens", "bound"):
+            if result.get(f"{name}_tok_s"):
+                result[f"interp_over_{name}"] = round(result["interp_tok_s"] / result[f"{name}_tok_s"], 3)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
