@@ -65,6 +65,13 @@ def _check_decoder(W_dec: torch.Tensor, b_dec: torch.Tensor | None) -> None:
         raise ValueError(f"b_dec must be (d,) = ({W_dec.shape[1]},) or None; got shape {tuple(b_dec.shape)}")
 
 
+def _check_index_range(name: str, index: torch.Tensor, size: int, what: str) -> None:
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
+        raise ValueError(
+            f"{name} must lie in [0, {size}) ({what}); got values in [{int(index.min())}, {int(index.max())}]"
+        )
+
+
 def topk_encode(
     x: torch.Tensor,
     W_enc: torch.Tensor,
@@ -115,6 +122,7 @@ def sparse_decode(
         )
     if indices.dtype != torch.int64:
         raise ValueError(f"indices must be int64; got {indices.dtype}")
+    _check_index_range("indices", indices, W_dec.shape[0], "rows of W_dec")
     return _implementation(backend, W_dec.device).sparse_decode(acts, indices, W_dec, b_dec)
 
 
@@ -170,4 +178,6 @@ def coo_decode(
             "code.values, code.rows and code.cols must be 1-D of equal length; got "
             f"{tuple(code.values.shape)}, {tuple(code.rows.shape)}, {tuple(code.cols.shape)}"
         )
+    _check_index_range("code.rows", code.rows, code.batch_size, "tokens of the batch")
+    _check_index_range("code.cols", code.cols, W_dec.shape[0], "rows of W_dec")
     return _implementation(backend, W_dec.device).coo_decode(code, W_dec, b_dec)

@@ -78,7 +78,6 @@ class CooDecode(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             by_latent = torch.argsort(cols, stable=True)
             offsets = csr_offsets(cols[by_latent], W_dec.shape[0])
-            grad_W = ops.segment_sum(
-                grad_BD, rows[by_latent], values[by_latent], offsets, torch.empty_like(W_dec, memory_format=torch.contiguous_format)
-            )
+            grad_W = torch.empty_like(W_dec, memory_format=torch.contiguous_format)  # (n, d)
+            ops.segment_sum(grad_BD, rows[by_latent], values[by_latent], offsets, grad_W)
         return grad_values, None, None, grad_W, None, None

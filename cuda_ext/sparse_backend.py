@@ -70,7 +70,11 @@ class SparseBackend:
         return self._coo_code(x, W_enc, b_enc, b_dec, chosen)
 
     def coo_decode(self, code: SparseCode, W_dec, b_dec) -> torch.Tensor:
-        out = CooDecode.apply(code.values, code.rows, code.cols, W_dec, code.batch_size, self.ops)
+        values, rows, cols = code.values, code.rows, code.cols
+        if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):  # CooDecode wants row order
+            by_row = torch.argsort(rows, stable=True)
+            values, rows, cols = values[by_row], rows[by_row], cols[by_row]
+        out = CooDecode.apply(values, rows, cols, W_dec, code.batch_size, self.ops)
         return out if b_dec is None else out + b_dec
 
     def sparse_decode(self, acts, indices, W_dec, b_dec) -> torch.Tensor:

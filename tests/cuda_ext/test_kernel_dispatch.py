@@ -37,3 +37,23 @@ def test_wrong_shapes_are_refused_naming_the_argument():
 
 def test_auto_resolves_to_a_cpu_backend_on_cpu():
     assert cuda_ext.resolve_backend("auto", torch.device("cpu")) in ("reference", "chunked")
+
+
+def test_out_of_range_indices_are_refused():
+    W_dec = torch.randn(6, 4)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 6\)"):
+        cuda_ext.sparse_decode(torch.ones(2, 1), torch.tensor([[0], [6]]), W_dec)
+    code = cuda_ext.SparseCode(torch.ones(2), torch.tensor([0, 3]), torch.tensor([1, 2]), 3)
+    with pytest.raises(ValueError, match="code.rows"):
+        cuda_ext.coo_decode(code, W_dec)
+
+
+@pytest.mark.parametrize("backend", ["chunked", "reference"])
+def test_coo_decode_accepts_entries_in_any_order(backend):
+    g = torch.Generator().manual_seed(2)
+    values = torch.rand(12, generator=g)
+    rows, cols = torch.randint(0, 5, (12,), generator=g), torch.randint(0, 9, (12,), generator=g)
+    W_dec = torch.randn(9, 4, generator=g)
+    dense = torch.zeros(5, 9).index_put((rows, cols), values, accumulate=True)
+    out = cuda_ext.coo_decode(cuda_ext.SparseCode(values, rows, cols, 5), W_dec, backend=backend)
+    torch.testing.assert_close(out, dense @ W_dec)
