@@ -145,6 +145,7 @@ def topk_select(
         xc.stride(0), xc.stride(1), W_enc.stride(0), W_enc.stride(1),
         K=K, K_AUX=K_AUX, USE_AUX=use_aux, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_D=block_d,
         UPCAST=_INTERPRET, PRECISION="ieee" if xc.dtype == torch.float32 else "tf32",
+        num_warps=8 if use_aux else 4,  # sm_90: no register spills up to k_aux = 256
     )
     top_pre, top_idx = _decode_keys(top, k, xc.dtype)
     if not use_aux:
