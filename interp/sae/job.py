@@ -33,10 +33,11 @@ class JobConfig:
     """Model name or directory (`interp.load_model`)."""
     hook: str = "blocks.2.hook_resid_pre"
     """TransformerLens hook whose activations the SAEs reconstruct."""
-    cache_tokens: int = 409_600
+    cache_tokens: int = 614_400
     """Tokens of the zoo corpus to cache (rounded up to whole contexts)."""
     cache_dir: str | None = None
-    """Activation store directory; None: data/cache/<model>/<hook>-<cache_tokens>[-grads]. Reused when it matches."""
+    """Activation store directory; None: caches/<model>/<hook>-<cache_tokens>[-grads] (git-ignored). Reused
+    when it matches; a store of other settings there fails with a message (use another directory)."""
     eval_tokens: int = 16_384
     """Held-out tokens (zoo corpus built with eval_seed) for the evaluation."""
     eval_seed: int = 1_000
@@ -46,9 +47,9 @@ class JobConfig:
     """Run name; None: <model>-<hook>-<variant>-k<k> (first SAE)."""
     saes: tuple[dict, ...] = DEFAULT_SAES
     """SAEConfig fields per SAE (d_in comes from the store); optional `name` for a sweep's subdirectory."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4096, n_tokens=819_200, lr=1e-3,
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4096, n_tokens=1_228_800, lr=1e-3,
                                                                    warmup_steps=20))
-    """Default: two passes over the cache (200 steps of 4096 tokens)."""
+    """Default: two passes over the cache (300 steps of 4096 tokens)."""
     report: str | None = None
     """Also write a Markdown comparison of the SAEs (matched L0, the papers' claims) to this path."""
 
@@ -98,7 +99,7 @@ class JobConfig:
     def store_dir(self, grads: bool) -> Path:
         if self.cache_dir:
             return Path(self.cache_dir)
-        return REPO_ROOT / "data" / "cache" / Path(self.model).name / f"{self.hook}-{self.cache_tokens}{'-grads' if grads else ''}"
+        return REPO_ROOT / "caches" / Path(self.model).name / f"{self.hook}-{self.cache_tokens}{'-grads' if grads else ''}"
 
     def to_json(self) -> dict:
         return dict(asdict(self), saes=[dict(s) for s in self.saes])
