@@ -1,4 +1,5 @@
-"""`torchrun --nproc-per-node 2 -m interp cache ...` on CPU with gloo gives the single-process store."""
+"""`torchrun --nproc-per-node 2 -m interp cache ...` on CPU with gloo gives the single-process store
+(named test_cache_distributed: tests/sae/test_distributed.py exists)."""
 
 import os
 import subprocess
