@@ -20,9 +20,14 @@ import torch
 import triton
 import triton.language as tl
 
+from cuda_ext import selection
 from cuda_ext.selection import TopkSelection
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# Beyond these the running lists no longer fit in registers (large-k variants such as top-AFA's
+# candidate pass): such calls select in torch latent blocks on the same device instead.
+MAX_FUSED_K = 256
+MAX_FUSED_K_AUX = 512
 _LOW32 = 0xFFFFFFFF
 
 
@@ -119,10 +124,13 @@ def topk_select(
 
     The grid is (row blocks, latent splits): each program keeps the running top-k of its rows
     over its share of the latents, and the (B, splits * K) candidate keys are merged with one
-    torch top-k. `splits` defaults to enough programs to fill the GPU (about 4 per SM)."""
+    torch top-k. `splits` defaults to enough programs to fill the GPU (about 4 per SM).
+    k > MAX_FUSED_K or k_aux > MAX_FUSED_K_AUX: cuda_ext.selection.topk instead."""
     B, D = xc.shape
     N = W_enc.shape[1]
     use_aux = dead_latents is not None and k_aux > 0
+    if k > MAX_FUSED_K or (use_aux and k_aux > MAX_FUSED_K_AUX):
+        return selection.topk(xc, W_enc, b_enc, k, dead_latents, k_aux)
     K, K_AUX = _pow2(k), _pow2(k_aux if use_aux else 1)
     if block_b is None:
         block_b = 16 if _INTERPRET else (32 if K_AUX <= 64 else 16)

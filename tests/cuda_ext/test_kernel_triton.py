@@ -90,3 +90,8 @@ def test_fused_selection_matches_block_selection_for_any_latent_split(splits):
     blocks = selection.topk(xc, W_enc, b_enc, 6, dead, 10)
     for got, expected in zip(fused, blocks):
         torch.testing.assert_close(got, expected)
+
+
+def test_large_k_falls_back_to_block_selection_with_the_same_result():
+    out, ref = check_topk(BACKEND, 4, 5, 300, triton_kernels.MAX_FUSED_K + 3, dtype=torch.float32)
+    assert torch.equal(out.top_indices, ref.top_indices)
