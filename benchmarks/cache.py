@@ -1,0 +1,167 @@
+"""Activation-store benchmark (not a test; output committed under benchmarks/results/).
+
+In one run, on the same model and the same tokens (rows of n_ctx starting with BOS):
+
+* forward_tok_s        plain `model(tokens)` forward pass (full depth), no_grad, batch 32
+* forward_to_hook_tok_s the same, stopped after the hook's layer (what a cache needs)
+* ours_tok_s           `interp.cache.write` of blocks.2.hook_resid_post, fp32, to disk
+* saelens_tok_s        sae-lens 6.54.12 `CacheActivationsRunner.run()` on the same model and
+                       tokens (pre-tokenized dataset, shuffle off, same batch size)
+* forward_backward_tok_s  forward + summed next-token CE + backward (parameter gradients)
+* ours_grads_tok_s     `interp.cache.write(..., grads=True)`
+* reader_gb_s          shuffled 4096-token fp32 batches from that store, page cache warm, 8 epochs
+
+Each throughput is the best of `--repeats` interleaved runs (the CPU is shared).
+The model is zoo-dense when trained, else zoo-dense's architecture with random weights
+(speed does not depend on the weights). Prints one JSON line.
+
+    python -m benchmarks.cache --quick > benchmarks/results/cache_quick.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import interp.cache as cache
+
+HOOK = "blocks.2.hook_resid_post"
+BATCH = 32
+READER_EPOCHS = 8
+"""Epochs read back-to-back for reader_gb_s: the steady state, not one prefetch thread's start-up."""
+
+
+def _model():
+    from interp.models import WEIGHTS, build_model, load_model
+    from interp.zoo import registry
+
+    spec = registry.get("zoo-dense")
+    if (spec.directory / WEIGHTS).is_file():
+        return load_model("zoo-dense"), "zoo-dense"
+    return build_model(dict(spec.architecture(), d_vocab=spec.train.vocab_size), None).eval(), \
+        "zoo-dense architecture, random weights (zoo-dense not trained yet)"
+
+
+def _rows(n_tokens: int, model) -> torch.Tensor:
+    n_ctx, vocab = model.cfg.n_ctx, model.cfg.d_vocab
+    rows = torch.randint(1, vocab, (n_tokens // n_ctx, n_ctx), generator=torch.Generator().manual_seed(0))
+    rows[:, 0] = 0  # BOS
+    return rows
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _forward(model, rows, stop_at_layer=None):
+    with torch.no_grad():
+        for b in range(0, len(rows), BATCH):
+            model(rows[b:b + BATCH], return_type=None, stop_at_layer=stop_at_layer)
+
+
+def _forward_backward(model, rows):
+    for b in range(0, len(rows), BATCH):
+        batch = rows[b:b + BATCH]
+        logits = model(batch)
+        F.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten(), reduction="sum").backward()
+    model.zero_grad(set_to_none=True)
+
+
+def _ours(model, rows, work: Path, grads: bool) -> cache.Store:
+    out = work / ("grads" if grads else "acts")
+    shutil.rmtree(out, ignore_errors=True)
+    return cache.write(model, HOOK, rows, out, grads=grads, batch_size=BATCH, progress=False)
+
+
+def _saelens(model, rows, work: Path) -> None:
+    import datasets
+    import sae_lens.cache_activations_runner as runner_module
+    from sae_lens import CacheActivationsRunner, CacheActivationsRunnerConfig
+
+    out = work / "saelens"
+    shutil.rmtree(out, ignore_errors=True)
+    dataset = datasets.Dataset.from_dict({"input_ids": rows.tolist()})
+    cfg = CacheActivationsRunnerConfig(
+        dataset_path="interp-benchmark-tokens", model_name="zoo-dense", model_batch_size=BATCH, hook_name=HOOK,
+        d_in=model.cfg.d_model, training_tokens=rows.numel(), context_size=rows.shape[1],
+        new_cached_activations_path=str(out), shuffle=False, dtype="float32", device="cpu", prepend_bos=False,
+        buffer_size_gb=rows.numel() * model.cfg.d_model * 4 / 1e9)  # one buffer = exactly our tokens
+    real_load = runner_module.load_model
+    runner_module.load_model = lambda **kwargs: model  # the runner loads by name; give it ours
+    try:
+        runner = CacheActivationsRunner(cfg, override_dataset=dataset)
+    finally:
+        runner_module.load_model = real_load
+    if runner.cfg.n_seq_in_buffer * runner.cfg.n_buffers != len(rows):
+        raise RuntimeError(f"sae-lens would cache {runner.cfg.n_seq_in_buffer * runner.cfg.n_buffers} sequences, "
+                           f"not {len(rows)}: adjust buffer_size_gb")
+    return runner.run
+
+
+def _read_all(store: cache.Store, epochs: int) -> int:
+    n = 0
+    for batch in store.batches(4096, seed=0, epochs=epochs):
+        n += batch.acts.numel() * batch.acts.element_size()
+    return n
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="32k tokens instead of 524k")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("sae_lens").setLevel(logging.WARNING)
+    model, model_desc = _model()
+    rows = _rows(32_768 if args.quick else 524_288, model)
+    n_tokens = rows.numel()
+    stop = int(HOOK.split(".")[1]) + 1
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="interp-bench-cache-") as tmp:
+        work = Path(tmp)
+        runs = {
+            "forward": lambda: _forward(model, rows),
+            "forward_to_hook": lambda: _forward(model, rows, stop),
+            "ours": lambda: _ours(model, rows, work, grads=False),
+            "saelens": None,
+            "forward_backward": lambda: _forward_backward(model, rows),
+            "ours_grads": lambda: _ours(model, rows, work, grads=True),
+        }
+        for _ in range(args.repeats):
+            for name, fn in runs.items():
+                if name == "saelens":
+                    fn = _saelens(model, rows, work)  # setup (dataset, config) is not timed
+                best[name] = min(best.get(name, float("inf")), _timed(fn))
+        store = cache.open(work / "acts")
+        _read_all(store, 1)  # warm the page cache
+        t0 = time.perf_counter()
+        n_bytes = _read_all(store, READER_EPOCHS)
+        reader_s = time.perf_counter() - t0
+    result = {
+        "benchmark": "cache", "quick": args.quick, "model": model_desc, "hook": HOOK, "tokens": n_tokens,
+        "batch_sequences": BATCH, "torch_threads": torch.get_num_threads(),
+        **{f"{name}_tok_s": round(n_tokens / s) for name, s in best.items()},
+        "reader_gb_s": round(n_bytes / reader_s / 1e9, 3),
+    }
+    result["ours_vs_forward"] = round(result["forward_tok_s"] / result["ours_tok_s"], 3)
+    result["ours_vs_forward_to_hook"] = round(result["forward_to_hook_tok_s"] / result["ours_tok_s"], 3)
+    result["ours_vs_saelens_speedup"] = round(result["ours_tok_s"] / result["saelens_tok_s"], 2)
+    result["ours_grads_vs_forward_backward"] = round(result["forward_backward_tok_s"] / result["ours_grads_tok_s"], 3)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
