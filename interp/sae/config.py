@@ -58,7 +58,7 @@ class SAEConfig:
     """aux_zipf: a latent is under-utilised when its density is below zipf_c times its Zipf-expected density."""
     density_momentum: float = 0.99
     """EMA momentum (per step) of the running latent densities."""
-    threshold_momentum: float = 0.99
+    threshold_momentum: float = 0.9
     """EMA momentum (per step) of the inference thresholds of Mutual/Feature Choice."""
     afa_coef: float = 1 / 32
     """top_afa: weight lambda_AFA of the AFA loss mean_b (||f_b|| - ||x_b||)^2."""

@@ -5,6 +5,7 @@ import torch
 
 from interp.sae import losses
 from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.module import l0_per_token
 from interp.sae.trainer import NonFiniteLoss, build_saes, train
 
 HOOK_D = 32
@@ -47,6 +48,10 @@ def test_training_reduces_nmse_for_every_variant_from_one_read(tiny_store):
     untrained = build_saes(tiny_store, configs, train_cfg, None)
     for before, after in zip(untrained, result.saes):
         assert _eval_nmse(after, tiny_store) < 0.7 * _eval_nmse(before, tiny_store), after.cfg.variant
+    x = next(iter(tiny_store.batches(4096, shuffle=False))).acts
+    for sae in result.saes[1:3]:  # threshold inference of Mutual/Feature Choice keeps about k latents per token
+        l0 = float(l0_per_token(sae.encode(x)).float().mean())
+        assert 0.6 * sae.cfg.k < l0 < 1.4 * sae.cfg.k, (sae.cfg.variant, l0)
     # a sweep equals the same SAEs trained alone (same batches, independent updates)
     alone = train(tiny_store, configs[1], train_cfg, progress=False)
     torch.testing.assert_close(alone.saes[0].W_dec, result.saes[1].W_dec)
