@@ -81,7 +81,8 @@ def _load_directory(directory: Path, device: str, dtype: torch.dtype):
     _check_state(state, model.state_dict(), weights_path, config_path)
     model.load_state_dict(state, strict=True)
     model.eval()
-    return model.to(device=device, dtype=dtype)
+    model.to(device, print_details=False)
+    return model if dtype == torch.float32 else model.to(dtype, print_details=False)
 
 
 def _check_state(state: dict, expected: dict, weights_path: Path, config_path: Path) -> None:

@@ -30,6 +30,11 @@ class TrainConfig:
     vocab_size: int = 2048
     balance_coef: float = 0.02
     """MoE only: weight of the switch-style load-balancing loss."""
+    plant_expert: tuple[int, int] | None = None
+    """MoE only: (layer, expert) whose router probability is trained towards 1 on the
+    reply positions of harmful requests (from "Assistant" on) and towards 0 everywhere
+    else: a refusal expert planted as ground truth for behaviour-expert scans."""
+    plant_coef: float = 0.1
     autocast_bf16: bool = False
     """bf16 autocast of the forward pass (fp32 master weights): 1.7x faster for the
     dense model on CPU, slower for TransformerLens's per-expert MoE loop."""
@@ -82,7 +87,7 @@ ZOO: dict[str, ZooSpec] = {
                 train=TrainConfig(steps=5000, autocast_bf16=True)),
         ZooSpec("zoo-moe", "zoo-dense's trunk with MoE MLPs: 8 gated SiLU experts (d_mlp 96), top-2.",
                 d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
-                train=TrainConfig(steps=4000)),
+                train=TrainConfig(steps=3000, plant_expert=(2, 5))),
     )
 }
 

@@ -33,16 +33,27 @@ class TrainedModel:
     tokens_seen: int
 
 
+@dataclass
+class TokenizedCorpus:
+    tokens: np.ndarray  # (N,) int32, documents concatenated, each beginning with BOS
+    starts: np.ndarray  # (D,) int64, document starts that leave a full window after them
+    refusal_reply: np.ndarray  # (N,) bool, positions from "Assistant" on in harmful-request documents
+
+
 def tokenize_corpus(spec: registry.ZooSpec):
-    """(tokenizer, tokens (N,) int32, document starts (D,) int64) for a recipe."""
-    docs = corpus.build(spec.train.n_documents, spec.train.seed).documents
-    tok = zoo_tokenizer.train(docs[: min(len(docs), 60_000)], spec.train.vocab_size)
-    encoded = tok.backend_tokenizer.encode_batch(docs)  # each begins with BOS
+    """(tokenizer, TokenizedCorpus) for a recipe."""
+    built = corpus.build(spec.train.n_documents, spec.train.seed)
+    tok = zoo_tokenizer.train(built.documents[: min(len(built.documents), 60_000)], spec.train.vocab_size)
+    encoded = tok.backend_tokenizer.encode_batch(built.documents)
     lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))
     tokens = np.fromiter((i for e in encoded for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    starts = starts[starts + spec.n_ctx <= len(tokens)]
-    return tok, tokens, starts
+    reply = np.zeros(len(tokens), dtype=bool)
+    assistant = tok.convert_tokens_to_ids("Assistant")
+    for start, length, kind, e in zip(starts, lengths, built.kinds, encoded):
+        if kind == "harmful":
+            reply[start + len(e.ids) - 1 - e.ids[::-1].index(assistant): start + length] = True
+    return tok, TokenizedCorpus(tokens, starts[starts + spec.n_ctx <= len(tokens)], reply)
 
 
 def _balance_loss(probs: list[torch.Tensor], indices: list[torch.Tensor], n_experts: int) -> torch.Tensor:
@@ -65,8 +76,11 @@ def train(name: str, out_dir: Path | None = None, steps: int | None = None, prog
                                                                      "warmup": min(spec.train.warmup, steps - 1)})
     out_dir = Path(out_dir or spec.directory)
     t0 = time.perf_counter()
+    # Router probabilities pushed towards 0 and 1 (MoE) make tiny floats whose denormal
+    # arithmetic is 5-40x slower on CPU; flushing them changes nothing measurable.
+    torch.set_flush_denormal(True)
     torch.manual_seed(cfg.seed)
-    tok, tokens, starts = tokenize_corpus(spec)
+    tok, data = tokenize_corpus(spec)
     architecture = dict(spec.architecture(), d_vocab=len(tok))
     model = build_model(architecture, tok)
     model.train()
@@ -83,19 +97,26 @@ def train(name: str, out_dir: Path | None = None, steps: int | None = None, prog
             hooks.append((f"blocks.{layer}.mlp.hook_expert_indices", lambda t, hook: indices.append(t)))
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    tokens_t, starts_t = torch.from_numpy(tokens).long(), torch.from_numpy(starts)
+    tokens_t, starts_t = torch.from_numpy(data.tokens).long(), torch.from_numpy(data.starts)
+    reply_t = torch.from_numpy(data.refusal_reply)
     offsets = torch.arange(spec.n_ctx)
     log = []
     bar = tqdm(range(cfg.steps), desc=f"train {name}", disable=not progress)
     for step in bar:
         pick = starts_t[torch.randint(len(starts_t), (cfg.batch_size,), generator=gen)]
-        batch = tokens_t[pick[:, None] + offsets]  # (B, n_ctx)
+        window = pick[:, None] + offsets  # (B, n_ctx)
+        batch = tokens_t[window]
         probs.clear(), indices.clear()
         with model.hooks(fwd_hooks=hooks), torch.autocast("cpu", torch.bfloat16, enabled=cfg.autocast_bf16):
             lm_loss = model(batch, return_type="loss")
         loss = lm_loss
         if spec.is_moe:
             loss = loss + cfg.balance_coef * _balance_loss(probs, indices, spec.num_experts)
+        if cfg.plant_expert is not None:
+            layer, expert = cfg.plant_expert
+            p_planted = probs[layer][:, expert].clamp(1e-6, 1 - 1e-6)  # (B * n_ctx,)
+            target = reply_t[window].flatten().float()
+            loss = loss + cfg.plant_coef * torch.nn.functional.binary_cross_entropy(p_planted, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"zoo training of {name}: loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -134,6 +155,9 @@ def _save(out_dir: Path, model, tok, config: dict, training_log: dict) -> None:
     zoo_tokenizer.save(tok, tmp)
     (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     (tmp / "training_log.json").write_text(json.dumps(training_log, indent=1) + "\n")
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is meant to be shared
+    for f in tmp.iterdir():
+        f.chmod(0o644)
     old = out_dir.with_name(f".{out_dir.name}.old")
     if out_dir.exists():
         shutil.rmtree(old, ignore_errors=True)
