@@ -34,5 +34,5 @@ def test_tokenizer_training_is_deterministic():
     from interp.zoo import corpus
 
     docs = corpus.build(400, seed=0).documents
-    a, b = zoo_tokenizer.train(docs, 600), zoo_tokenizer.train(docs, 600)
+    a, b = zoo_tokenizer.train(docs, 2048), zoo_tokenizer.train(docs, 2048)
     assert a.get_vocab() == b.get_vocab()
