@@ -4,6 +4,7 @@ inference state after each optimizer step."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from interp.sae.stats import LatentStats
 
 
-class Variant:
+class Variant(ABC):
     name: ClassVar[str]
     sae_lens_architecture: ClassVar[str | None]
     """The sae-lens architecture its checkpoint loads as (topk, jumprelu), or None: interp-only."""
@@ -26,15 +27,15 @@ class Variant:
     def __init__(self, cfg: SAEConfig):
         self.cfg = cfg
 
+    @abstractmethod
     def encode_train(self, sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,
                      aux_mask_N: torch.Tensor | None, stats: LatentStats) -> Code:
         """Training-time code of scaled inputs x (B, d). `aux_mask_N` (n,) bool: the latents the
         auxiliary loss may use (None when none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encode(self, sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None) -> Code:
         """Batch-independent inference code of scaled inputs x (B, d)."""
-        raise NotImplementedError
 
     def extra_losses(self, sae: SparseAutoencoder, x_BD: torch.Tensor, code: Code,
                      x_hat_BD: torch.Tensor) -> dict[str, torch.Tensor]:
