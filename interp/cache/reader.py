@@ -2,8 +2,9 @@
 
 Token `i` of the store (global index = seq * context_size + pos) lives in shard
 `i // shard_tokens` at row `i % shard_tokens`. An epoch is a permutation of all tokens
-(seeded by `(seed, epoch)`); rank r of `world_size` takes the r-th contiguous block of
-it, so ranks partition every epoch. Each minibatch is gathered shard by shard in sorted
+(seeded by `(seed, epoch)`, evaluated batch by batch so memory does not grow with the
+store: `interp.cache.permutation`); rank r of `world_size` takes the r-th contiguous block
+of it, so ranks partition every epoch. Each minibatch is gathered shard by shard in sorted
 row order (sequential page-cache reads), on a prefetch thread.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from interp.cache.format import DTYPES, Manifest, StoreError, as_tensor, manifest_layout, read_manifest
+from interp.cache.permutation import Permutation
 from interp.cache.verify import VerifyReport, check_store
 
 PREFETCH = 4
@@ -74,13 +76,18 @@ class Store:
 
     def batches(self, batch_size: int, *, hook: str | None = None, shuffle: bool = True, seed: int = 0,
                 rank: int = 0, world_size: int = 1, with_grads: bool = False, with_tokens: bool = False,
-                epochs: int = 1, dtype: torch.dtype = torch.float32, drop_last: bool = False) -> Iterator[Batch]:
+                epochs: int = 1, dtype: torch.dtype = torch.float32, drop_last: bool = False,
+                skip: int = 0) -> Iterator[Batch]:
         """Minibatches of `batch_size` tokens; each epoch visits every token of this rank's
         block exactly once (blocks of different ranks differ by at most one token, so pass
-        `drop_last=True` to DDP for equal batch counts). Reproducible given the arguments."""
+        `drop_last=True` to DDP for equal batch counts). Reproducible given the arguments.
+        `skip`: start at the `skip`-th minibatch of that sequence without reading the ones
+        before (a resumed training run)."""
         hook = self._hook(hook)
         if batch_size < 1 or epochs < 1:
             raise ValueError(f"batch_size={batch_size} and epochs={epochs} must be positive")
+        if skip < 0:
+            raise ValueError(f"skip={skip} must be >= 0")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
         if with_grads and not self.has_grads:
@@ -88,7 +95,7 @@ class Store:
         if dtype not in [t for t, _ in DTYPES.values()]:
             raise ValueError(f"dtype={dtype}; allowed: {', '.join(str(t) for t, _ in DTYPES.values())}")
         return _prefetched(lambda: self._batches(batch_size, hook, shuffle, seed, rank, world_size, with_grads,
-                                                 with_tokens, epochs, dtype, drop_last))
+                                                 with_tokens, epochs, dtype, drop_last, skip))
 
     def tokens_of(self, index: torch.Tensor, before: int = 16, after: int = 4) -> torch.Tensor:
         """Token ids around global token indices `index` (M,): (M, before + 1 + after) int64,
@@ -119,17 +126,19 @@ class Store:
         return hook
 
     def _batches(self, batch_size, hook, shuffle, seed, rank, world_size, with_grads, with_tokens, epochs,
-                 dtype, drop_last) -> Iterator[Batch]:
+                 dtype, drop_last, skip) -> Iterator[Batch]:
         n = self.n_tokens
         lo, hi = n * rank // world_size, n * (rank + 1) // world_size
         d = self.d_model(hook)
-        for epoch in range(epochs):
-            order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-            mine = torch.from_numpy(order[lo:hi])
-            for b0 in range(0, len(mine), batch_size):
-                index, _ = mine[b0:b0 + batch_size].sort()
-                if drop_last and len(index) < batch_size:
-                    break
+        per_epoch = (hi - lo) // batch_size if drop_last else -(-(hi - lo) // batch_size)
+        if per_epoch == 0:
+            return
+        first_epoch, first_batch = divmod(skip, per_epoch)
+        for epoch in range(first_epoch, epochs):
+            order = Permutation(n, (seed, epoch)) if shuffle else None
+            for b in range(first_batch if epoch == first_epoch else 0, per_epoch):
+                positions = np.arange(lo + b * batch_size, min(lo + (b + 1) * batch_size, hi))
+                index, _ = torch.from_numpy(order(positions) if shuffle else positions).sort()
                 acts = self._gather(f"acts/{hook}", index, torch.empty(len(index), d, dtype=dtype))
                 grads = self._gather(f"grads/{hook}", index, torch.empty(len(index), d, dtype=dtype)) \
                     if with_grads else None

@@ -79,12 +79,11 @@ def _batches(store, train_cfg: TrainConfig, hook, start_step: int, total_steps: 
     per_epoch = (store.n_tokens * (rank + 1) // world - store.n_tokens * rank // world) // local
     epochs = math.ceil(total_steps / per_epoch)
     it = store.batches(local, hook=hook, shuffle=True, seed=train_cfg.seed, rank=rank, world_size=world,
-                       with_grads=with_grads, epochs=epochs, drop_last=True)
-    for step, batch in enumerate(it):
+                       with_grads=with_grads, epochs=epochs, drop_last=True, skip=start_step)
+    for step, batch in enumerate(it, start=start_step):
         if step >= total_steps:
             break
-        if step >= start_step:
-            yield step, batch
+        yield step, batch
 
 
 def build_saes(store, configs: list[SAEConfig], train_cfg: TrainConfig, hook: str | None) -> list[SparseAutoencoder]:

@@ -82,3 +82,15 @@ def test_prefetch_stops_when_the_consumer_leaves(store):
     next(it)
     it.close()  # joins the prefetch thread; must not hang
     assert np.all(next(iter(store.batches(8, hook=HOOK))).acts.isfinite().numpy())
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_skip_starts_mid_stream_without_reading_the_skipped_batches(store, drop_last):
+    args = dict(hook=HOOK, seed=5, epochs=3, rank=1, world_size=2, drop_last=drop_last)
+    full = list(store.batches(40, **args))
+    for skip in (0, 3, len(full) // 3, len(full) // 3 + 1, len(full) - 1, len(full) + 5):
+        tail = list(store.batches(40, skip=skip, **args))
+        assert len(tail) == max(0, len(full) - skip)
+        assert all(torch.equal(a.index, b.index) and torch.equal(a.acts, b.acts) for a, b in zip(tail, full[skip:]))
+    with pytest.raises(ValueError, match="skip=-1"):
+        store.batches(40, skip=-1, **args)
