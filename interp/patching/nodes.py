@@ -1,0 +1,181 @@
+"""One naming scheme for the nodes of every patching method.
+
+A *site* is one activation tensor of the model (a TransformerLens hook, or the latents of
+an SAE spliced in at a hook); a *node* is one (position, unit) slice of a site:
+
+| component   | hook                          | units per position | node name             |
+|-------------|-------------------------------|--------------------|-----------------------|
+| `resid_pre` | `blocks.L.hook_resid_pre`     | 1 (whole d_model)  | `resid_pre.L2.P5`     |
+| `attn_out`  | `blocks.L.hook_attn_out`      | 1 (whole d_model)  | `attn_out.L2.P5`      |
+| `mlp_out`   | `blocks.L.hook_mlp_out`       | 1 (whole d_model)  | `mlp_out.L2.P5`       |
+| `head`      | `blocks.L.attn.hook_z`        | n_heads (d_head)   | `head.L2.H1.P5`       |
+| `neuron`    | `blocks.L.mlp.hook_post`      | d_mlp              | `neuron.L2.U17.P5`    |
+| `sae`       | the SAE's hook (its latents)  | n_latents          | `sae.L2.U123.P5`      |
+
+Every site's activation is viewed as (B, T, U, R): batch, position, unit, and the R numbers
+that one node owns (d_model for a component, d_head for a head, 1 for a neuron or latent).
+Scores of all methods come back as one tidy DataFrame with the columns of `COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import pandas as pd
+import torch
+
+COLUMNS = ["node", "component", "layer", "position", "head", "unit", "score", "method"]
+
+HOOKS = {
+    "resid_pre": "blocks.{layer}.hook_resid_pre",
+    "attn_out": "blocks.{layer}.hook_attn_out",
+    "mlp_out": "blocks.{layer}.hook_mlp_out",
+    "head": "blocks.{layer}.attn.hook_z",
+    "neuron": "blocks.{layer}.mlp.hook_post",
+}
+COMPONENTS = (*HOOKS, "sae")
+DEFAULT_COMPONENTS = ("resid_pre", "attn_out", "mlp_out")
+_NODE_RE = re.compile(r"^(?P<component>[a-z_]+)\.L(?P<layer>\d+)(?:\.H(?P<head>\d+))?(?:\.U(?P<unit>\d+))?\.P(?P<pos>\d+)$")
+
+
+@dataclass(frozen=True)
+class SAEHook:
+    """An SAE and the hook whose activations it reconstructs (spliced in with an error term,
+    so the model's forward is unchanged; see `interp.patching.splice`)."""
+
+    sae: torch.nn.Module = field(compare=False, hash=False, repr=False)
+    hook: str = ""
+
+    def __post_init__(self):
+        if hook_layer(self.hook) is None:
+            raise ValueError(f"hook={self.hook!r} is not a per-layer hook; allowed: 'blocks.<layer>.<hook name>'")
+
+    @classmethod
+    def load(cls, path) -> "SAEHook":
+        """Load an SAE written by `interp.sae.save` with the hook named in its cfg.json."""
+        from interp.sae import load
+        from interp.sae.saving import read_config
+
+        hook = (read_config(path).get("metadata") or {}).get("hook_name")
+        if not hook:
+            raise ValueError(f"{path}/cfg.json has no metadata.hook_name; build SAEHook(sae, hook=...) yourself")
+        return cls(load(path), hook)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One activation tensor whose (position, unit) slices are nodes."""
+
+    component: str
+    layer: int
+    hook: str
+    n_units: int
+    sae: SAEHook | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def view(self, act: torch.Tensor) -> torch.Tensor:
+        """The activation as (B, T, U, R) (a view: writes go through)."""
+        B, T = act.shape[:2]
+        if self.component in ("resid_pre", "attn_out", "mlp_out"):
+            return act.view(B, T, 1, -1)
+        if self.component == "head":
+            return act
+        return act.view(B, T, -1, 1)
+
+    def node(self, position: int, unit: int) -> str:
+        head = f".H{unit}" if self.component == "head" else ""
+        unit_part = f".U{unit}" if self.component in ("neuron", "sae") else ""
+        return f"{self.component}.L{self.layer}{head}{unit_part}.P{position}"
+
+
+def hook_layer(hook: str) -> int | None:
+    m = re.match(r"^blocks\.(\d+)\.", hook)
+    return int(m.group(1)) if m else None
+
+
+def sites(model, components: Sequence[str] = DEFAULT_COMPONENTS, sae: SAEHook | None = None,
+          layers: Iterable[int] | None = None) -> list[Site]:
+    """The sites of `components` at every layer (or `layers`), in forward order.
+
+    `sae` is needed (and used) only when "sae" is among the components.
+    """
+    components = tuple(components)
+    bad = [c for c in components if c not in COMPONENTS]
+    if bad or not components:
+        raise ValueError(f"components={components!r}: allowed are {COMPONENTS}")
+    n_layers = model.cfg.n_layers
+    layers = list(range(n_layers)) if layers is None else sorted(set(layers))
+    for layer in layers:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer={layer} is out of range; the model has layers 0..{n_layers - 1}")
+    units = {"resid_pre": 1, "attn_out": 1, "mlp_out": 1, "head": model.cfg.n_heads, "neuron": model.cfg.d_mlp}
+    out = [Site(c, layer, HOOKS[c].format(layer=layer), units[c]) for layer in layers for c in components if c != "sae"]
+    if "sae" in components:
+        if sae is None:
+            raise ValueError("components include 'sae' but sae=None; pass an SAEHook (SAEHook.load(path))")
+        if sae.hook not in model.hook_dict:
+            raise ValueError(f"sae.hook={sae.hook!r} is not a hook of the model")
+        out.append(Site("sae", hook_layer(sae.hook), sae.hook, sae.sae.cfg.n_latents, sae))
+    return sorted(out, key=lambda s: (s.layer, _ORDER[s.component]))
+
+
+_ORDER = {"resid_pre": 0, "sae": 1, "head": 2, "attn_out": 3, "neuron": 4, "mlp_out": 5}
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A parsed node name."""
+
+    component: str
+    layer: int
+    position: int
+    unit: int
+
+
+def parse_node(name: str) -> NodeRef:
+    """`'head.L2.H1.P5'` -> NodeRef('head', 2, 5, 1). Raises ValueError on anything else."""
+    m = _NODE_RE.match(name)
+    if not m or m["component"] not in COMPONENTS:
+        raise ValueError(f"node={name!r} is not a node name; examples: 'resid_pre.L2.P5', 'head.L2.H1.P5', "
+                         "'neuron.L0.U17.P3', 'sae.L2.U123.P5'")
+    unit = m["head"] if m["component"] == "head" else m["unit"]
+    needs_unit = m["component"] in ("head", "neuron", "sae")
+    if needs_unit != (unit is not None) or (m["head"] is not None and m["component"] != "head"):
+        raise ValueError(f"node={name!r}: a {m['component']} node {'needs' if needs_unit else 'has no'} unit index")
+    return NodeRef(m["component"], int(m["layer"]), int(m["pos"]), int(unit or 0))
+
+
+def group_nodes(names: Iterable[str], all_sites: Sequence[Site], n_positions: int) -> dict[Site, list[tuple[int, int]]]:
+    """Node names grouped by their site: {site: [(position, unit), ...]}; checks every index."""
+    by_key = {(s.component, s.layer): s for s in all_sites}
+    out: dict[Site, list[tuple[int, int]]] = {}
+    for name in names:
+        ref = parse_node(name)
+        site = by_key.get((ref.component, ref.layer))
+        if site is None:
+            raise ValueError(f"node={name!r}: no {ref.component} site at layer {ref.layer} among the sites "
+                             f"{[f'{s.component}.L{s.layer}' for s in all_sites]}")
+        if not (0 <= ref.position < n_positions and 0 <= ref.unit < site.n_units):
+            raise ValueError(f"node={name!r} is out of range: positions 0..{n_positions - 1}, "
+                             f"units 0..{site.n_units - 1}")
+        out.setdefault(site, []).append((ref.position, ref.unit))
+    return out
+
+
+def scores_frame(scores: dict[Site, torch.Tensor], method: str) -> pd.DataFrame:
+    """Tidy DataFrame (COLUMNS) of per-site score maps, each (T, U)."""
+    parts = []
+    for site, s_TU in scores.items():
+        T, U = s_TU.shape
+        pos, unit = torch.meshgrid(torch.arange(T), torch.arange(U), indexing="ij")
+        pos, unit = pos.reshape(-1).tolist(), unit.reshape(-1).tolist()
+        is_head, has_unit = site.component == "head", site.component in ("neuron", "sae")
+        parts.append(pd.DataFrame({
+            "node": [site.node(p, u) for p, u in zip(pos, unit)],
+            "component": site.component, "layer": site.layer, "position": pos,
+            "head": pd.array(unit if is_head else [None] * len(pos), dtype="Int64"),
+            "unit": pd.array(unit if has_unit else [None] * len(pos), dtype="Int64"),
+            "score": s_TU.detach().double().reshape(-1).cpu().numpy(), "method": method,
+        }))
+    return pd.concat(parts, ignore_index=True)[COLUMNS] if parts else pd.DataFrame(columns=COLUMNS)

@@ -1,0 +1,108 @@
+"""The paper's IOI protocol on any model [paper demo, FarnoushRJ/RelP]:
+
+IOI clean/corrupt pairs of one template (so token positions align), metric = logit
+difference (IO - S) at the last position normalised so clean = 1 and corrupt = 0, denoising
+direction; [layer, position] maps of resid_pre, attn_out, mlp_out by AP (ground truth), AtP
+and RelP; Pearson r of each with AP per component; wall-clock of RelP vs the full AP sweep.
+Plus the sparse-feature-circuit comparison: SAE latents ranked by RelP and by IG, and the
+faithfulness of their top-n circuits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from interp.patching.attribution import attribution_patching, relevance_patching
+from interp.patching.exact import activation_patching
+from interp.patching.faithfulness import faithfulness_curve
+from interp.patching.integrated_gradients import integrated_gradients
+from interp.patching.maps import correlations
+from interp.patching.metric import NormalisedLogitDiff
+from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook
+from interp.tasks import ioi
+
+DEFAULT_SIZES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+@dataclass
+class IOIInputs:
+    """Aligned clean/corrupt token ids (B, T) of one IOI template and its normalised metric."""
+
+    clean: torch.Tensor
+    corrupt: torch.Tensor
+    metric: NormalisedLogitDiff
+    pairs: list = field(repr=False)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of clean prompts with logit(IO) > logit(S) (set by `ioi_inputs`)."""
+        return self._accuracy
+
+
+def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed: int = 0) -> IOIInputs:
+    """`n` IOI pairs of the `template`-th template of `split`, tokenised, with the metric
+    calibrated on this model (clean = 1, corrupt = 0)."""
+    pool = ioi.templates(split)
+    if not isinstance(template, int) or not 0 <= template < len(pool):
+        raise ValueError(f"template={template!r} must be an index 0..{len(pool) - 1} into the {split} templates")
+    pairs = ioi.generate(n, split, seed, template=pool[template])
+    from interp.patching.inputs import aligned_pair
+
+    clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
+    io = torch.tensor([model.to_single_token(" " + p.io) for p in pairs])
+    s = torch.tensor([model.to_single_token(" " + p.s) for p in pairs])
+    metric = NormalisedLogitDiff.calibrate(model, clean, corrupt, io, s)
+    out = IOIInputs(clean, corrupt, metric, pairs)
+    with torch.no_grad():
+        last = model(clean)[:, -1]
+    out._accuracy = (last.gather(1, io[:, None]) > last.gather(1, s[:, None])).float().mean().item()
+    return out
+
+
+@dataclass
+class ProtocolResult:
+    """Scores of AP, AtP and RelP (tidy), their correlations with AP, and wall-clock seconds."""
+
+    scores: pd.DataFrame
+    correlations: pd.DataFrame
+    seconds: dict[str, float]
+    inputs: IOIInputs = field(repr=False)
+
+    @property
+    def speedup(self) -> float:
+        """Wall-clock of the full AP sweep / wall-clock of RelP."""
+        return self.seconds["ap"] / self.seconds["relp"]
+
+
+def run_protocol(model, inputs: IOIInputs, components=DEFAULT_COMPONENTS, repeats: int = 3) -> ProtocolResult:
+    """AP, AtP, RelP on `inputs`; RelP and AtP timed as the median of `repeats` runs, AP once."""
+    args = (model, inputs.clean, inputs.corrupt, inputs.metric)
+    seconds = {}
+    start = time.perf_counter()
+    ap = activation_patching(*args, components=components)
+    seconds["ap"] = time.perf_counter() - start
+    out = {}
+    for name, fn in (("atp", attribution_patching), ("relp", relevance_patching)):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out[name] = fn(*args, components=components)
+            times.append(time.perf_counter() - start)
+        seconds[name] = sorted(times)[len(times) // 2]
+    scores = pd.concat([ap, out["atp"], out["relp"]], ignore_index=True)
+    return ProtocolResult(scores, correlations(scores, "ap"), seconds, inputs)
+
+
+def sae_circuits(model, inputs: IOIInputs, sae: SAEHook, sizes=DEFAULT_SIZES, ig_steps: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scores, faithfulness curves) of SAE latents ranked by RelP and by IG (`ig_steps`) on
+    `inputs`; faithfulness is measured on the clean prompts with the latents outside the
+    circuit mean-ablated."""
+    args = (model, inputs.clean, inputs.corrupt, inputs.metric)
+    scores = pd.concat([relevance_patching(*args, components=("sae",), sae=sae),
+                        integrated_gradients(*args, components=("sae",), sae=sae, steps=ig_steps)], ignore_index=True)
+    curves = faithfulness_curve(scores, list(sizes), model, inputs.clean, inputs.metric, sae=sae)
+    return scores, curves
