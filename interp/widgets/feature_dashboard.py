@@ -1,0 +1,285 @@
+"""`FeatureDashboard(sae, model, store)`: page through an SAE's latents inside a notebook.
+
+For the chosen latent: its density and maximum, the top-activating store contexts with
+per-token highlighting, contexts sampled from activation quantiles, the activation histogram
+and the top +/- logit effects. A text box shows which latents fire on each token of a text
+the user types; a search box finds latents by a token or a text; a coefficient slider steers
+greedy generation with the latent and shows the steered beside the unsteered continuation.
+
+Everything shown comes from `interp.sae.features` (and `interp.steering` for steering). The
+store index is built once when the dashboard is made; each latent's view is computed on first
+visit and cached, so paging back and forth never recomputes anything.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from interp.generation import greedy
+from interp.sae import features
+from interp.widgets.tokens_html import highlight, printable, value_badge
+
+DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
+DEFAULT_PROMPT = "User: Tell me about the colour of the sky.\nAssistant:"
+
+
+class FeatureDashboard(widgets.VBox):
+    """Explore the latents of `sae` (trained on `hook` of `model`) over an activation `store`.
+
+    `hook`: the store hook the SAE reads (default: the store's only hook). `max_tokens`: index
+    only the first tokens of the store. `latent`: shown first (default: the densest latent).
+    `n_contexts`: top contexts shown; `n_quantiles` x `per_quantile`: quantile samples;
+    `before`/`after`: tokens of context around each token; `max_new_tokens`: length of the
+    steered continuation; the slider spans +/- `coefficient_range` (residual-stream units: the
+    latent's unit decoder direction times the coefficient is added at every position of the
+    hook the SAE reads, through `interp.steering.steer`). Build the widget and make it the
+    last expression of a cell.
+    """
+
+    def __init__(self, sae, model, store, *, hook: str | None = None, max_tokens: int | None = None,
+                 latent: int | None = None, n_contexts: int = 8, n_quantiles: int = 4, per_quantile: int = 2,
+                 before: int = 12, after: int = 3, text: str = DEFAULT_TEXT, prompt: str = DEFAULT_PROMPT,
+                 max_new_tokens: int = 12, coefficient_range: float = 60.0):
+        self.sae, self.model, self.store = sae, model, store
+        self.index = features.index_store(sae, store, hook=hook, max_tokens=max_tokens)
+        self.hook = self.index.hook
+        self.summary = self.index.summary()
+        self.vocab = features.token_strings(model, range(model.cfg.d_vocab))
+        self.options = dict(n_contexts=n_contexts, n_quantiles=n_quantiles, per_quantile=per_quantile,
+                            before=before, after=after)
+        self.max_new_tokens = max_new_tokens
+        self.steer_layer, self.steer_site = _residual_site(self.hook)
+        self._views: dict[int, dict] = {}
+        self._text_cache: tuple[str, features.TextActivations] | None = None
+        self._generated: dict[tuple[str, int, float], str] = {}
+        n = self.index.n_latents
+        if latent is None:
+            latent = int(self.summary["density"].idxmax())
+
+        # controls
+        self.latent = widgets.BoundedIntText(value=latent, min=0, max=n - 1, description="latent",
+                                             layout=widgets.Layout(width="180px"))
+        self.previous = widgets.Button(description="\u25c0", layout=widgets.Layout(width="40px"),
+                                       tooltip="previous latent")
+        self.next = widgets.Button(description="\u25b6", layout=widgets.Layout(width="40px"), tooltip="next latent")
+        self.search = widgets.Text(placeholder="search latents by a token or a text", continuous_update=False,
+                                   layout=widgets.Layout(width="320px"))
+        self.matches = widgets.Dropdown(options=[], description="matches", layout=widgets.Layout(width="300px"))
+        self.stats = widgets.HTML()
+        self.contexts = widgets.HTML()
+        self.quantiles = widgets.HTML()
+        self.histogram = go.FigureWidget(
+            data=[go.Bar(x=[], y=[], marker_color="darkorange", name="tokens")],
+            layout=go.Layout(title="activation histogram", height=260, width=420, bargap=0.05,
+                             margin=dict(l=40, r=10, t=40, b=30), xaxis_title="activation", yaxis_title="tokens"))
+        self.logits = go.FigureWidget(
+            data=[go.Bar(x=[], y=[], orientation="h", marker_color="seagreen", name="raises"),
+                  go.Bar(x=[], y=[], orientation="h", marker_color="indianred", name="lowers")],
+            layout=go.Layout(title="logit effects (W_dec \u00b7 W_U)", height=320, width=420, showlegend=False,
+                             margin=dict(l=90, r=10, t=40, b=30), xaxis_title="logit per unit activation"))
+        self.text = widgets.Textarea(value=text, continuous_update=False, description="your text",
+                                     layout=widgets.Layout(width="600px", height="60px"))
+        self.text_view = widgets.HTML()
+        self.prompt = widgets.Text(value=prompt, continuous_update=False, description="prompt",
+                                   layout=widgets.Layout(width="600px"))
+        self.coefficient = widgets.FloatSlider(value=0.0, min=-coefficient_range, max=coefficient_range, step=1.0,
+                                               description="coefficient", continuous_update=False,
+                                               layout=widgets.Layout(width="500px"))
+        self.steered = widgets.HTML()
+
+        self.latent.observe(lambda change: self.show(change["new"]), names="value")
+        self.previous.on_click(lambda _: self._step(-1))
+        self.next.on_click(lambda _: self._step(+1))
+        self.search.observe(lambda change: self.find(change["new"]), names="value")
+        self.matches.observe(self._pick_match, names="value")
+        self.text.observe(lambda _: self._render_text(), names="value")
+        self.prompt.observe(lambda _: self._render_steering(), names="value")
+        self.coefficient.observe(lambda _: self._render_steering(), names="value")
+
+        def section(title: str) -> widgets.HTML:
+            return widgets.HTML(f"<h4 style='margin: 8px 0 2px 0'>{title}</h4>")
+
+        super().__init__([
+            widgets.HBox([self.previous, self.latent, self.next, self.search, self.matches]),
+            self.stats,
+            widgets.HBox([widgets.VBox([section("top activations"), self.contexts,
+                                        section("quantile samples"), self.quantiles],
+                                       layout=widgets.Layout(width="60%")),
+                          widgets.VBox([self.histogram, self.logits])]),
+            section("which latents fire on your text"), self.text, self.text_view,
+            section("steer generation with this latent (greedy decoding: both runs are deterministic)"),
+            self.prompt, self.coefficient, self.steered,
+        ])
+        self.add_class("interp-feature-dashboard")
+        self.show(latent)
+
+    # --- one latent ---------------------------------------------------------------------------
+    def view(self, latent: int) -> dict:
+        """Everything shown for `latent` (cached): 'top' and 'quantiles' contexts, 'histogram' and
+        'logits' DataFrames, and its row of `summary`."""
+        if latent not in self._views:
+            o = self.options
+            self._views[latent] = {
+                "summary": self.summary.loc[latent],
+                "top": features.top_contexts(self.index, self.store, latent, o["n_contexts"],
+                                             before=o["before"], after=o["after"]),
+                "quantiles": features.quantile_contexts(self.index, self.store, latent, o["n_quantiles"],
+                                                        o["per_quantile"], before=o["before"], after=o["after"]),
+                "histogram": features.activation_histogram(self.index, latent),
+                "logits": features.logit_effects(self.sae, self.model, latent, k=8),
+            }
+        return self._views[latent]
+
+    def show(self, latent: int) -> None:
+        """Display `latent` (also what setting `self.latent.value` does)."""
+        if self.latent.value != latent:
+            self.latent.value = latent  # re-enters show() through the observer
+            return
+        v = self.view(latent)
+        s = v["summary"]
+        self.stats.value = (f"<b>latent {latent}</b> &nbsp; density {s['density']:.3%} of "
+                            f"{self.index.n_tokens:,} tokens &nbsp; max {s['max_activation']:.2f} &nbsp; "
+                            f"mean when firing {s['mean_activation']:.2f}")
+        top = v["top"]
+        scale = float(s["max_activation"]) or 1.0
+        self.contexts.value = self._contexts_html(top, scale) if len(top) else "<i>this latent never fired</i>"
+        self.quantiles.value = "".join(
+            f"<div style='color:#555'>activation {q.lower:.2f}\u2013{q.upper:.2f} ({q.fraction:.0%} of firings)</div>"
+            + self._contexts_html(q.contexts, scale) for q in v["quantiles"]) or "<i>no samples</i>"
+        hist, logits = v["histogram"], v["logits"]
+        up, down = logits[logits["sign"] == "+"], logits[logits["sign"] == "-"]
+        with self.histogram.batch_update():
+            self.histogram.data[0].x = ((hist["left"] + hist["right"]) / 2).tolist()
+            self.histogram.data[0].y = hist["count"].tolist()
+            self.histogram.layout.title.text = f"activation histogram of latent {latent}"
+        with self.logits.batch_update():
+            self.logits.data[0].x, self.logits.data[0].y = up["effect"].tolist()[::-1], _labels(up)[::-1]
+            self.logits.data[1].x, self.logits.data[1].y = down["effect"].tolist(), _labels(down)
+            self.logits.layout.title.text = f"logit effects of latent {latent}"
+        self._render_text()
+        self._render_steering()
+
+    def _step(self, delta: int) -> None:
+        self.latent.value = min(max(self.latent.value + delta, 0), self.index.n_latents - 1)
+
+    def _contexts_html(self, contexts: features.Contexts, scale: float) -> str:
+        rows = []
+        for m in range(len(contexts)):
+            ids, acts = contexts.tokens[m].tolist(), contexts.acts[m].tolist()
+            keep = [j for j, t in enumerate(ids) if t >= 0]
+            tokens = [self.vocab[ids[j]] for j in keep]
+            values = [acts[j] for j in keep]
+            rows.append(highlight(tokens, values, scale, emphasis=keep.index(contexts.centre),
+                                  prefix=value_badge(float(contexts.value[m]))))
+        return "".join(rows)
+
+    # --- search ---------------------------------------------------------------------------------
+    def find(self, query: str) -> None:
+        """Fill the matches list: latents firing most on `query` when it is one token of the
+        vocabulary (`features.search_by_token` over the store), else on the text `query`
+        (`features.text_activations(...).latent_totals`)."""
+        if not query.strip():
+            self.matches.options = []
+            return
+        ids = self.model.to_tokens(query, prepend_bos=False)[0].tolist()
+        if len(ids) == 1:
+            found = features.search_by_token(self.index, ids[0], k=10)
+            label = [f"latent {r.latent}: mean {r.mean_activation:.2f} on {r.n_occurrences} occurrences"
+                     for r in found.itertuples()]
+        else:
+            found = features.text_activations(self.sae, self.model, query, self.hook).latent_totals(k=10)
+            label = [f"latent {r.latent}: total {r.total:.2f}" for r in found.itertuples()]
+        self.matches.options = list(zip(label, found["latent"].tolist())) or [("no latent fires", None)]
+        self.matches.value = None
+
+    def _pick_match(self, change) -> None:
+        if change["new"] is not None:
+            self.latent.value = int(change["new"])
+
+    # --- your text ------------------------------------------------------------------------------
+    def text_activations(self) -> features.TextActivations | None:
+        """The activations of the text box (cached per text); None for an empty box."""
+        text = self.text.value
+        if not text.strip():
+            return None
+        if self._text_cache is None or self._text_cache[0] != text:
+            self._text_cache = (text, features.text_activations(self.sae, self.model, text, self.hook))
+        return self._text_cache[1]
+
+    def _render_text(self) -> None:
+        result = self.text_activations()
+        if result is None:
+            self.text_view.value = "<i>type a text above</i>"
+            return
+        latent = self.latent.value
+        top = result.top_latents(3)
+        tips = {p: ", ".join(f"{r.latent}: {r.activation:.2f}" for r in rows.itertuples())
+                for p, rows in top.groupby("position")}
+        values = result.acts[:, latent].tolist()
+        scale = float(self.summary.loc[latent, "max_activation"]) or 1.0
+        line = highlight(result.tokens, values, scale,
+                         titles=[f"latent {latent}: {v:.2f} | top latents {tips.get(p, '-')}"
+                                 for p, v in enumerate(values)])
+        table = "".join(f"<tr><td>{printable(result.tokens[p])}</td><td>{html.escape(tips.get(p, '-'))}</td></tr>"
+                        for p in range(len(result.tokens)))
+        totals = result.latent_totals(k=8)
+        most = ", ".join(f"{r.latent} ({r.total:.1f})" for r in totals.itertuples())
+        self.text_view.value = (
+            f"<div>coloured by latent {latent} (hover a token for its top latents)</div>{line}"
+            f"<div>most active latents over the text: {most}</div>"
+            "<details><summary>top 3 latents of every token</summary>"
+            "<table style='font-family: monospace; font-size: 90%'><tr><th>token</th><th>latent: activation</th></tr>"
+            f"{table}</table></details>")
+
+    # --- steering ---------------------------------------------------------------------------------
+    def generate(self, coefficient: float) -> tuple[str, str]:
+        """(unsteered, steered) greedy continuations of the prompt, steering with the current
+        latent's decoder direction times `coefficient` at every position of `steer_layer`."""
+        prompt, latent = self.prompt.value, int(self.latent.value)
+        unsteered = self._generate(prompt, latent, 0.0)
+        steered = unsteered if coefficient == 0 else self._generate(prompt, latent, coefficient)
+        return unsteered, steered
+
+    def _generate(self, prompt: str, latent: int, coefficient: float) -> str:
+        key = (prompt, -1 if coefficient == 0 else latent, coefficient)
+        if key not in self._generated:
+            if coefficient == 0:
+                self._generated[key] = greedy(self.model, [prompt], self.max_new_tokens)[0]
+            else:
+                from interp.steering import Direction, Steering, steer
+
+                spec = Steering(direction=Direction.from_sae_latent(self.sae, latent), layers=[self.steer_layer],
+                                coefficients=coefficient, positions="all", site=self.steer_site)
+                with steer(self.model, spec):
+                    self._generated[key] = greedy(self.model, [prompt], self.max_new_tokens)[0]
+        return self._generated[key]
+
+    def _render_steering(self) -> None:
+        if not self.prompt.value.strip():
+            self.steered.value = "<i>type a prompt above</i>"
+            return
+        coefficient = float(self.coefficient.value)
+        unsteered, steered = self.generate(coefficient)
+        self.steered.value = (
+            "<table style='font-family: monospace'>"
+            f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{printable(unsteered)}</td></tr>"
+            f"<tr><td><b>latent {self.latent.value} \u00d7 {coefficient:g}</b></td>"
+            f"<td class='interp-steered'>{printable(steered)}</td></tr></table>")
+
+
+def _labels(rows) -> list[str]:
+    return [repr(t)[1:-1] for t in rows["token"]]
+
+
+def _residual_site(hook: str) -> tuple[int, str]:
+    """(layer, site) of a residual-stream hook name (blocks.2.hook_resid_pre -> (2, "resid_pre")):
+    the latent steers the stream its SAE reads."""
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post)", hook)
+    if match is None:
+        raise ValueError(f"hook={hook!r}: steering with a latent needs an SAE on the residual stream "
+                         "(blocks.L.hook_resid_pre / resid_mid / resid_post)")
+    return int(match.group(1)), match.group(2)
