@@ -1,0 +1,172 @@
+"""`interp moe scan | ablate | force`: routing statistics and behaviour experts, switching
+experts off (one set, or the whole MoTE experiment with random controls), forcing them on."""
+
+from __future__ import annotations
+
+import shlex
+
+import pandas as pd
+
+from interp.moe.interventions import POLICIES
+
+
+def parse_experts(text: str) -> list[tuple[int, int]]:
+    """'2:5,3:4' -> [(2, 5), (3, 4)]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        layer, sep, expert = part.partition(":")
+        if not sep or not layer.strip().isdigit() or not expert.strip().isdigit():
+            raise ValueError(f"--experts: {part!r} is not LAYER:EXPERT (e.g. --experts 2:5,3:4)")
+        out.append((int(layer), int(expert)))
+    if not out:
+        raise ValueError(f"--experts={text!r} names no expert; write LAYER:EXPERT[,LAYER:EXPERT...]")
+    return out
+
+
+def register(subparsers) -> None:
+    moe = subparsers.add_parser("moe", help="MoE experts: routing statistics, ablation, forcing (MoTE)")
+    sub = moe.add_subparsers(dest="moe_command", metavar="MOE_COMMAND", required=True)
+
+    scan = sub.add_parser("scan", help="routing statistics and fTRI behaviour experts on refusal prompts")
+    _common(scan)
+    scan.add_argument("--top", type=int, default=10, help="behaviour experts to print (default 10)")
+    scan.add_argument("--csv", help="also write every expert's score to this CSV file")
+    scan.set_defaults(func=_scan)
+
+    ab = sub.add_parser("ablate", help="switch experts off; with --top, the MoTE experiment with random controls")
+    _common(ab)
+    which = ab.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to switch off")
+    which.add_argument("--top", type=int, nargs="+", help="switch off the top-N fTRI experts for each N, "
+                       "against random controls (the MoTE experiment)")
+    ab.add_argument("--policy", choices=POLICIES, nargs="+", default=list(POLICIES))
+    ab.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random-control seeds (with --top)")
+    ab.add_argument("--heldout", type=int, default=100, help="held-out prompts per kind (default 100)")
+    ab.add_argument("--prose", type=int, default=50, help="held-out prose paragraphs for CE (default 50)")
+    ab.add_argument("--report", help="with --top: write the markdown report here")
+    ab.set_defaults(func=_ablate)
+
+    fo = sub.add_parser("force", help="force experts into every token's top-k; refusal rates and replies")
+    _common(fo)
+    which = fo.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to force")
+    which.add_argument("--top", type=int, help="force the top-N fTRI experts")
+    fo.add_argument("--weight", type=float, default=None,
+                    help="router probability of forced experts (default: just above the largest other one)")
+    fo.add_argument("--heldout", type=int, default=100, help="held-out prompts per kind (default 100)")
+    fo.set_defaults(func=_force)
+
+
+def _common(p) -> None:
+    p.add_argument("--model", default="zoo-moe", help="MoE model (default zoo-moe)")
+    p.add_argument("--train", type=int, default=100, help="training prompts per kind for fTRI (default 100)")
+    p.add_argument("--statistic", choices=["count", "weight"], default="count")
+    p.add_argument("--last", type=int, default=None, help="score over the last N prompt tokens only")
+
+
+def _show(df: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
+        print(df.to_string(index=False))
+
+
+def _train_prompts(n: int):
+    from interp.tasks import refusal
+
+    return [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(n, kind, "train")]
+
+
+def _scores(model, args):
+    from interp import moe
+
+    prompts = _train_prompts(args.train)
+    classes = moe.refused(model, prompts)
+    cap = moe.capture_routing(model, prompts)
+    return cap, classes, moe.score_experts(cap, classes, args.statistic, args.last)
+
+
+def _scan(args) -> int:
+    from interp import load_model, moe
+
+    model = load_model(args.model)
+    cap, classes, scores = _scores(model, args)
+    print(f"{args.model}: {sum(classes)} of {len(classes)} training prompts refused")
+    print("\nper layer: load balance and routing entropy")
+    _show(moe.layer_table(cap))
+    print(f"\ntop {args.top} behaviour experts (fTRI, {args.statistic}, refused - answered)")
+    _show(scores.head(args.top))
+    if args.csv:
+        scores.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _ablate(args) -> int:
+    from interp import load_model, moe
+    from interp.moe.experiment import MoteConfig, run_mote, write_report
+    from interp.tasks import ioi, refusal
+    from interp.zoo.evaluate import ioi_scores, prose_ce, refusal_rate
+
+    if args.top:
+        config = MoteConfig(model=args.model, n_train=args.train, n_heldout=args.heldout, n_prose=args.prose,
+                            top_n=tuple(args.top), policies=tuple(args.policy), seeds=tuple(args.seeds),
+                            statistic=args.statistic, last=args.last)
+        result = run_mote(config)
+        print("\nsummary (top-N against random controls)")
+        _show(result.summary)
+        if result.forcing is not None and not result.forcing.empty:
+            print("\nforcing the top-N experts on")
+            _show(result.forcing)
+        if args.report:
+            write_report(result, args.report, "interp moe ablate " + shlex.join(_argv_of(args)))
+            print(f"wrote {args.report}")
+        return 0
+    model = load_model(args.model)
+    experts = moe.check_experts(model, args.experts, field="--experts")
+    harmful = refusal.generate(args.heldout, "harmful", "heldout")
+    benign = refusal.generate(args.heldout, "benign", "heldout")
+    pairs = ioi.generate(args.heldout, "heldout")
+
+    def measure() -> dict:
+        return dict(refusal_harmful=refusal_rate(model, harmful), refusal_benign=refusal_rate(model, benign),
+                    prose_ce=prose_ce(model, args.prose), ioi_accuracy=ioi_scores(model, pairs)[0])
+
+    rows = [dict(policy="(none)", **measure())]
+    for policy in args.policy:
+        with moe.ablate(model, experts, policy):
+            rows.append(dict(policy=policy, **measure()))
+    print(f"{args.model}: experts {experts} switched off")
+    _show(pd.DataFrame(rows))
+    return 0
+
+
+def _argv_of(args) -> list[str]:
+    out = ["--model", args.model, "--top", *map(str, args.top), "--policy", *args.policy,
+           "--seeds", *map(str, args.seeds), "--train", str(args.train), "--heldout", str(args.heldout),
+           "--prose", str(args.prose), "--statistic", args.statistic]
+    if args.last:
+        out += ["--last", str(args.last)]
+    return out + (["--report", args.report] if args.report else [])
+
+
+def _force(args) -> int:
+    from interp import load_model, moe
+    from interp.generation import greedy
+    from interp.tasks import refusal
+    from interp.zoo.evaluate import refusal_rate
+
+    model = load_model(args.model)
+    experts = args.experts if args.experts else moe.top_experts(_scores(model, args)[2], args.top)
+    experts = moe.check_experts(model, experts, field="--experts")
+    benign = refusal.generate(args.heldout, "benign", "heldout")
+    harmful = refusal.generate(args.heldout, "harmful", "heldout")
+    rows = [dict(forced="(none)", refusal_benign=refusal_rate(model, benign),
+                 refusal_harmful=refusal_rate(model, harmful))]
+    with moe.force(model, experts, weight=args.weight):
+        rows.append(dict(forced=str(experts), refusal_benign=refusal_rate(model, benign),
+                         refusal_harmful=refusal_rate(model, harmful)))
+        replies = greedy(model, [p.prompt for p in benign[:3]], max_new_tokens=12)
+    _show(pd.DataFrame(rows))
+    print("\nbenign replies with the experts forced:")
+    for p, r in zip(benign[:3], replies):
+        print(f"  {p.request!r} -> {r!r}")
+    return 0
