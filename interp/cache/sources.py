@@ -5,14 +5,19 @@ Text is tokenized document by document; every document begins with BOS, and docu
 are packed end to end into rows of `context_size`. Every row starts with BOS: a row that
 begins at a document start takes it as is, a row that begins inside a document gets a
 BOS prepended (so no token is dropped and none is seen twice).
+
+Text files and datasets are read, tokenized and packed a chunk of documents at a time;
+with `spill_dir` the rows go to an unlinked temporary file there and come back memory-
+mapped, so resolving a source of any size holds only one chunk in memory.
 """
 
 from __future__ import annotations
 
-import re
+import itertools
+import tempfile
 import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +25,8 @@ import torch
 # Zoo-corpus documents average ~35 tokens with the zoo tokenizer; the first guess of how
 # many documents to build uses a lower figure so that one build is usually enough.
 _TOKENS_PER_DOCUMENT_GUESS = 25
+_CHUNK_DOCUMENTS = 2048
+"""Documents tokenized per step of the streaming packer."""
 
 
 class TokenRows(NamedTuple):
@@ -29,13 +36,15 @@ class TokenRows(NamedTuple):
     """JSON description of where they came from, with the CRC-32 of the rows."""
 
 
-def resolve(tokens, model, context_size: int | None, seed: int) -> TokenRows:
+def resolve(tokens, model, context_size: int | None, seed: int, spill_dir: str | Path | None = None) -> TokenRows:
     """Turn the `tokens` argument of `interp.cache.write` into rows; errors before any compute.
 
     `tokens`: an int (that many tokens, rounded up to whole rows, from the zoo corpus
     built with `seed`), a LongTensor (n_seq, ctx), or a path to a plain-text file
     (documents separated by blank lines) or to a `datasets.save_to_disk` directory
     (a "text" column, or an "input_ids"/"tokens" column of rows of length ctx).
+    `spill_dir`: where text and dataset rows are spilled to disk (an unlinked temporary
+    file, memory-mapped) instead of held in memory.
     """
     if isinstance(tokens, torch.Tensor):
         rows, source = _from_tensor(tokens, context_size), {"kind": "tensor"}
@@ -47,10 +56,11 @@ def resolve(tokens, model, context_size: int | None, seed: int) -> TokenRows:
         path = Path(tokens)
         ctx = _context_size(model, context_size)
         if path.is_dir():
-            rows, column = _from_dataset(path, model, ctx)
+            rows, column = _from_dataset(path, model, ctx, spill_dir)
             source = {"kind": "dataset", "path": str(path), "column": column}
         elif path.is_file():
-            rows, source = _from_text_file(path, model, ctx), {"kind": "text_file", "path": str(path)}
+            rows = _from_text_file(path, model, ctx, spill_dir)
+            source = {"kind": "text_file", "path": str(path)}
         else:
             raise FileNotFoundError(f"tokens={str(tokens)!r}: no such file or directory "
                                     "(give a token count, a text file, a dataset directory or a tensor)")
@@ -58,7 +68,9 @@ def resolve(tokens, model, context_size: int | None, seed: int) -> TokenRows:
         raise TypeError(f"tokens={tokens!r}: allowed are an int (token count), a LongTensor (n_seq, ctx), "
                         "or a path to a text file or a datasets directory")
     _check_vocab(rows, model)
-    crc = zlib.crc32(rows.to(torch.int32).numpy().tobytes())
+    crc = 0
+    for start in range(0, len(rows), 65536):  # chunked: rows may be a memory-mapped spill file
+        crc = zlib.crc32(rows[start:start + 65536].to(torch.int32).numpy().tobytes(), crc)
     return TokenRows(rows, dict(source, n_seq=rows.shape[0], context_size=rows.shape[1], crc32=crc))
 
 
@@ -83,7 +95,9 @@ def _from_tensor(tokens: torch.Tensor, context_size: int | None) -> torch.Tensor
 def _check_vocab(rows: torch.Tensor, model) -> None:
     if rows.numel() == 0:
         raise ValueError("the token source is empty: nothing to cache")
-    lo, hi, d_vocab = int(rows.min()), int(rows.max()), model.cfg.d_vocab
+    d_vocab = model.cfg.d_vocab
+    lo = min(int(rows[i:i + 65536].min()) for i in range(0, len(rows), 65536))
+    hi = max(int(rows[i:i + 65536].max()) for i in range(0, len(rows), 65536))
     if lo < 0 or hi >= d_vocab:
         raise ValueError(f"token ids span [{lo}, {hi}] but the model's vocabulary is [0, {d_vocab})")
     if rows.shape[1] > model.cfg.n_ctx:
@@ -103,21 +117,57 @@ def tokenize_documents(documents: list[str], tokenizer) -> list[list[int]]:
     return ids if bos is None else [[bos, *doc] for doc in ids]
 
 
-def pack(documents: list[list[int]], context_size: int, bos: int | None,
-         max_rows: int | None = None) -> torch.Tensor:
-    """Pack documents end to end into rows (n_rows, context_size); each row starts with BOS
-    (prepended when the row begins inside a document). A trailing partial row is dropped."""
-    stream = np.fromiter((t for doc in documents for t in doc), dtype=np.int64)
-    rows, p = [], 0
-    while max_rows is None or len(rows) < max_rows:
-        at_document_start = bos is None or (p < len(stream) and stream[p] == bos)
-        take = context_size if at_document_start else context_size - 1
-        chunk = stream[p:p + take]
-        if len(chunk) < take:
-            break
-        rows.append(chunk if at_document_start else np.concatenate([[bos], chunk]))
-        p += take
-    return torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, context_size, dtype=torch.long)
+def iter_rows(documents: Iterable[list[int]], context_size: int, bos: int | None) -> Iterator[np.ndarray]:
+    """Pack token-id documents end to end into chunks of rows (m, context_size) int64, one
+    chunk per `_CHUNK_DOCUMENTS` documents; each row starts with BOS (prepended when the row
+    begins inside a document). A trailing partial row is dropped."""
+    carry = np.empty(0, dtype=np.int64)
+    docs = iter(documents)
+    while chunk := list(itertools.islice(docs, _CHUNK_DOCUMENTS)):
+        stream = np.concatenate([carry, np.fromiter((t for doc in chunk for t in doc), dtype=np.int64)])
+        rows, p = [], 0
+        while True:
+            at_document_start = bos is None or (p < len(stream) and stream[p] == bos)
+            take = context_size if at_document_start else context_size - 1
+            piece = stream[p:p + take]
+            if len(piece) < take:
+                break
+            rows.append(piece if at_document_start else np.concatenate([[bos], piece]))
+            p += take
+        carry = stream[p:]
+        if rows:
+            yield np.stack(rows)
+
+
+def pack(documents: Iterable[list[int]], context_size: int, bos: int | None, max_rows: int | None = None,
+         spill_dir: str | Path | None = None) -> torch.Tensor:
+    """All rows of `iter_rows` (at most `max_rows`) as one (n_rows, context_size) int64 tensor,
+    memory-mapped from an unlinked file in `spill_dir` when given."""
+    chunks = iter_rows(documents, context_size, bos)
+    if max_rows is not None:
+        chunks = _first_rows(chunks, max_rows)
+    if spill_dir is None:
+        parts = list(chunks)
+        return torch.from_numpy(np.concatenate(parts)) if parts else torch.empty(0, context_size, dtype=torch.long)
+    Path(spill_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=spill_dir, prefix=".interp-tokens-") as f:  # unlinked: freed when unmapped
+        n_rows = 0
+        for part in chunks:
+            f.write(part.tobytes())
+            n_rows += len(part)
+        f.flush()
+        if n_rows == 0:
+            return torch.empty(0, context_size, dtype=torch.long)
+        mapped = np.memmap(f, dtype=np.int64, mode="r+", shape=(n_rows, context_size))
+    return torch.from_numpy(mapped)
+
+
+def _first_rows(chunks: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    for part in chunks:
+        if n <= 0:
+            return
+        yield part[:n]
+        n -= len(part)
 
 
 def _from_zoo_corpus(n_tokens: int, model, context_size: int, seed: int) -> torch.Tensor:
@@ -136,19 +186,34 @@ def _from_zoo_corpus(n_tokens: int, model, context_size: int, seed: int) -> torc
         n_documents *= 2
 
 
-def _from_text_file(path: Path, model, context_size: int) -> torch.Tensor:
-    documents = [d.strip() for d in re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))]
-    documents = [d for d in documents if d]
-    if not documents:
-        raise ValueError(f"{path}: the text file is empty: nothing to cache")
+def _from_text_file(path: Path, model, context_size: int, spill_dir) -> torch.Tensor:
     tokenizer = _tokenizer(model)
-    rows = pack(tokenize_documents(documents, tokenizer), context_size, tokenizer.bos_token_id)
+    rows = pack(_tokenized(_paragraphs(path), tokenizer), context_size, tokenizer.bos_token_id, spill_dir=spill_dir)
     if len(rows) == 0:
-        raise ValueError(f"{path}: the text is shorter than one row of context_size={context_size} tokens")
+        raise ValueError(f"{path}: the text file is empty or shorter than one row of context_size={context_size} "
+                         "tokens: nothing to cache")
     return rows
 
 
-def _from_dataset(path: Path, model, context_size: int) -> tuple[torch.Tensor, str]:
+def _paragraphs(path: Path) -> Iterator[str]:
+    """Documents of a text file (separated by blank lines), read line by line."""
+    lines: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        for line in itertools.chain(f, [""]):
+            if line.strip():
+                lines.append(line)
+            elif lines:
+                yield "".join(lines).strip()
+                lines = []
+
+
+def _tokenized(documents: Iterable[str], tokenizer) -> Iterator[list[int]]:
+    docs = iter(documents)
+    while chunk := list(itertools.islice(docs, _CHUNK_DOCUMENTS)):
+        yield from tokenize_documents(chunk, tokenizer)
+
+
+def _from_dataset(path: Path, model, context_size: int, spill_dir) -> tuple[torch.Tensor, str]:
     import datasets
 
     try:
@@ -163,15 +228,24 @@ def _from_dataset(path: Path, model, context_size: int) -> tuple[torch.Tensor, s
         raise ValueError(f"{path}: the dataset is empty: nothing to cache")
     for column in ("input_ids", "tokens"):
         if column in ds.column_names:
-            lengths = {len(r) for r in ds[column]}
-            if lengths != {context_size}:
-                raise ValueError(f"{path}: column {column!r} has rows of lengths {sorted(lengths)[:5]}; "
-                                 f"they must all be context_size={context_size}")
-            return torch.tensor(ds[column], dtype=torch.long), column
+            return pack(_checked_rows(ds, column, context_size, path), context_size, None,
+                        spill_dir=spill_dir), column
     if "text" in ds.column_names:
         tokenizer = _tokenizer(model)
-        rows = pack(tokenize_documents(list(ds["text"]), tokenizer), context_size, tokenizer.bos_token_id)
+        texts = (t for batch in ds.iter(batch_size=_CHUNK_DOCUMENTS) for t in batch["text"])
+        rows = pack(_tokenized(texts, tokenizer), context_size, tokenizer.bos_token_id, spill_dir=spill_dir)
         if len(rows) == 0:
             raise ValueError(f"{path}: the texts are shorter than one row of context_size={context_size}")
         return rows, "text"
     raise ValueError(f"{path}: the dataset has columns {ds.column_names}; it needs 'text', 'input_ids' or 'tokens'")
+
+
+def _checked_rows(ds, column: str, context_size: int, path: Path) -> Iterator[list[int]]:
+    """Rows of a token-id column, each checked to be `context_size` long (packing them with
+    bos=None then leaves them as they are)."""
+    for batch in ds.iter(batch_size=_CHUNK_DOCUMENTS):
+        for row in batch[column]:
+            if len(row) != context_size:
+                raise ValueError(f"{path}: column {column!r} has a row of length {len(row)}; "
+                                 f"every row must be context_size={context_size}")
+            yield row

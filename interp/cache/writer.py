@@ -7,7 +7,8 @@ then renamed; the manifest is rewritten atomically after each shard. `resume=Tru
 keeps every complete shard and recomputes the rest. Shards are computed from fixed
 sequence ranges with batches that never straddle shards, so a resumed store is
 byte-identical to an uninterrupted one. Memory is bounded by one batch plus the page
-cache of one shard, whatever the token count.
+cache of one shard, whatever the token count (text and dataset token rows are spilled to a
+memory-mapped temporary file: `interp.cache.sources`).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def write(model, hooks: str | list[str], tokens, out_dir: str | Path, *, grads: 
     hooks = [hooks] if isinstance(hooks, str) else list(hooks)
     _check_hook_names(model, hooks)
     storage = dtype_name(dtype)
-    rows = sources.resolve(tokens, model, context_size, seed)  # errors on empty sources come here
+    # errors on empty sources come here; text and dataset rows are spilled beside the store, not held in memory
+    rows = sources.resolve(tokens, model, context_size, seed, spill_dir=Path(out_dir).parent)
     n_seq, ctx = rows.tokens.shape
     d_model = _probe_widths(model, hooks, rows.tokens[:1, :2])
     bytes_per_seq = ctx * (sum(d_model.values()) * DTYPES[storage][1].itemsize * (2 if grads else 1) + 4)

@@ -41,3 +41,37 @@ def test_out_of_vocabulary_ids_are_rejected(model):
         sources.resolve(torch.full((2, 8), 5000), model, None, seed=0)
     with pytest.raises(TypeError, match="integer tensor"):
         sources.resolve(torch.zeros(2, 8), model, None, seed=0)
+
+
+def test_streaming_packer_matches_packing_the_whole_stream_at_once(monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    docs = [[BOS, *rng.integers(1, 50, rng.integers(1, 30)).tolist()] for _ in range(300)]
+    stream = np.array([t for d in docs for t in d])
+    whole, p = [], 0  # the packing rule applied to the whole stream in one go
+    while True:
+        take = 16 if stream[p] == BOS else 15
+        if p + take > len(stream):
+            break
+        whole.append(stream[p:p + take].tolist() if take == 16 else [BOS, *stream[p:p + take].tolist()])
+        p += take
+    monkeypatch.setattr(sources, "_CHUNK_DOCUMENTS", 7)  # many chunk boundaries inside rows
+    assert sources.pack(docs, 16, BOS).tolist() == whole
+    assert sources.pack(docs, 16, BOS, max_rows=len(whole) - 3).tolist() == whole[:-3]
+
+
+def test_text_file_rows_are_spilled_to_disk_not_held_in_memory(model, tmp_path, monkeypatch):
+    import numpy as np
+
+    text = "\n\n  \n".join(f"Mary and John went to the store number {i}.\nJohn gave a drink to Mary." for i in range(500))
+    (tmp_path / "t.txt").write_text(text)
+    monkeypatch.setattr(sources, "_CHUNK_DOCUMENTS", 64)
+    in_memory = sources.resolve(tmp_path / "t.txt", model, 16, seed=0)
+    spilled = sources.resolve(tmp_path / "t.txt", model, 16, seed=0, spill_dir=tmp_path / "spill")
+    assert torch.equal(in_memory.tokens, spilled.tokens) and in_memory.source == spilled.source
+    assert isinstance(spilled.tokens.numpy(), np.memmap) or spilled.tokens.numpy().base is not None
+    assert list((tmp_path / "spill").iterdir()) == []  # the spill file is unlinked: nothing left behind
+    documents = [d.strip() for d in text.split("\n\n  \n")]  # the documents, tokenized in one go
+    assert torch.equal(in_memory.tokens, sources.pack(sources.tokenize_documents(documents, model.tokenizer), 16,
+                                                      model.tokenizer.bos_token_id))
