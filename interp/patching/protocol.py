@@ -19,6 +19,7 @@ import torch
 from interp.patching.attribution import attribution_patching, relevance_patching
 from interp.patching.exact import activation_patching
 from interp.patching.faithfulness import faithfulness_curve
+from interp.patching.inputs import aligned_pair
 from interp.patching.integrated_gradients import integrated_gradients
 from interp.patching.maps import correlations
 from interp.patching.metric import NormalisedLogitDiff
@@ -35,12 +36,9 @@ class IOIInputs:
     clean: torch.Tensor
     corrupt: torch.Tensor
     metric: NormalisedLogitDiff
+    accuracy: float
+    """Fraction of clean prompts with logit(IO) > logit(S)."""
     pairs: list = field(repr=False)
-
-    @property
-    def accuracy(self) -> float:
-        """Fraction of clean prompts with logit(IO) > logit(S) (set by `ioi_inputs`)."""
-        return self._accuracy
 
 
 def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed: int = 0) -> IOIInputs:
@@ -50,17 +48,14 @@ def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed
     if not isinstance(template, int) or not 0 <= template < len(pool):
         raise ValueError(f"template={template!r} must be an index 0..{len(pool) - 1} into the {split} templates")
     pairs = ioi.generate(n, split, seed, template=pool[template])
-    from interp.patching.inputs import aligned_pair
-
     clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
     io = torch.tensor([model.to_single_token(" " + p.io) for p in pairs])
     s = torch.tensor([model.to_single_token(" " + p.s) for p in pairs])
     metric = NormalisedLogitDiff.calibrate(model, clean, corrupt, io, s)
-    out = IOIInputs(clean, corrupt, metric, pairs)
     with torch.no_grad():
         last = model(clean)[:, -1]
-    out._accuracy = (last.gather(1, io[:, None]) > last.gather(1, s[:, None])).float().mean().item()
-    return out
+    accuracy = (last.gather(1, io[:, None]) > last.gather(1, s[:, None])).float().mean().item()
+    return IOIInputs(clean, corrupt, metric, accuracy, pairs)
 
 
 @dataclass
