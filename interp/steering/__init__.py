@@ -1,0 +1,22 @@
+"""Activation steering: directions, a `steer` context manager that patches the residual
+stream during plain forward passes and generation and records where it did, learned
+controllers ("Guiding Giants", arXiv 2505.20309), and an evaluation harness.
+
+    from interp.steering import Direction, Steering, steer
+    d = Direction.from_sae_latent(sae, latent_index)      # unit decoder row, provenance recorded
+    d = Direction.mean_difference(model, prompts_a, prompts_b, layer=2, position="last")
+    spec = Steering(direction=d, layers=[2], coefficients=4.0, positions="all")   # or one coefficient per layer
+    with steer(model, spec) as trace:        # hooks always removed on exit, even on exceptions
+        replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
+    trace.to_frame()                         # DataFrame: forward, layer, position, role, delta_norm_mean, ...
+
+Layer l means the residual stream at `blocks.{l}.hook_{site}` (site "resid_post" by
+default: the output of block l, as a Hugging Face hidden state). Positions: "last_prompt",
+"prompt", "generated" (every position that predicts a generated token, so the first
+generated token is steered), "last", "all", or explicit token positions.
+"""
+
+from interp.steering.apply import POSITIONS, Steering, SteeringTrace, steer
+from interp.steering.directions import Direction
+
+__all__ = ["Direction", "Steering", "SteeringTrace", "steer", "POSITIONS"]
