@@ -11,7 +11,7 @@ import warnings
 
 import interp
 
-COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "interp.moe.cli")
+COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "interp.moe.cli", "interp.patching.cli")
 
 
 class UserError(Exception):

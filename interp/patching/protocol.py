@@ -101,3 +101,31 @@ def sae_circuits(model, inputs: IOIInputs, sae: SAEHook, sizes=DEFAULT_SIZES, ig
                         integrated_gradients(*args, components=("sae",), sae=sae, steps=ig_steps)], ignore_index=True)
     curves = faithfulness_curve(scores, list(sizes), model, inputs.clean, inputs.metric, sae=sae)
     return scores, curves
+
+
+def patch_ioi(model_name: str, method: str, out_dir: str = "results/patching", n: int = 32, split: str = "train",
+              template: int = 0, components=DEFAULT_COMPONENTS, steps: int = 10, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
+    """Score IOI with one method and write `<out_dir>/ioi-<model>-<method>.csv` and `.png` (heatmaps).
+
+    Returns (scores, csv path, png path)."""
+    import os
+    from pathlib import Path
+
+    import interp
+    from interp.patching import METHODS
+    from interp.patching.plot import heatmaps
+
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; allowed: {', '.join(METHODS)}")
+    model = interp.load_model(model_name)
+    inputs = ioi_inputs(model, n, split, template, seed)
+    kwargs = {"steps": steps} if method == "ig" else {}
+    scores = METHODS[method](model, inputs.clean, inputs.corrupt, inputs.metric, components=tuple(components), **kwargs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"ioi-{Path(model_name).name}-{method}"
+    tmp = stem.with_suffix(".csv.tmp")
+    scores.to_csv(tmp, index=False)
+    os.replace(tmp, stem.with_suffix(".csv"))
+    heatmaps(scores, path=stem.with_suffix(".png"), tokens=model.to_str_tokens(inputs.clean[0]))
+    return scores, str(stem.with_suffix(".csv")), str(stem.with_suffix(".png"))
