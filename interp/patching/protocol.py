@@ -42,12 +42,12 @@ class IOIInputs:
 
 
 def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed: int = 0) -> IOIInputs:
-    """`n` IOI pairs of the `template`-th template of `split`, tokenised, with the metric
-    calibrated on this model (clean = 1, corrupt = 0)."""
+    """`n` IOI pairs of the `template`-th template of `split` that share one token length,
+    tokenised, with the metric calibrated on this model (clean = 1, corrupt = 0)."""
     pool = ioi.templates(split)
     if not isinstance(template, int) or not 0 <= template < len(pool):
         raise ValueError(f"template={template!r} must be an index 0..{len(pool) - 1} into the {split} templates")
-    pairs = ioi.generate(n, split, seed, template=pool[template])
+    pairs = _equal_length_pairs(model, ioi.generate(4 * n, split, seed, template=pool[template]), n)
     clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
     io = torch.tensor([model.to_single_token(" " + p.io) for p in pairs])
     s = torch.tensor([model.to_single_token(" " + p.s) for p in pairs])
@@ -56,6 +56,19 @@ def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed
         last = model(clean)[:, -1]
     accuracy = (last.gather(1, io[:, None]) > last.gather(1, s[:, None])).float().mean().item()
     return IOIInputs(clean, corrupt, metric, accuracy, pairs)
+
+
+def _equal_length_pairs(model, candidates: list, n: int) -> list:
+    """The first `n` candidates whose prompt has the most common token length. [ours] A template
+    that starts with a name ("{A} and {B} walked ...") tokenises the unspaced first name into a
+    varying number of tokens; keeping one length keeps every position aligned."""
+    lengths = [len(model.to_str_tokens(p.prompt)) for p in candidates]
+    mode = max(set(lengths), key=lambda L: (lengths.count(L), -L))
+    kept = [p for p, L in zip(candidates, lengths) if L == mode][:n]
+    if len(kept) < n:
+        raise ValueError(f"n={n}: only {len(kept)} of {len(candidates)} prompts of this template share one token "
+                         "length; ask for fewer prompts")
+    return kept
 
 
 @dataclass
