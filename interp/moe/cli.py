@@ -43,6 +43,7 @@ def register(subparsers) -> None:
     ab.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random-control seeds (with --top)")
     ab.add_argument("--heldout", type=int, default=100, help="held-out prompts per kind (default 100)")
     ab.add_argument("--prose", type=int, default=50, help="held-out prose paragraphs for CE (default 50)")
+    ab.add_argument("--ioi", type=int, default=100, help="held-out IOI prompts (default 100)")
     ab.add_argument("--report", help="with --top: write the markdown report here")
     ab.set_defaults(func=_ablate)
 
@@ -108,7 +109,7 @@ def _ablate(args) -> int:
 
     if args.top:
         config = MoteConfig(model=args.model, n_train=args.train, n_heldout=args.heldout, n_prose=args.prose,
-                            top_n=tuple(args.top), policies=tuple(args.policy), seeds=tuple(args.seeds),
+                            n_ioi=args.ioi, top_n=tuple(args.top), policies=tuple(args.policy), seeds=tuple(args.seeds),
                             statistic=args.statistic, last=args.last)
         result = run_mote(config)
         print("\nsummary (top-N against random controls)")
@@ -124,7 +125,7 @@ def _ablate(args) -> int:
     experts = moe.check_experts(model, args.experts, field="--experts")
     harmful = refusal.generate(args.heldout, "harmful", "heldout")
     benign = refusal.generate(args.heldout, "benign", "heldout")
-    pairs = ioi.generate(args.heldout, "heldout")
+    pairs = ioi.generate(args.ioi, "heldout")
 
     def measure() -> dict:
         return dict(refusal_harmful=refusal_rate(model, harmful), refusal_benign=refusal_rate(model, benign),
@@ -142,7 +143,7 @@ def _ablate(args) -> int:
 def _argv_of(args) -> list[str]:
     out = ["--model", args.model, "--top", *map(str, args.top), "--policy", *args.policy,
            "--seeds", *map(str, args.seeds), "--train", str(args.train), "--heldout", str(args.heldout),
-           "--prose", str(args.prose), "--statistic", args.statistic]
+           "--prose", str(args.prose), "--ioi", str(args.ioi), "--statistic", args.statistic]
     if args.last:
         out += ["--last", str(args.last)]
     return out + (["--report", args.report] if args.report else [])

@@ -58,8 +58,8 @@ class MoteConfig:
     """fTRI statistic: 'count' (selection rate) or 'weight' (router probability)."""
     last: int | None = None
     """Score over the last `last` prompt tokens only (None: all prompt tokens)."""
-    force_weight: float | None = None
-    """Router probability given to forced experts (None: just above the top other expert)."""
+    force_weights: tuple[float | None, ...] = (None, 1.0)
+    """Router probabilities for forced experts, one forcing run each (None: just above the top other one)."""
     seed: int = 0
     """Seed of the prompt sets."""
 
@@ -79,8 +79,8 @@ class MoteConfig:
             raise ValueError(f"statistic={self.statistic!r}; allowed: {', '.join(STATISTICS)}")
         if self.last is not None and (not isinstance(self.last, int) or self.last < 1):
             raise ValueError(f"last={self.last!r} must be a positive integer or None")
-        if self.force_weight is not None and not 0 < self.force_weight <= 1:
-            raise ValueError(f"force_weight={self.force_weight!r} must be in (0, 1] or None")
+        if any(w is not None and not 0 < w <= 1 for w in self.force_weights):
+            raise ValueError(f"force_weights={self.force_weights!r}: each must be in (0, 1] or None")
 
 
 @dataclass
@@ -163,10 +163,12 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
         top = top_experts(scores, n)
         if max(map(len, by_layer(top).values())) > k:
             continue  # more than k forced experts in one layer cannot all be in the top-k
-        with force(model, top, weight=config.force_weight):
-            forcing_rows.append(dict(n=n, experts=str(top), refusal_rate_benign=refusal_rate(model, benign),
-                                     refusal_rate_harmful=refusal_rate(model, harmful)))
-        say(f"force N={n}: {forcing_rows[-1]}")
+        for weight in config.force_weights:
+            with force(model, top, weight=weight):
+                forcing_rows.append(dict(n=n, experts=str(top), weight="above max" if weight is None else weight,
+                                         refusal_rate_benign=refusal_rate(model, benign),
+                                         refusal_rate_harmful=refusal_rate(model, harmful)))
+            say(f"force N={n}: {forcing_rows[-1]}")
     result = MoteResult(config=config, scores=scores, classes=class_table, baseline=baseline,
                         ablations=ablations, summary=summarize(ablations), forcing=pd.DataFrame(forcing_rows),
                         n_experts=total)
@@ -217,7 +219,7 @@ def summarize(ablations: pd.DataFrame) -> pd.DataFrame:
 def _table(df: pd.DataFrame) -> str:
     def cell(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 

@@ -76,12 +76,10 @@ def _force_hook(cols: torch.Tensor, weight: float | None):
     def hook(probs: torch.Tensor, hook) -> torch.Tensor:  # (N, E) router probabilities, pre-top-k
         others = probs.clone()
         others[:, cols] = -torch.inf
-        top = others.amax(-1, keepdim=True)  # (N, 1)
-        above = torch.nextafter(top, torch.full_like(top, torch.inf))  # just above every other expert
-        if weight is not None:
-            above = above.clamp_min(weight)
+        top = others.amax(-1, keepdim=True)  # (N, 1) the largest non-forced probability
+        above = torch.nextafter(top, torch.full_like(top, torch.inf)).clamp_min(0 if weight is None else weight)
         out = probs.clone()
-        out[:, cols] = above.expand(-1, len(cols))
+        out[:, cols] = torch.maximum(probs[:, cols], above)  # never lowered, always above every other expert
         return out
     return hook
 
@@ -118,10 +116,10 @@ def ablate(model, experts: Iterable[Sequence[int]], policy: str = "renormalize")
 def force(model, experts: Iterable[Sequence[int]], weight: float | None = None) -> Iterator[None]:
     """Make `experts` selected for every token within the context.
 
-    The forced expert's router probability is set just above the largest other one
-    before the top-k [paper: "above the maximum"], so it wins a slot and gets about the
-    top expert's weight; `weight` (in (0, 1]) raises that probability to at least
-    `weight`. At most k experts per layer can be forced.
+    Before the top-k, the forced expert's router probability is raised to just above the
+    largest other one [paper: "above the maximum"] (never lowered), so it wins a slot;
+    `weight` (in (0, 1]) raises it to at least `weight` as well. The raised probability
+    is the weight the expert's output gets. At most k experts per layer can be forced.
     """
     experts = check_experts(model, experts)
     _, _, k = shape(model)
