@@ -10,6 +10,11 @@ controllers ("Guiding Giants", arXiv 2505.20309), and an evaluation harness.
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
     trace.to_frame()                         # DataFrame: forward, layer, position, role, delta_norm_mean, ...
 
+    result = train_controller(model, d, harmful_prompts, benign_prompts, ControllerConfig(128, 4, alpha=1.0))
+    with steer(model, ControllerSteering(result.controller, mode="paper")):
+        ...
+    evaluate(model, {"controller": ControllerSteering(result.controller)})   # refusal / perplexity / IOI table
+
 Layer l means the residual stream at `blocks.{l}.hook_{site}` (site "resid_post" by
 default: the output of block l, as a Hugging Face hidden state). Positions: "last_prompt",
 "prompt", "generated" (every position that predicts a generated token, so the first
@@ -17,6 +22,11 @@ generated token is steered), "last", "all", or explicit token positions.
 """
 
 from interp.steering.apply import POSITIONS, Steering, SteeringTrace, steer
+from interp.steering.controller import ControllerConfig, ControllerOutput, ControllerSteering, SteeringController
 from interp.steering.directions import Direction
+from interp.steering.evaluate import EvalConfig, auroc, controller_auroc, evaluate, pareto_figure, sweep
+from interp.steering.train import TrainConfig, TrainResult, train_controller
 
-__all__ = ["Direction", "Steering", "SteeringTrace", "steer", "POSITIONS"]
+__all__ = ["Direction", "Steering", "SteeringTrace", "steer", "POSITIONS", "ControllerConfig", "ControllerOutput",
+           "ControllerSteering", "SteeringController", "TrainConfig", "TrainResult", "train_controller",
+           "EvalConfig", "evaluate", "sweep", "pareto_figure", "auroc", "controller_auroc"]

@@ -1,0 +1,268 @@
+"""Weighted activation steering controllers ("Guiding Giants", Hegazy et al., arXiv 2505.20309).
+
+A small MLP reads the residual stream at the last prompt position of the read layers
+(default: the last 4), concatenated (n_read · d_model), and outputs a global scale s
+(raw, no sigmoid) and one logit u_l per layer [paper]:
+
+    Linear(n_read·d → hidden) → ReLU → Linear(hidden → 1 + n_layers)
+    patch at layer l:  h_l[t] ← h_l[t] + s · σ(u_l) · α · d̂
+
+`ControllerSteering` applies it with `interp.steering.steer`, in one of two modes:
+* "paper": a clean (unsteered) pass over the prompt gives s and u once per prompt; then
+  every layer is patched at every position that predicts a reply token (positions
+  "generated": t ≥ P − 1), so the first generated token is steered.
+* "reference": what the public code does: in every forward pass the controller reads the
+  current last position, and only the residual stream right after the last read layer
+  (`blocks.{max(read_layers)}.hook_resid_post`) is patched, at that last position.
+
+Layer l's residual stream is `blocks.{l}.hook_resid_post` (a decoder layer's output, as the
+paper's hidden states). α is a config field: the paper's 4.0 is for models whose residual
+stream is far larger than the zoo's; `results/steering.md` reports the α measured on the zoo.
+On disk: `controller.safetensors` (MLP weights and d̂) + `controller.json` (config, direction
+metadata, training summary).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from interp.cache.format import write_atomic
+from interp.steering import readout
+from interp.steering.apply import schedule_weights
+from interp.steering.directions import Direction, check_width
+
+MODES = ("paper", "reference")
+WEIGHTS_FILE = "controller.safetensors"
+CONFIG_FILE = "controller.json"
+SITE = "resid_post"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Shape and use of a controller; validated on construction."""
+
+    d_model: int
+    """Width of the residual stream read and patched."""
+    n_layers: int
+    """Layers of the model: one weight logit u_l each."""
+    read_layers: tuple[int, ...] = ()
+    """Layers whose residual stream (last prompt position) is the input; () = the last 4."""
+    hidden: int = 1024
+    """Width of the MLP's hidden layer [paper: 1024]."""
+    alpha: float = 4.0
+    """Patch scale α [paper: 4.0]; the patch is s · σ(u_l) · α · d̂."""
+    mode: str = "paper"
+    """"paper" or "reference" (see the module doc); `ControllerSteering` can override it."""
+    read_position: str = "last"
+    """Where the read layers are read: "last" prompt token [paper], or "mean" over the prompt
+    tokens after BOS [ours] (on the zoo only "mean" carries harmfulness through jailbreak wrappers)."""
+    seed: int = 0
+    """Seed of the weight initialisation."""
+
+    def __post_init__(self):
+        for name in ("d_model", "n_layers", "hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive int")
+        read = tuple(self.read_layers) or tuple(range(max(0, self.n_layers - 4), self.n_layers))
+        for layer in read:
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+                raise ValueError(f"read_layers contains {layer!r}: a layer index must be an int in [0, {self.n_layers})")
+        if len(set(read)) != len(read):
+            raise ValueError(f"read_layers={list(read)} repeats a layer")
+        object.__setattr__(self, "read_layers", tuple(sorted(read)))
+        if not (self.alpha > 0 and float(self.alpha) != float("inf")):
+            raise ValueError(f"alpha={self.alpha} must be a positive finite number")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not a controller mode; allowed: {', '.join(MODES)}")
+        if self.read_position not in readout.READ_POSITIONS:
+            raise ValueError(f"read_position={self.read_position!r} is not allowed; "
+                             f"use one of {', '.join(readout.READ_POSITIONS)}")
+
+    @property
+    def input_dim(self) -> int:
+        return len(self.read_layers) * self.d_model
+
+
+class ControllerOutput(NamedTuple):
+    scale: torch.Tensor
+    """(B,) global scale s (raw: no sigmoid)."""
+    layer_logits: torch.Tensor
+    """(B, n_layers) per-layer logits u_l; the layer weight is σ(u_l)."""
+
+
+class SteeringController(nn.Module):
+    """The controller MLP and the direction d̂ it steers along."""
+
+    def __init__(self, cfg: ControllerConfig, direction: Direction):
+        super().__init__()
+        check_width(direction, cfg.d_model)
+        self.cfg = cfg
+        self.direction = direction
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(cfg.seed)
+        self.fc1 = nn.Linear(cfg.input_dim, cfg.hidden)
+        self.fc2 = nn.Linear(cfg.hidden, 1 + cfg.n_layers)
+        torch.random.set_rng_state(gen_state)
+        self.summary: dict = {}
+        """Training summary (epochs, best epoch, losses), saved with the weights."""
+
+    def forward(self, x_BI: torch.Tensor) -> ControllerOutput:
+        """x_BI: (B, n_read · d_model) concatenated read-outs, layers in `cfg.read_layers` order."""
+        if x_BI.ndim != 2 or x_BI.shape[1] != self.cfg.input_dim:
+            raise ValueError(f"controller input must be (batch, {self.cfg.input_dim}) = (batch, n_read · d_model); "
+                             f"got {tuple(x_BI.shape)}")
+        out_BO = self.fc2(torch.relu(self.fc1(x_BI.to(self.fc1.weight.dtype))))
+        return ControllerOutput(out_BO[:, 0], out_BO[:, 1:])
+
+    def coefficients(self, out: ControllerOutput) -> torch.Tensor:
+        """(B, n_layers) patch coefficients s · σ(u_l) · α (the patch is this times d̂)."""
+        return out.scale[:, None] * torch.sigmoid(out.layer_logits) * self.cfg.alpha
+
+    def inputs(self, model, prompts: Sequence[str]) -> torch.Tensor:
+        """(N, n_read · d_model) read-outs of `prompts` at `cfg.read_position` (one cached pass)."""
+        self.check_model(model)
+        return readout.residuals(model, prompts, self.cfg.read_layers, self.cfg.read_position, SITE).flatten(1)
+
+    @torch.no_grad()
+    def scores(self, model, prompts: Sequence[str]) -> torch.Tensor:
+        """(N,) global scale s of each prompt: the controller's harmfulness score."""
+        return self(self.inputs(model, prompts)).scale
+
+    def check_model(self, model) -> None:
+        if model.cfg.d_model != self.cfg.d_model or model.cfg.n_layers != self.cfg.n_layers:
+            raise ValueError(f"the controller was built for d_model={self.cfg.d_model}, n_layers={self.cfg.n_layers}; "
+                             f"the model has d_model={model.cfg.d_model}, n_layers={model.cfg.n_layers}")
+
+    # --- disk -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write `path`/controller.safetensors + `path`/controller.json (atomic)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()}
+        tensors["direction"] = self.direction.vector.contiguous()
+        write_atomic(path / WEIGHTS_FILE, save_safetensors(tensors))
+        d = self.direction
+        meta = {"config": asdict(self.cfg),
+                "direction": {"method": d.method, "name": d.name, "layer": d.layer, "site": d.site,
+                              "provenance": d.provenance},
+                "summary": self.summary}
+        write_atomic(path / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringController:
+        """Read a controller written by `save`."""
+        path = Path(path)
+        for f in (WEIGHTS_FILE, CONFIG_FILE):
+            if not (path / f).is_file():
+                raise FileNotFoundError(f"{path / f} is missing: a controller directory holds {WEIGHTS_FILE} "
+                                        f"and {CONFIG_FILE}")
+        try:
+            meta = json.loads((path / CONFIG_FILE).read_text())
+            cfg = ControllerConfig(**{**meta["config"], "read_layers": tuple(meta["config"]["read_layers"])})
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path / CONFIG_FILE}: not a controller config ({e!r})") from e
+        tensors = load_safetensors((path / WEIGHTS_FILE).read_bytes())
+        dmeta = meta.get("direction", {})
+        direction = Direction(tensors.pop("direction"), dmeta.get("method", "unknown"), dmeta.get("name", ""),
+                              dmeta.get("layer"), dmeta.get("site"), dmeta.get("provenance", {}))
+        controller = cls(cfg, direction)
+        try:
+            controller.load_state_dict(tensors, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{path / WEIGHTS_FILE} does not match {path / CONFIG_FILE}: {e}") from e
+        controller.summary = meta.get("summary", {})
+        return controller.eval()
+
+
+@dataclass(eq=False)
+class ControllerSteering:
+    """Steer with a trained controller (a `SteeringPlan` for `interp.steering.steer`).
+
+    `mode`/`alpha`: override the controller's config (None = keep it).
+    After each forward pass `last_output` holds the controller's output for the batch.
+    """
+
+    controller: SteeringController
+    mode: str | None = None
+    alpha: float | None = None
+    last_output: ControllerOutput | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        if not isinstance(self.controller, SteeringController):
+            raise ValueError(f"controller must be a SteeringController; got {type(self.controller).__name__}")
+        self.mode = self.controller.cfg.mode if self.mode is None else self.mode
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not a controller mode; allowed: {', '.join(MODES)}")
+        self.alpha = self.controller.cfg.alpha if self.alpha is None else float(self.alpha)
+        if not self.alpha > 0:
+            raise ValueError(f"alpha={self.alpha} must be positive")
+        self.direction = self.controller.direction
+        self.site = SITE
+        self._coef_BL: torch.Tensor | None = None
+        self._captured: dict[int, torch.Tensor] = {}
+
+    @property
+    def patch_layers(self) -> tuple[int, ...]:
+        cfg = self.controller.cfg
+        return tuple(range(cfg.n_layers)) if self.mode == "paper" else (max(cfg.read_layers),)
+
+    def _evaluate(self, x_BI: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.controller(x_BI.float().to(self.controller.fc1.weight.device))
+        self.last_output = out
+        return out.scale[:, None] * torch.sigmoid(out.layer_logits) * self.alpha  # (B, n_layers)
+
+    # --- SteeringPlan ---------------------------------------------------------------------
+    def bind(self, model) -> tuple[int, ...]:
+        self.controller.check_model(model)
+        check_width(self.direction, model.cfg.d_model)
+        self._coef_BL = None
+        return self.patch_layers
+
+    def position_weights(self, t_T: torch.Tensor, prompt_length: int, last: int) -> torch.Tensor:
+        return schedule_weights("generated" if self.mode == "paper" else "last", t_T, prompt_length, last)
+
+    def read_hooks(self, session) -> list[tuple[str, object]]:
+        if self.mode == "paper":
+            return []
+
+        def capture(layer):
+            def hook(act_BTD, hook):
+                if not session.inner:
+                    self._captured[layer] = read_at(act_BTD, act_BTD.shape[1], self.controller.cfg.read_position)
+            return hook
+
+        return [(readout.hook_name(layer, SITE), capture(layer)) for layer in self.controller.cfg.read_layers]
+
+    def begin_forward(self, session, tokens_BT: torch.Tensor, new_prompt: bool) -> None:
+        if self.mode != "paper" or not (new_prompt or session.fixed_prompt_length is not None):
+            return
+        names = [readout.hook_name(layer, SITE) for layer in self.controller.cfg.read_layers]
+        P = min(session.prompt_length, tokens_BT.shape[1])
+        acts = session.clean_run(tokens_BT[:, :P], names)
+        x_BI = torch.cat([read_at(acts[n], P, self.controller.cfg.read_position) for n in names], dim=-1)
+        self._coef_BL = self._evaluate(x_BI)
+
+    def row_coefficients(self, layer: int, act_BTD: torch.Tensor, session) -> torch.Tensor:
+        if self.mode == "reference":
+            x_BI = torch.cat([self._captured[r] for r in self.controller.cfg.read_layers], dim=-1)
+            self._coef_BL = self._evaluate(x_BI)
+        return self._coef_BL[:, layer].to(act_BTD.device)
+
+
+def read_at(act_BTD: torch.Tensor, length: int, read_position: str) -> torch.Tensor:
+    """(B, D) read-out of the first `length` positions: the last one, or the mean after BOS."""
+    if read_position == "last" or length < 2:
+        return act_BTD[:, length - 1, :].detach()
+    return act_BTD[:, 1:length, :].mean(dim=1).detach()
