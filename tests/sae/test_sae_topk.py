@@ -1,3 +1,4 @@
+import pytest
 """TopK properties from specs/sae_variants.md section 1."""
 
 import torch
@@ -118,3 +119,22 @@ def test_geometric_median_init_and_scale():
     assert abs(float((x * sae.input_scale).norm(dim=1).mean()) - 4.0) < 1e-3
     x_code = sae.encode(x)
     assert isinstance(x_code, cuda_ext.EncoderOutput)
+
+
+@pytest.mark.parametrize("variant", ["topk", "mutual_choice", "feature_choice", "gradient"])
+def test_initial_reconstruction_is_the_least_squares_scale_of_the_tied_code(variant):
+    from interp.sae.init import initialize_from_data
+
+    x = torch.randn(512, 32) @ torch.randn(32, 32) + 3
+    sae = SparseAutoencoder(SAEConfig(d_in=32, n_latents=256, k=64, variant=variant))
+    tied_W_enc = sae.W_enc.detach().clone()
+    initialize_from_data(sae, x)
+    code = cuda_ext.topk_encode(x, sae.W_enc, sae.b_enc, sae.b_dec, 64)
+    x_hat = cuda_ext.sparse_decode(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
+    baseline = (x - sae.b_dec).pow(2).sum()  # the code switched off: x_hat = b_dec
+    assert (x - x_hat).pow(2).sum() < baseline  # no overshoot: better than no code at all
+    for s in (0.9, 1.1):  # and a minimum along the encoder's scale
+        scaled = cuda_ext.sparse_decode(code.top_acts * s, code.top_indices, sae.W_dec, sae.b_dec)
+        assert (x - scaled).pow(2).sum() > (x - x_hat).pow(2).sum()
+    tied = cuda_ext.topk_encode(x, tied_W_enc, sae.b_enc, sae.b_dec, 64)  # the same selection as the tied init
+    assert torch.equal(code.top_indices.sort(1).values, tied.top_indices.sort(1).values)
