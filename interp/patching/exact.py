@@ -8,7 +8,6 @@ the corrupt batch, copy j carrying node j's clean activation.
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import pandas as pd
@@ -73,9 +72,3 @@ def _patcher(site: Site, clean_act: torch.Tensor, chunk: list[tuple[int, int]]):
         return out
     return edit
 
-
-def timed(fn, *args, **kwargs) -> tuple[object, float]:
-    """(fn(*args, **kwargs), wall-clock seconds)."""
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start

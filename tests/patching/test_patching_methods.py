@@ -141,3 +141,13 @@ def test_bad_components_and_missing_sae_fail_before_compute(zoo_dense, ioi_small
         relevance_patching(*args, components=("mlp",))
     with pytest.raises(ValueError, match="sae=None"):
         relevance_patching(*args, components=("sae",))
+
+
+def test_integrated_gradients_are_complete_on_a_cut(zoo_dense, ioi_small):
+    """resid_pre at one layer is a cut of the model: its IG scores sum to m(clean) - m(corrupt) = 1."""
+    args = (zoo_dense, ioi_small.clean, ioi_small.corrupt, ioi_small.metric)
+    ig = integrated_gradients(*args, components=("resid_pre",), steps=16)
+    for layer in (1, 2, 3):
+        assert ig[ig["layer"] == layer]["score"].sum() == pytest.approx(1.0, abs=0.03)
+    coarse = integrated_gradients(*args, components=("resid_pre",), steps=1)  # one step is a midpoint AtP
+    assert abs(coarse[coarse["layer"] == 1]["score"].sum() - 1.0) > abs(ig[ig["layer"] == 1]["score"].sum() - 1.0)
