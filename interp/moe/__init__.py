@@ -19,12 +19,12 @@ moe.random_control(model, n=2, seeds=(0, 1, 2), exclude=top)
 """
 
 from interp.moe.capture import RoutingCapture, capture_routing
-from interp.moe.experts import STATISTICS, prompt_rates, refused, score_experts, score_matrix, top_experts
+from interp.moe.experts import STATISTICS, prompt_rates, refused, replies, score_experts, score_matrix, top_experts
 from interp.moe.interventions import POLICIES, ablate, force, random_control
 from interp.moe.routing import ROUTED_WEIGHTS, ROUTER_LOGITS, NotMoEError, check_experts, routed, shape
 from interp.moe.stats import coactivation, expert_table, layer_table, token_table
 
 __all__ = ["POLICIES", "ROUTED_WEIGHTS", "ROUTER_LOGITS", "STATISTICS", "NotMoEError", "RoutingCapture",
            "ablate", "capture_routing", "check_experts", "coactivation", "expert_table", "force", "layer_table",
-           "prompt_rates", "random_control", "refused", "routed", "score_experts", "score_matrix", "shape",
+           "prompt_rates", "random_control", "refused", "replies", "routed", "score_experts", "score_matrix", "shape",
            "token_table", "top_experts"]

@@ -181,7 +181,7 @@ def _observations(result: MoteResult) -> list[str]:
     """Plain-language readings of the measured tables (no numbers but the measured ones)."""
     notes = []
     top1 = result.scores.iloc[0]
-    notes.append(f"fTRI's top expert is layer {top1.layer}, expert {top1.expert} (score {top1.score:.3f}; "
+    notes.append(f"fTRI's top expert is layer {int(top1.layer)}, expert {int(top1.expert)} (score {top1.score:.3f}; "
                  f"runner-up {result.scores.iloc[1].score:.3f}).")
     s = result.summary
     if not s.empty:
@@ -189,11 +189,13 @@ def _observations(result: MoteResult) -> list[str]:
         notes.append(f"Top-N ablation beats the random controls by {gap.min():+.0%} to {gap.max():+.0%} "
                      "(relative refusal reduction, over policies and N).")
     if not result.forcing.empty:
-        base = result.baseline["refusal_rate_benign"]
-        peak = result.forcing.refusal_rate_benign.max()
-        notes.append(f"Forcing the top experts on benign prompts: refusal rate {base:.2f} -> at most {peak:.2f} "
-                     + ("(raised, as in the paper)." if peak > base else
-                        "(not raised: the expert is necessary for refusing, not sufficient)."))
+        f, base = result.forcing, result.baseline["refusal_rate_benign"]
+        peak = f.loc[f.refusal_rate_benign.idxmax()]
+        notes.append(f"Forcing the top experts on held-out benign prompts: refusal rate {base:.2f} without, at most "
+                     f"{peak.refusal_rate_benign:.2f} with (N={peak.n}, weight {peak.weight}); "
+                     + ("raised, as in the paper." if peak.refusal_rate_benign > base else "not raised.")
+                     + f" On held-out harmful prompts forcing gives {f.refusal_rate_harmful.min():.2f} to "
+                     f"{f.refusal_rate_harmful.max():.2f} (baseline {result.baseline['refusal_rate']:.2f}).")
     return notes
 
 
@@ -218,7 +220,10 @@ def summarize(ablations: pd.DataFrame) -> pd.DataFrame:
 
 def _table(df: pd.DataFrame) -> str:
     def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+        if isinstance(v, float):
+            return "–" if v != v else f"{v:.4g}"  # NaN: not applicable (the seed of a top-N row)
+        return str(v)
+
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
@@ -254,11 +259,12 @@ def write_report(result: MoteResult, path: Path, command: str) -> None:
         "## Targets", "",
         f"Some N ≤ {MAX_FRACTION:.0%} of experts cuts refusal by ≥ {MIN_REDUCTION:.0%} (relative) with prose CE "
         f"up ≤ {MAX_CE_INCREASE:.0%}: " + (
-            "**met** by " + ", ".join(f"{r.policy} N={r.n} ({r.fraction:.1%}: −{r.refusal_reduction:.0%} refusal, "
-                                      f"CE {r.ce_increase:+.2%}, random −{r.random_reduction_mean:.0%} "
-                                      f"± {r.random_reduction_std:.0%})" for r in met.itertuples())
-            if not met.empty else "**missed**" + (f" (best: {best.policy} N={best.n}, "
-                                                   f"−{best.refusal_reduction:.0%})" if best is not None else "")),
+            "**met** by " + "; ".join(f"{r.policy} N={r.n} ({r.fraction:.1%} of experts: refusal reduced by "
+                                      f"{r.refusal_reduction:.0%}, CE {r.ce_increase:+.2%}; random experts: "
+                                      f"{r.random_reduction_mean:+.0%} ± {r.random_reduction_std:.0%})"
+                                      for r in met.itertuples())
+            if not met.empty else "**missed**" + (f" (best: {best.policy} N={best.n}, refusal reduced by "
+                                                   f"{best.refusal_reduction:.0%})" if best is not None else "")),
         "",
         *[f"* {note}" for note in result.notes],
         "",

@@ -23,10 +23,21 @@ from interp.tasks import refusal
 STATISTICS = ("count", "weight")
 
 
+def replies(model, prompts: Sequence[str], max_new_tokens: int | None = None) -> pd.DataFrame:
+    """The model's greedy replies, judged: columns prompt, reply, refused.
+
+    `max_new_tokens` defaults to the length of the refusal phrase, enough for the judge.
+    Active hooks (ablations, forcing) apply.
+    """
+    if max_new_tokens is None:
+        max_new_tokens = len(model.to_tokens(refusal.REFUSAL, prepend_bos=False)[0])
+    out = greedy(model, list(prompts), max_new_tokens=max_new_tokens)
+    return pd.DataFrame(dict(prompt=list(prompts), reply=out, refused=[refusal.is_refusal(r) for r in out]))
+
+
 def refused(model, prompts: Sequence[str]) -> list[bool]:
     """Whether the model's greedy reply to each prompt is the refusal (the zoo's judge)."""
-    n_tokens = len(model.to_tokens(refusal.REFUSAL, prepend_bos=False)[0])
-    return [refusal.is_refusal(r) for r in greedy(model, list(prompts), max_new_tokens=n_tokens)]
+    return replies(model, prompts)["refused"].tolist()
 
 
 def prompt_rates(capture: RoutingCapture, statistic: str = "count", last: int | None = None) -> np.ndarray:

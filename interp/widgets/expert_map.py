@@ -1,0 +1,132 @@
+"""`ExpertMap(model, scores, prompts)`: a layer × expert map of behaviour scores; click
+experts to switch them off or force them on, and see the replies and refusal rate change.
+
+The heatmap is `interp.moe.score_matrix(scores)` (e.g. fTRI: mean selection on refused
+minus answered prompts). Clicking a cell adds the expert to (or removes it from) the set
+of the current mode: "switch off" (with the chosen ablation policy) or "force on". After
+every change the prompts are re-run under `interp.moe.ablate` and `interp.moe.force`, and
+`interp.moe.replies` gives the replies and the refusal judge. Display only: every number
+comes from `interp.moe`; the model is restored after each run.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from contextlib import ExitStack
+
+import ipywidgets as widgets
+import pandas as pd
+import plotly.graph_objects as go
+
+from interp import moe
+
+MODES = ("switch off", "force on")
+
+
+class ExpertMap(widgets.VBox):
+    """Show `scores` (an `interp.moe.score_experts` table) as a layer × expert heatmap over the
+    MoE `model`, and re-run `prompts` with the experts clicked off or forced on.
+
+    `max_new_tokens`: reply length shown (default: enough for the refusal judge).
+    """
+
+    def __init__(self, model, scores: pd.DataFrame, prompts: Sequence[str], max_new_tokens: int | None = None):
+        self.n_layers, self.n_experts, self.k = moe.shape(model)
+        if len(scores) != self.n_layers * self.n_experts:
+            raise ValueError(f"scores has {len(scores)} rows, but the model has {self.n_layers} layers × "
+                             f"{self.n_experts} experts: pass interp.moe.score_experts(...) of this model")
+        if isinstance(prompts, str) or not prompts:
+            raise ValueError(f"prompts={prompts!r} must be a non-empty list of strings")
+        self.model, self.scores, self.prompts = model, scores, list(prompts)
+        self.max_new_tokens = max_new_tokens
+        self.off: set[tuple[int, int]] = set()
+        self.forced: set[tuple[int, int]] = set()
+        self.results: pd.DataFrame | None = None
+        self.baseline_rate: float | None = None
+
+        self.mode = widgets.ToggleButtons(options=MODES, value=MODES[0], description="click to")
+        self.policy = widgets.Dropdown(options=moe.POLICIES, value=moe.POLICIES[0], description="policy")
+        self.reset = widgets.Button(description="reset")
+        self.status = widgets.HTML()
+        self.outputs = widgets.HTML()
+        self.figure = self._figure()
+        self.policy.observe(lambda change: self.run(), names="value")
+        self.reset.on_click(lambda _: self.set_experts(off=(), forced=()))
+        self.run()
+        super().__init__([widgets.HBox([self.mode, self.policy, self.reset]), self.figure, self.status,
+                          self.outputs])
+
+    # --- interaction ---------------------------------------------------------------------
+    def toggle(self, layer: int, expert: int, mode: str | None = None) -> None:
+        """Add (layer, expert) to the set of `mode` (default: the selected one), or remove it; re-run."""
+        mode = self.mode.value if mode is None else mode
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; allowed: {', '.join(MODES)}")
+        (pair,) = moe.check_experts(self.model, [(layer, expert)])
+        before = set(self.off), set(self.forced)
+        target, other = (self.off, self.forced) if mode == MODES[0] else (self.forced, self.off)
+        other.discard(pair)
+        target.symmetric_difference_update({pair})
+        if not self.run():  # refused (shown in the status line): keep the last valid sets
+            self.off, self.forced = before
+            self._redraw()
+
+    def set_experts(self, off: Sequence[Sequence[int]] = (), forced: Sequence[Sequence[int]] = ()) -> None:
+        """Replace both sets and re-run."""
+        self.off = set(moe.check_experts(self.model, off, field="off"))
+        self.forced = set(moe.check_experts(self.model, forced, field="forced"))
+        self.run()
+
+    def run(self) -> bool:
+        """Re-run the prompts with the current experts off / forced; update the map and tables.
+        Returns False (and shows why) when the library refuses the combination."""
+        try:
+            with ExitStack() as stack:
+                if self.off:
+                    stack.enter_context(moe.ablate(self.model, sorted(self.off), self.policy.value))
+                if self.forced:
+                    stack.enter_context(moe.force(self.model, sorted(self.forced)))
+                self.results = moe.replies(self.model, self.prompts, self.max_new_tokens)
+        except ValueError as e:  # e.g. more experts forced in a layer than fit in its top-k
+            self.status.value = f"<b style='color:#b00'>{html.escape(str(e))}</b>"
+            self._redraw()
+            return False
+        rate = float(self.results["refused"].mean())
+        if not self.off and not self.forced:
+            self.baseline_rate = rate
+        self.status.value = (f"<b>refusal rate {rate:.2f}</b> on {len(self.prompts)} prompts"
+                             + (f" (no intervention: {self.baseline_rate:.2f})" if self.baseline_rate is not None
+                                else "")
+                             + f" · off ({self.policy.value}): {sorted(self.off) or '—'}"
+                             + f" · forced: {sorted(self.forced) or '—'}")
+        self.outputs.value = self._table_html()
+        self._redraw()
+        return True
+
+    # --- views ---------------------------------------------------------------------------
+    def _figure(self) -> go.FigureWidget:
+        fig = go.FigureWidget(
+            data=[go.Heatmap(z=moe.score_matrix(self.scores), colorscale="RdBu", reversescale=True, zmid=0,
+                             texttemplate="%{text}", colorbar=dict(title="score"))],
+            layout=go.Layout(height=120 + 40 * self.n_layers, width=140 + 50 * self.n_experts,
+                             margin=dict(l=60, r=10, t=40, b=40), title="expert score (click: off / on)",
+                             xaxis=dict(title="expert", dtick=1), yaxis=dict(title="layer", dtick=1,
+                                                                            autorange="reversed")))
+        fig.data[0].on_click(self._on_click)
+        return fig
+
+    def _on_click(self, trace, points, state) -> None:
+        for x, y in zip(points.xs, points.ys):
+            self.toggle(int(y), int(x))
+
+    def _redraw(self) -> None:
+        text = [["off" if (layer, e) in self.off else "on" if (layer, e) in self.forced else ""
+                 for e in range(self.n_experts)] for layer in range(self.n_layers)]
+        self.figure.data[0].text = text
+
+    def _table_html(self) -> str:
+        rows = "".join(f"<tr><td>{html.escape(r.prompt)}</td><td>{html.escape(r.reply)}</td>"
+                       f"<td>{'refused' if r.refused else ''}</td></tr>" for r in self.results.itertuples())
+        return ("<table><tr><th style='text-align:left'>prompt</th><th style='text-align:left'>reply</th>"
+                f"<th></th></tr>{rows}</table>")

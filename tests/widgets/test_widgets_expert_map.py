@@ -1,0 +1,89 @@
+"""ExpertMap driven programmatically: the map is interp.moe.score_matrix, clicks switch experts
+off or force them on, the replies and refusal rate come from interp.moe.replies under the
+library's contexts, and the model is restored after every run."""
+
+import pytest
+import torch
+from plotly.callbacks import InputDeviceState, Points
+
+from interp import moe
+from interp.tasks import refusal
+
+HARMFUL = [p.prompt for p in refusal.generate(4, "harmful", "heldout")]
+
+
+@pytest.fixture(scope="module")
+def scores(zoo_moe):
+    prompts = [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(6, kind, "train")]
+    return moe.score_experts(moe.capture_routing(zoo_moe, prompts), [True] * 6 + [False] * 6)
+
+
+@pytest.fixture()
+def view(zoo_moe, scores):
+    from interp.widgets.expert_map import ExpertMap
+
+    return ExpertMap(zoo_moe, scores, HARMFUL)
+
+
+def _click(view, layer, expert):
+    view.figure.data[0]._dispatch_on_click(Points(point_inds=[(layer, expert)], xs=[expert], ys=[layer],
+                                                  trace_index=0), InputDeviceState())
+
+
+def test_map_is_the_library_score_matrix(view, scores):
+    assert (view.figure.data[0].z == moe.score_matrix(scores)).all()
+    assert view.results.equals(moe.replies(view.model, HARMFUL))
+    assert "no intervention" in view.status.value
+
+
+def test_clicking_the_planted_expert_switches_it_off_and_back(view, zoo_moe):
+    base = view.results.refused.mean()
+    assert base > 0
+    _click(view, 2, 5)
+    assert view.off == {(2, 5)} and view.figure.data[0].text[2][5] == "off"
+    with moe.ablate(zoo_moe, [(2, 5)], "renormalize"):
+        expected = moe.replies(zoo_moe, HARMFUL)
+    assert view.results.equals(expected) and view.results.refused.mean() == 0
+    assert "refusal rate 0.00" in view.status.value and html_escaped(expected.reply[0]) in view.outputs.value
+    view.policy.value = "refill"
+    with moe.ablate(zoo_moe, [(2, 5)], "refill"):
+        assert view.results.equals(moe.replies(zoo_moe, HARMFUL))
+    _click(view, 2, 5)
+    assert view.off == set() and view.results.refused.mean() == base
+    assert not any(hp.fwd_hooks for hp in zoo_moe.hook_dict.values())
+
+
+def test_force_mode_and_refused_combinations(view, zoo_moe):
+    toks = zoo_moe.to_tokens(HARMFUL[0])
+    with torch.no_grad():
+        before = zoo_moe(toks)
+    view.mode.value = "force on"
+    _click(view, 3, 0)
+    assert view.forced == {(3, 0)} and view.figure.data[0].text[3][0] == "on"
+    with moe.force(zoo_moe, [(3, 0)]):
+        assert view.results.equals(moe.replies(zoo_moe, HARMFUL))
+    _click(view, 3, 1)
+    _click(view, 3, 2)  # a third forced expert does not fit in the top-2
+    assert "only k=2 fit" in view.status.value and view.forced == {(3, 0), (3, 1)}
+    view.reset.click()
+    assert view.off == view.forced == set() and view.figure.data[0].text[3][0] == ""
+    with torch.no_grad():
+        assert torch.equal(zoo_moe(toks), before)
+    assert not any("router_logits" in name for name in zoo_moe.hook_dict)
+
+
+def test_bad_inputs(zoo_moe, scores, zoo_dense):
+    from interp.widgets.expert_map import ExpertMap
+
+    with pytest.raises(ValueError, match="scores has 3 rows"):
+        ExpertMap(zoo_moe, scores.head(3), HARMFUL)
+    with pytest.raises(ValueError, match="prompts="):
+        ExpertMap(zoo_moe, scores, [])
+    with pytest.raises(moe.NotMoEError):
+        ExpertMap(zoo_dense, scores, HARMFUL)
+
+
+def html_escaped(text):
+    import html
+
+    return html.escape(text)
