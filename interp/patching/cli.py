@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default="results/relp_ioi.md")
     r.set_defaults(func=_protocol)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
 def _ints(text: str, field: str) -> tuple[int, ...]:
