@@ -121,9 +121,9 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
     lines += ["", f"## Pearson r with activation patching (template {templates[0]})", "",
               markdown_table(wide.rename(columns={"atp": "AtP", "relp": "RelP"})), "",
               f"AtP's lowest r here is {lowest['atp']:.3f} ({lowest['component']}); RelP >= AtP on {n_better} of "
-              f"{len(wide)} components. The paper's large AtP failure (GPT-2 small mlp_out r = 0.195) comes from "
-              "saturated nonlinearities that a 4-layer, d_model 128 model has few of, so on this model the two "
-              "methods differ by little; the rules' properties are checked by tests/patching.", ""]
+              f"{len(wide)} components. The paper's large AtP failure (GPT-2 small mlp_out r = 0.195) does not "
+              f"appear on {model_name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}), so the two "
+              "methods differ by little here; the rules themselves are checked by tests/patching.", ""]
     if len(results) > 1:
         table = correlation_table(results, labels)
         summary = table.groupby("component")[["atp", "relp"]].agg(["mean", "min"])
