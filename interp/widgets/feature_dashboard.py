@@ -84,8 +84,8 @@ class FeatureDashboard(widgets.VBox):
         self.text = widgets.Textarea(value=text, continuous_update=False, description="your text",
                                      layout=widgets.Layout(width="600px", height="60px"))
         self.text_view = widgets.HTML()
-        self.prompt = widgets.Text(value=prompt, continuous_update=False, description="prompt",
-                                   layout=widgets.Layout(width="600px"))
+        self.prompt = widgets.Textarea(value=prompt, continuous_update=False, description="prompt",
+                                       layout=widgets.Layout(width="600px", height="48px"))
         self.coefficient = widgets.FloatSlider(value=0.0, min=-coefficient_range, max=coefficient_range, step=1.0,
                                                description="coefficient", continuous_update=False,
                                                layout=widgets.Layout(width="500px"))
