@@ -17,11 +17,11 @@ Positions are absolute token positions t (BOS = 0) relative to the prompt length
 | "all"           | every t                   |                                                   |
 | (3, 5, ...)     | those t                   |                                                   |
 
-How the prompt length is known [ours]: the context watches the tokens of every forward pass
-(a forward pre-hook on the model). A forward whose tokens extend the previous forward's
-tokens (same batch, same prefix, more tokens; or a forward with a non-empty KV cache, as in
-`HookedTransformer.generate`) is a generation step of the same prompt; any other forward
-starts a new prompt whose length is its token count. This is exactly right for
+How the prompt length is known [ours]: the context sees the input of every forward pass
+(it wraps the model's `forward`). A forward whose input (tokens, or embeddings as
+`HookedTransformer.generate` passes them) extends the previous forward's input (same batch,
+same prefix, more positions), or that continues a KV cache, is a generation step of the same
+prompt; any other forward starts a new prompt whose length is its number of positions. This is exactly right for
 `interp.generation.greedy` (which re-runs the whole sequence each step, one length group
 after another) and for `model.generate` on equal-length prompts. Pass `prompt_length=` to
 `steer` to fix P instead (e.g. to treat the tail of a prose text as "generated").
@@ -61,8 +61,9 @@ class SteeringPlan(Protocol):
     def read_hooks(self, session: _Session) -> list[tuple[str, object]]:
         """Extra read-only hooks (name, fn) to add before the patch hooks."""
 
-    def begin_forward(self, session: _Session, tokens_BT: torch.Tensor, new_prompt: bool) -> None:
-        """Called before every forward pass the context sees."""
+    def begin_forward(self, session: _Session, seq: torch.Tensor | None, new_prompt: bool) -> None:
+        """Called before every forward pass the context sees, with its whole input so far
+        ((B, T) tokens or (B, T, D) embeddings; None for a KV-cache continuation)."""
 
     def row_coefficients(self, layer: int, act_BTD: torch.Tensor, session: _Session) -> torch.Tensor:
         """(B,) coefficient of the patch at `layer` for each batch row of this forward pass."""
@@ -121,7 +122,7 @@ class Steering:
     def read_hooks(self, session: _Session) -> list[tuple[str, object]]:
         return []
 
-    def begin_forward(self, session: _Session, tokens_BT: torch.Tensor, new_prompt: bool) -> None:
+    def begin_forward(self, session: _Session, seq: torch.Tensor | None, new_prompt: bool) -> None:
         pass
 
     def row_coefficients(self, layer: int, act_BTD: torch.Tensor, session: _Session) -> torch.Tensor:
@@ -215,53 +216,56 @@ class _Session:
         self.record = record
         self.trace = SteeringTrace()
         self.inner = False  # True while a plan runs a clean (unsteered) forward pass of its own
-        self.prev_tokens: torch.Tensor | None = None
+        self.prev_seq: torch.Tensor | None = None  # input of the last forward without a KV cache
+        self.prev_length = 0  # positions covered so far (with a KV cache: offset + new positions)
         self.prompt_length = 0
         self.weights_T: torch.Tensor | None = None
         self.direction_D = plan.direction.vector
 
-    # --- the forward pre-hook: which positions does this forward pass hold? -----------------
-    def pre_hook(self, module, args, kwargs):
+    # --- before every forward pass: which positions does it hold? ---------------------------
+    def before_forward(self, args, kwargs) -> None:
         if self.inner:
-            return None
-        tokens = args[0] if args else kwargs.get("input")
-        if isinstance(tokens, (str, list)):
-            tokens = self.model.to_tokens(tokens)
-        if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
-            raise ValueError("steer: the model was called with input that is not a (batch, pos) token tensor; "
-                             "steering needs token ids to know the prompt length")
+            return
+        seq = args[0] if args else kwargs.get("input")
+        if isinstance(seq, (str, list)):
+            seq = self.model.to_tokens(seq)
+        if not isinstance(seq, torch.Tensor) or seq.ndim not in (2, 3):
+            raise ValueError("steer: the model was called with input that is neither (batch, pos) tokens nor "
+                             "(batch, pos, d_model) embeddings; steering needs to know the positions")
+        B, T = seq.shape[:2]
         cache = kwargs.get("past_kv_cache")
-        offset = self.model.get_pos_offset(cache, tokens.shape[0]) if cache is not None else 0
-        prev = self.prev_tokens
-        if offset > 0 and prev is not None and prev.shape == (tokens.shape[0], offset):
-            new_prompt, full = False, torch.cat([prev, tokens], dim=1)
-        elif (offset == 0 and prev is not None and prev.shape[0] == tokens.shape[0]
-              and tokens.shape[1] > prev.shape[1] and torch.equal(tokens[:, :prev.shape[1]], prev)):
-            new_prompt, full = False, tokens
+        offset = self.model.get_pos_offset(cache, B) if cache is not None else 0
+        prev = self.prev_seq
+        if offset > 0:
+            if prev is None or prev.shape[0] != B or self.prev_length != offset:
+                raise ValueError("steer: a forward pass continued a KV cache that started outside the steer context")
+            new_prompt = False
         else:
-            new_prompt, full = True, tokens if offset == 0 else None
-        if full is None:
-            raise ValueError("steer: a forward pass continued a KV cache that started outside the steer context")
+            new_prompt = not (prev is not None and prev.shape[0] == B and T > prev.shape[1]
+                              and prev.shape[2:] == seq.shape[2:] and torch.equal(seq[:, :prev.shape[1]], prev))
         if self.fixed_prompt_length is not None:
             self.prompt_length = self.fixed_prompt_length
         elif new_prompt:
-            self.prompt_length = full.shape[1]
-        self.prev_tokens = full
-        t_T = torch.arange(offset, offset + tokens.shape[1], device=tokens.device)
-        self.weights_T = self.plan.position_weights(t_T, self.prompt_length, full.shape[1] - 1)
+            self.prompt_length = T
+        if offset == 0:
+            self.prev_seq = seq
+        self.prev_length = offset + T
+        t_T = torch.arange(offset, offset + T, device=seq.device)
+        self.weights_T = self.plan.position_weights(t_T, self.prompt_length, offset + T - 1)
         self.positions_T = t_T
         self.forward_index = self.trace.n_forwards
         self.trace.n_forwards += 1
         self.trace.prompt_lengths.append(self.prompt_length)
-        self.plan.begin_forward(self, full, new_prompt)
-        return None
+        self.plan.begin_forward(self, seq if offset == 0 else None, new_prompt)
 
-    def clean_run(self, tokens_BT: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-        """Activations at `names` of an unsteered forward pass (for controllers' read-outs)."""
+    def clean_run(self, seq: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+        """Activations at `names` of an unsteered forward pass over `seq`: (B, T) tokens or the
+        (B, T, d_model) residual stream entering block 0 (for controllers' read-outs)."""
+        kwargs = {"start_at_layer": 0} if seq.is_floating_point() else {}
         self.inner = True
         try:
             with torch.no_grad():
-                _, cache = self.model.run_with_cache(tokens_BT, names_filter=names)
+                _, cache = self.model.run_with_cache(seq, names_filter=names, **kwargs)
         finally:
             self.inner = False
         return {n: cache[n] for n in names}
@@ -299,7 +303,16 @@ def steer(model, spec: SteeringPlan, prompt_length: int | None = None, record: b
         raise ValueError(f"prompt_length={prompt_length!r} must be a positive int (or None to infer it)")
     session = _Session(model, spec, prompt_length, record)
     added: list[tuple[object, object]] = []  # (hook point, LensHandle)
-    pre_handle = model.register_forward_pre_hook(session.pre_hook, with_kwargs=True)
+    # Wrap the instance's `forward` (not a module pre-hook): HookedTransformer.generate calls
+    # self.forward directly, with embeddings and a KV cache, bypassing module hooks.
+    previous = model.__dict__.get("forward")
+    wrapped = model.forward
+
+    def forward(*args, **kwargs):
+        session.before_forward(args, kwargs)
+        return wrapped(*args, **kwargs)
+
+    model.forward = forward
     try:
         hooks = list(spec.read_hooks(session))
         hooks += [(readout.hook_name(layer, spec.site), session.patch_hook(layer)) for layer in layers]
@@ -309,8 +322,29 @@ def steer(model, spec: SteeringPlan, prompt_length: int | None = None, record: b
             added.append((point, point.fwd_hooks[-1]))
         yield session.trace
     finally:
-        pre_handle.remove()
+        if previous is None:
+            del model.forward
+        else:
+            model.forward = previous
         for point, handle in added:
             handle.hook.remove()
             if handle in point.fwd_hooks:
                 point.fwd_hooks.remove(handle)
+
+
+def generate(model, spec: SteeringPlan, prompts: Sequence[str], max_new_tokens: int = 8,
+             prompt_length: int | None = None) -> tuple[pd.DataFrame, SteeringTrace]:
+    """Greedy replies to `prompts` without and with steering, side by side.
+
+    Returns (frame with columns prompt, unsteered, steered, changed; the trace of the steered run).
+    """
+    from interp.generation import greedy
+    from interp.steering.readout import check_prompts
+
+    prompts = check_prompts(prompts)
+    plain = greedy(model, prompts, max_new_tokens)
+    with steer(model, spec, prompt_length=prompt_length) as trace:
+        steered = greedy(model, prompts, max_new_tokens)
+    frame = pd.DataFrame({"prompt": prompts, "unsteered": plain, "steered": steered})
+    frame["changed"] = frame["unsteered"] != frame["steered"]
+    return frame, trace

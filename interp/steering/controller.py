@@ -245,12 +245,12 @@ class ControllerSteering:
 
         return [(readout.hook_name(layer, SITE), capture(layer)) for layer in self.controller.cfg.read_layers]
 
-    def begin_forward(self, session, tokens_BT: torch.Tensor, new_prompt: bool) -> None:
-        if self.mode != "paper" or not (new_prompt or session.fixed_prompt_length is not None):
+    def begin_forward(self, session, seq: torch.Tensor | None, new_prompt: bool) -> None:
+        if self.mode != "paper" or seq is None or not (new_prompt or session.fixed_prompt_length is not None):
             return
         names = [readout.hook_name(layer, SITE) for layer in self.controller.cfg.read_layers]
-        P = min(session.prompt_length, tokens_BT.shape[1])
-        acts = session.clean_run(tokens_BT[:, :P], names)
+        P = min(session.prompt_length, seq.shape[1])
+        acts = session.clean_run(seq[:, :P], names)
         x_BI = torch.cat([read_at(acts[n], P, self.controller.cfg.read_position) for n in names], dim=-1)
         self._coef_BL = self._evaluate(x_BI)
 

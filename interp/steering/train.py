@@ -143,3 +143,26 @@ def _interleave(batches):
     for i in range(max(len(harm), len(ben))):
         out += harm[i:i + 1] + ben[i:i + 1]
     return out
+
+
+def refusal_prompts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(harmful, benign) training prompts of the zoo's refusal task: plain harmful requests
+    only, never jailbreak-wrapped ones."""
+    from interp.tasks import refusal
+
+    return ([p.prompt for p in refusal.generate(n, "harmful", "train", seed)],
+            [p.prompt for p in refusal.generate(n, "benign", "train", seed)])
+
+
+def train_refusal_controller(model, n: int = 400, direction: Direction | None = None, direction_layer: int = 2,
+                             config: ControllerConfig | None = None, train: TrainConfig = TrainConfig(),
+                             seed: int = 0) -> TrainResult:
+    """A controller for the zoo's refusal task, trained on `n` plain harmful and `n` benign
+    training prompts. `direction`: default the harmful − benign mean difference of the
+    residual stream at the last prompt token of block `direction_layer` (resid_post),
+    measured on the same training prompts."""
+    harmful, benign = refusal_prompts(n, seed)
+    if direction is None:
+        direction = Direction.mean_difference(model, harmful, benign, layer=direction_layer,
+                                              name=f"refusal mean difference L{direction_layer}")
+    return train_controller(model, direction, harmful, benign, config, train)

@@ -1,0 +1,138 @@
+"""`interp steer train | generate | sweep`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+
+def register(subparsers) -> None:
+    steer = subparsers.add_parser("steer", help="activation steering: train a controller, generate, sweep")
+    sub = steer.add_subparsers(dest="steer_command", metavar="STEER_COMMAND", required=True)
+
+    t = sub.add_parser("train", help="train a refusal controller on the zoo's plain harmful vs benign prompts")
+    t.add_argument("--out", required=True, help="controller directory to write")
+    t.add_argument("--model", default="zoo-dense")
+    t.add_argument("-n", type=int, default=400, help="training prompts per class (default 400)")
+    t.add_argument("--direction", help="a saved direction directory (default: harmful − benign mean difference)")
+    t.add_argument("--direction-layer", type=int, default=2, help="layer of the default direction (default 2)")
+    t.add_argument("--read-layers", type=int, nargs="+", default=None, help="default: the last 4 layers")
+    t.add_argument("--read-position", choices=["last", "mean"], default="mean")
+    t.add_argument("--alpha", type=float, default=1.0, help="patch scale α (paper: 4.0; zoo default 1.0)")
+    t.add_argument("--mode", choices=["paper", "reference"], default="paper")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_train)
+
+    g = sub.add_parser("generate", help="greedy replies without and with steering, side by side")
+    g.add_argument("prompts", nargs="+", help="prompts (a zoo chat prompt looks like 'User: ...\\nAssistant:')")
+    g.add_argument("--model", default="zoo-dense")
+    g.add_argument("--controller", help="a trained controller directory")
+    g.add_argument("--mode", choices=["paper", "reference"], help="override the controller's mode")
+    g.add_argument("--alpha", type=float, help="override the controller's α")
+    g.add_argument("--direction", help="a saved direction directory (fixed steering)")
+    g.add_argument("--layers", type=int, nargs="+", help="fixed steering: layers to patch")
+    g.add_argument("--coefficients", type=float, nargs="+", help="fixed steering: one, or one per layer")
+    g.add_argument("--positions", default="generated", help="fixed steering positions (default: generated)")
+    g.add_argument("--max-new-tokens", type=int, default=8)
+    g.set_defaults(func=_generate)
+
+    s = sub.add_parser("sweep", help="fixed steering over layers × coefficients beside a controller: table + Pareto plot")
+    s.add_argument("--controller", required=True, help="trained controller directory (its direction is swept too)")
+    s.add_argument("--out", required=True, help="directory for sweep.csv, sweep.md and pareto.html")
+    s.add_argument("--model", default="zoo-dense")
+    s.add_argument("--layers", nargs="+", default=["0", "1", "2", "3", "all"],
+                   help="layer sets: an index, comma-separated indices, or 'all' (default: 0 1 2 3 all)")
+    s.add_argument("--coefficients", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 12.0, 16.0])
+    s.add_argument("--positions", default="generated")
+    s.add_argument("--controller-alphas", type=float, nargs="+", default=None,
+                   help="α values to evaluate the controller at, in both modes (default: its own α)")
+    s.add_argument("-n", type=int, default=100, help="held-out prompts per refusal kind and IOI (default 100)")
+    s.add_argument("--n-prose", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_sweep)
+
+
+def _train(args) -> int:
+    from interp.models import load_model
+    from interp.steering import ControllerConfig, Direction, TrainConfig
+    from interp.steering.evaluate import controller_auroc
+    from interp.steering.train import train_refusal_controller
+    from interp.tasks import refusal
+
+    model = load_model(args.model)
+    config = ControllerConfig(d_model=model.cfg.d_model, n_layers=model.cfg.n_layers,
+                              read_layers=tuple(args.read_layers or ()), alpha=args.alpha, mode=args.mode,
+                              read_position=args.read_position, seed=args.seed)
+    train = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
+    print(json.dumps({"controller": asdict(config), "train": asdict(train)}, indent=2))
+    direction = Direction.load(args.direction) if args.direction else None
+    result = train_refusal_controller(model, args.n, direction, args.direction_layer, config, train, args.seed)
+    print(result.history.to_string(index=False))
+    held = {k: [p.prompt for p in refusal.generate(100, k, "heldout", args.seed)] for k in refusal.KINDS}
+    for kind in ("harmful", "jailbreak"):
+        print(f"held-out AUROC of s, {kind} vs benign: "
+              f"{controller_auroc(model, result.controller, held[kind], held['benign']):.3f}")
+    print(f"wrote {result.controller.save(args.out)}")
+    return 0
+
+
+def _generate(args) -> int:
+    import pandas as pd
+
+    from interp.cli import UserError
+    from interp.models import load_model
+    from interp.steering import ControllerSteering, Direction, Steering, SteeringController
+    from interp.steering.apply import generate
+
+    if bool(args.controller) == bool(args.direction):
+        raise UserError("give exactly one of --controller DIR or --direction DIR (with --layers and --coefficients)")
+    model = load_model(args.model)
+    if args.controller:
+        spec = ControllerSteering(SteeringController.load(args.controller), mode=args.mode, alpha=args.alpha)
+    else:
+        if not args.layers or not args.coefficients:
+            raise UserError("fixed steering needs --layers and --coefficients")
+        coefs = args.coefficients[0] if len(args.coefficients) == 1 else args.coefficients
+        positions = args.positions
+        if positions.replace(",", "").isdigit():
+            positions = [int(p) for p in positions.split(",")]
+        spec = Steering(Direction.load(args.direction), args.layers, coefs, positions=positions)
+    prompts = [p.replace("\\n", "\n") for p in args.prompts]
+    frame, trace = generate(model, spec, prompts, args.max_new_tokens)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(frame.to_string(index=False))
+        where = trace.to_frame().groupby(["layer", "role"])["delta_norm_mean"].agg(["count", "mean"])
+        print("\nwhere the patch was applied (count of patched positions, mean ‖patch‖):")
+        print(where.to_string())
+    return 0
+
+
+def _sweep(args) -> int:
+    from interp.cli import UserError
+    from interp.models import load_model
+    from interp.steering import ControllerSteering, EvalConfig, SteeringController
+    from interp.steering.evaluate import sweep, to_markdown, write_sweep
+
+    model = load_model(args.model)
+    layer_sets = []
+    for item in args.layers:
+        if item == "all":
+            layer_sets.append(list(range(model.cfg.n_layers)))
+        else:
+            try:
+                layer_sets.append([int(x) for x in item.split(",")])
+            except ValueError:
+                raise UserError(f"--layers item {item!r} is not an index, comma-separated indices, or 'all'") from None
+    controller = SteeringController.load(args.controller)
+    alphas = args.controller_alphas or [controller.cfg.alpha]
+    controllers = {f"controller {mode} α={a:g}": ControllerSteering(controller, mode=mode, alpha=a)
+                   for mode in ("paper", "reference") for a in alphas}
+    config = EvalConfig(n_refusal=args.n, n_prose=args.n_prose, n_ioi=args.n, seed=args.seed)
+    frame = sweep(model, controller.direction, layer_sets, args.coefficients, controllers, args.positions, config)
+    paths = write_sweep(frame, args.out)
+    cols = ["label", "refusal_harmful", "refusal_jailbreak", "refusal_benign", "prose_ppl_change", "ioi_accuracy"]
+    print(to_markdown(frame, cols))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
