@@ -11,7 +11,8 @@ import warnings
 
 import interp
 
-COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "interp.moe.cli", "interp.patching.cli")
+COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "interp.moe.cli", "interp.patching.cli",
+                   "interp.steering.cli")
 
 
 class UserError(Exception):
