@@ -177,3 +177,21 @@ def test_forcing_never_lowers_the_experts_own_probability(zoo_moe):
     with moe.force(zoo_moe, [(2, 5)]):
         forced = _weights(zoo_moe, 2, prompt)[:, 5]
     assert (forced >= base).all() and (forced > base).any()
+
+
+def test_ablation_composes_with_interp_steering(zoo_moe):
+    steering = pytest.importorskip("interp.steering.apply")
+    from interp.steering.directions import Direction
+
+    toks = zoo_moe.to_tokens(HARMFUL[0])
+    vector = torch.randn(zoo_moe.cfg.d_model, generator=torch.Generator().manual_seed(1))
+    spec = steering.Steering(direction=Direction(vector=vector, method="random"), layers=[1], coefficients=3.0)
+    with steering.steer(zoo_moe, spec, record=False):
+        steered = zoo_moe(toks)
+        with moe.ablate(zoo_moe, [(2, 5)]):
+            both = zoo_moe(toks)
+            assert (_weights(zoo_moe, 2, HARMFUL[:1])[:, 5] == 0).all()
+        assert torch.equal(zoo_moe(toks), steered)
+    with moe.ablate(zoo_moe, [(2, 5)]):
+        ablated = zoo_moe(toks)
+    assert not torch.equal(both, steered) and not torch.equal(both, ablated)
