@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     t.add_argument("--read-position", choices=["last", "mean"], default="mean")
     t.add_argument("--alpha", type=float, default=1.0, help="patch scale α (paper: 4.0; zoo default 1.0)")
     t.add_argument("--mode", choices=["paper", "reference"], default="paper")
+    t.add_argument("--hidden-size", type=int, default=1024, help="controller MLP width (paper: 1024)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--lr", type=float, default=5e-5)
     t.add_argument("--seed", type=int, default=0)
@@ -64,7 +65,7 @@ def _train(args) -> int:
     model = load_model(args.model)
     config = ControllerConfig(d_model=model.cfg.d_model, n_layers=model.cfg.n_layers,
                               read_layers=tuple(args.read_layers or ()), alpha=args.alpha, mode=args.mode,
-                              read_position=args.read_position, seed=args.seed)
+                              read_position=args.read_position, hidden=args.hidden_size, seed=args.seed)
     train = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
     print(json.dumps({"controller": asdict(config), "train": asdict(train)}, indent=2))
     direction = Direction.load(args.direction) if args.direction else None
