@@ -155,6 +155,36 @@ def pareto_figure(frame: pd.DataFrame):
     return fig
 
 
+def pareto_png(frame: pd.DataFrame) -> bytes:
+    """The same plot as `pareto_figure`, drawn with matplotlib, as PNG bytes."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.add_subplot()
+    markers = {"base": "D", "fixed": "o", "controller": "*"}
+    scatter = None
+    for kind, group in frame.groupby("kind", sort=False):
+        scatter = ax.scatter(100 * group["prose_ppl_change"], group["refusal_jailbreak"], c=group["refusal_benign"],
+                             cmap="Reds", vmin=0, vmax=1, marker=markers.get(kind, "o"),
+                             s=160 if kind != "fixed" else 40, edgecolors="black", label=kind)
+    front = pareto_front(frame)
+    ax.plot(100 * front["prose_ppl_change"], front["refusal_jailbreak"], ":", color="grey", label="Pareto front")
+    for _, row in frame[frame["kind"] != "fixed"].iterrows():
+        ax.annotate(row["label"], (100 * row["prose_ppl_change"], row["refusal_jailbreak"]), fontsize=7,
+                    xytext=(4, -10), textcoords="offset points")
+    fig.colorbar(scatter, ax=ax, label="benign refusal")
+    ax.set_xlabel("prose perplexity change (%)")
+    ax.set_ylabel("refusal rate, held-out jailbreaks")
+    ax.set_title("Steering: behaviour vs capability")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def to_markdown(frame: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 3) -> str:
     """A GitHub markdown table of `frame` (numbers rounded to `digits`)."""
     columns = list(columns or frame.columns)
@@ -167,14 +197,16 @@ def to_markdown(frame: pd.DataFrame, columns: Sequence[str] | None = None, digit
 
 
 def write_sweep(frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """Write `sweep.csv`, `sweep.md` and `pareto.html` (plotly; no PNG: kaleido is not a
-    dependency) under `out_dir`, atomically; returns their paths."""
+    """Write `sweep.csv`, `sweep.md`, `pareto.html` (interactive plotly) and `pareto.png`
+    (matplotlib) under `out_dir`, atomically; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out_dir / "sweep.csv", "markdown": out_dir / "sweep.md", "html": out_dir / "pareto.html"}
+    paths = {"csv": out_dir / "sweep.csv", "markdown": out_dir / "sweep.md", "html": out_dir / "pareto.html",
+             "png": out_dir / "pareto.png"}
     write_atomic(paths["csv"], frame.to_csv(index=False).encode())
     write_atomic(paths["markdown"], to_markdown(frame).encode())
     write_atomic(paths["html"], pareto_figure(frame).to_html(include_plotlyjs=True, full_html=True).encode())
+    write_atomic(paths["png"], pareto_png(frame))
     return paths
 
 
