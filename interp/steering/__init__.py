@@ -10,10 +10,12 @@ controllers ("Guiding Giants", arXiv 2505.20309), and an evaluation harness.
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
     trace.to_frame()                         # DataFrame: forward, layer, position, role, delta_norm_mean, ...
 
-    result = train_controller(model, d, harmful_prompts, benign_prompts, ControllerConfig(128, 4, alpha=1.0))
+    config = ControllerConfig(d_model=128, n_layers=4, alpha=1.0, read_position="mean")   # zoo settings
+    result = train_controller(model, d, harmful_prompts, benign_prompts, config)      # plain harmful vs benign
     with steer(model, ControllerSteering(result.controller, mode="paper")):
-        ...
+        replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
     evaluate(model, {"controller": ControllerSteering(result.controller)})   # refusal / perplexity / IOI table
+    sweep(model, d, [[2], [3]], [4.0, 8.0], {"controller": ControllerSteering(result.controller)})
 
 Layer l means the residual stream at `blocks.{l}.hook_{site}` (site "resid_post" by
 default: the output of block l, as a Hugging Face hidden state). Positions: "last_prompt",

@@ -13,7 +13,9 @@ A small MLP reads the residual stream at the last prompt position of the read la
   "generated": t ≥ P − 1), so the first generated token is steered.
 * "reference": what the public code does: in every forward pass the controller reads the
   current last position, and only the residual stream right after the last read layer
-  (`blocks.{max(read_layers)}.hook_resid_post`) is patched, at that last position.
+  (`blocks.{max(read_layers)}.hook_resid_post`) is patched, at that last position. With
+  read_position "mean" it averages the positions of the current forward pass, so use it with
+  full-sequence generation (`interp.generation.greedy`), not with a KV cache.
 
 Layer l's residual stream is `blocks.{l}.hook_resid_post` (a decoder layer's output, as the
 paper's hidden states). α is a config field: the paper's 4.0 is for models whose residual
