@@ -8,14 +8,14 @@ manager, and the `SteeringTrace` it records.
 
 Positions are absolute token positions t (BOS = 0) relative to the prompt length P:
 
-| positions       | patched t                 | note                                              |
-|-----------------|---------------------------|---------------------------------------------------|
-| "last_prompt"   | t = P − 1                 | the position that predicts the first reply token   |
-| "prompt"        | t < P                     |                                                   |
-| "generated"     | t ≥ P − 1                 | every position that predicts a generated token: the first generated token is steered |
-| "last"          | the last t of each forward| what HF `generate` hooks with apply_pos = −1 do    |
-| "all"           | every t                   |                                                   |
-| (3, 5, ...)     | those t                   |                                                   |
+| positions     | patched t                  | note                                            |
+|---------------|----------------------------|-------------------------------------------------|
+| "last_prompt" | t = P − 1                  | the position that predicts the first reply token |
+| "prompt"      | t < P                      |                                                 |
+| "generated"   | t ≥ P − 1                  | every position that predicts a reply token, so the first reply token is steered |
+| "last"        | the last t of each forward | what HF `generate` hooks with apply_pos = −1 do  |
+| "all"         | every t                    |                                                 |
+| (3, 5, ...)   | those t                    |                                                 |
 
 How the prompt length is known [ours]: the context sees the input of every forward pass
 (it wraps the model's `forward`). A forward whose input (tokens, or embeddings as

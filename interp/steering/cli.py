@@ -39,7 +39,8 @@ def register(subparsers) -> None:
     g.add_argument("--max-new-tokens", type=int, default=8)
     g.set_defaults(func=_generate)
 
-    s = sub.add_parser("sweep", help="fixed steering over layers × coefficients beside a controller: table + Pareto plot")
+    s = sub.add_parser("sweep", help="fixed steering over layers × coefficients beside a controller: "
+                       "table + Pareto plot")
     s.add_argument("--controller", required=True, help="trained controller directory (its direction is swept too)")
     s.add_argument("--out", required=True, help="directory for sweep.csv, sweep.md and pareto.html")
     s.add_argument("--model", default="zoo-dense")

@@ -78,7 +78,8 @@ class ControllerConfig:
         read = tuple(self.read_layers) or tuple(range(max(0, self.n_layers - 4), self.n_layers))
         for layer in read:
             if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layers:
-                raise ValueError(f"read_layers contains {layer!r}: a layer index must be an int in [0, {self.n_layers})")
+                raise ValueError(f"read_layers contains {layer!r}: a layer index must be an int "
+                                 f"in [0, {self.n_layers})")
         if len(set(read)) != len(read):
             raise ValueError(f"read_layers={list(read)} repeats a layer")
         object.__setattr__(self, "read_layers", tuple(sorted(read)))

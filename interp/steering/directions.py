@@ -170,7 +170,8 @@ class Direction:
         path = Path(path)
         for f in (VECTOR_FILE, META_FILE):
             if not (path / f).is_file():
-                raise FileNotFoundError(f"{path / f} is missing: a direction directory holds {VECTOR_FILE} and {META_FILE}")
+                raise FileNotFoundError(f"{path / f} is missing: a direction directory holds {VECTOR_FILE} "
+                                        f"and {META_FILE}")
         try:
             meta = json.loads((path / META_FILE).read_text())
         except json.JSONDecodeError as e:
@@ -199,6 +200,7 @@ def _parse_hook(hook: str | None) -> tuple[int | None, str | None]:
     if not hook:
         return None, None
     parts = hook.split(".")
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2].removeprefix("hook_") in readout.SITES:
-        return int(parts[1]), parts[2].removeprefix("hook_")
+    site = parts[-1].removeprefix("hook_")
+    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and site in readout.SITES:
+        return int(parts[1]), site
     return None, None

@@ -43,7 +43,8 @@ def test_sweep_table_front_best_and_files(zoo_dense, refusal_direction, tmp_path
     fig = pareto_figure(frame)
     assert {t.name for t in fig.data} >= {"base", "fixed", "Pareto front"}
     paths = write_sweep(frame, tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pareto.html", "pareto.png", "sweep.csv", "sweep.md"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["pareto.html", "pareto.png", "sweep.csv", "sweep.md"]
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     back = pd.read_csv(paths["csv"])
     assert back["label"].tolist() == frame["label"].tolist()
