@@ -12,7 +12,7 @@ Positions are absolute token positions t (BOS = 0) relative to the prompt length
 |---------------|----------------------------|-------------------------------------------------|
 | "last_prompt" | t = P − 1                  | the position that predicts the first reply token |
 | "prompt"      | t < P                      |                                                 |
-| "generated"   | t ≥ P − 1                  | every position that predicts a reply token, so the first reply token is steered |
+| "generated"   | t ≥ P − 1                  | every position predicting a reply token (the 1st too) |
 | "last"        | the last t of each forward | what HF `generate` hooks with apply_pos = −1 do  |
 | "all"         | every t                    |                                                 |
 | (3, 5, ...)   | those t                    |                                                 |
