@@ -179,13 +179,15 @@ OTHER_DASHBOARDS = ["03_steering.ipynb", "04_relevance_patching.ipynb", "05_moe_
 def test_other_dashboards_follow_their_first_control(lab, browser_context, notebook):
     """The other dashboards' notebooks, when present: moving the first ipywidgets slider of the
     notebook (its handle, by keyboard), or else picking another option of its first dropdown,
-    must change the text shown in the notebook's outputs (HTML and plotly SVG text)."""
+    must change what the dashboards display (text of HTML widgets and plotly figures)."""
     if not (REPO / "notebooks" / notebook).exists():
         pytest.skip(f"notebooks/{notebook} does not exist yet")
     name = Path(notebook).stem
     page = open_and_run_all(browser_context, lab, notebook)
     assert error_outputs(page) == []
-    outputs = "() => [...document.querySelectorAll('.jp-OutputArea-output')].map(e => e.textContent).join('|')"
+    # what the dashboards display (HTML widgets and plotly figures), not the controls' own labels
+    outputs = ("() => [...document.querySelectorAll('.jp-OutputArea-output .widget-html-content, "
+               ".jp-OutputArea-output .js-plotly-plot')].map(e => e.textContent).join('|')")
     handle = page.locator(".jp-OutputArea-output .widget-slider .noUi-handle").first
     dropdown = page.locator(".jp-OutputArea-output .widget-dropdown select").first
     if handle.count():
