@@ -119,11 +119,14 @@ def best_fixed(frame: pd.DataFrame, min_jailbreak: float) -> pd.Series | None:
     return ok.sort_values(["refusal_benign", "prose_ppl_change"]).iloc[0]
 
 
-def pareto_front(frame: pd.DataFrame, behaviour: str = "refusal_jailbreak",
-                 cost: str = "prose_ppl_change") -> pd.DataFrame:
-    """Rows not dominated by another (higher or equal `behaviour` at lower or equal `cost`, one strictly)."""
+def pareto_front(frame: pd.DataFrame, behaviour: str = "refusal_jailbreak", cost: str = "prose_ppl_change",
+                 max_benign: float | None = 0.05) -> pd.DataFrame:
+    """Rows not dominated by another (higher or equal `behaviour` at lower or equal `cost`, one
+    strictly), among the rows that refuse at most `max_benign` of benign prompts (None: all rows)."""
+    if max_benign is not None:
+        frame = frame[frame["refusal_benign"] <= max_benign]
     keep = []
-    for i, r in frame.iterrows():
+    for _, r in frame.iterrows():
         dominated = ((frame[behaviour] >= r[behaviour]) & (frame[cost] <= r[cost])
                      & ((frame[behaviour] > r[behaviour]) | (frame[cost] < r[cost]))).any()
         keep.append(not dominated)
@@ -132,7 +135,8 @@ def pareto_front(frame: pd.DataFrame, behaviour: str = "refusal_jailbreak",
 
 def pareto_figure(frame: pd.DataFrame):
     """Plotly figure: jailbreak refusal (behaviour) vs prose perplexity change (capability
-    cost), one marker per row, coloured by benign refusal, symbol by kind."""
+    cost), one marker per row, coloured by benign refusal, symbol by kind; the dotted line is
+    the Pareto front of the rows that refuse at most 5 % of benign prompts."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -149,14 +153,14 @@ def pareto_figure(frame: pd.DataFrame):
                           "<br>benign refusal %{customdata[0]:.2f}<br>IOI %{customdata[1]:.2f}<extra></extra>"))
     front = pareto_front(frame)
     fig.add_trace(go.Scatter(x=100 * front["prose_ppl_change"], y=front["refusal_jailbreak"], mode="lines",
-                             name="Pareto front", line=dict(dash="dot", color="grey")))
+                             name="Pareto front (benign ≤ 0.05)", line=dict(dash="dot", color="grey")))
     fig.update_layout(title="Steering: behaviour vs capability", xaxis_title="prose perplexity change (%)",
                       yaxis_title="refusal rate, held-out jailbreak-wrapped harmful", template="plotly_white")
     return fig
 
 
 def pareto_png(frame: pd.DataFrame) -> bytes:
-    """The same plot as `pareto_figure`, drawn with matplotlib, as PNG bytes."""
+    """The same plot as `pareto_figure`, drawn with matplotlib (symmetric-log x axis), as PNG bytes."""
     import io
 
     from matplotlib.figure import Figure
@@ -170,10 +174,12 @@ def pareto_png(frame: pd.DataFrame) -> bytes:
                              cmap="Reds", vmin=0, vmax=1, marker=markers.get(kind, "o"),
                              s=160 if kind != "fixed" else 40, edgecolors="black", label=kind)
     front = pareto_front(frame)
-    ax.plot(100 * front["prose_ppl_change"], front["refusal_jailbreak"], ":", color="grey", label="Pareto front")
-    for _, row in frame[frame["kind"] != "fixed"].iterrows():
+    ax.plot(100 * front["prose_ppl_change"], front["refusal_jailbreak"], ":", color="grey",
+            label="Pareto front (benign ≤ 0.05)")
+    for _, row in front[front["kind"] == "controller"].iterrows():
         ax.annotate(row["label"], (100 * row["prose_ppl_change"], row["refusal_jailbreak"]), fontsize=7,
-                    xytext=(4, -10), textcoords="offset points")
+                    xytext=(6, -3), textcoords="offset points")
+    ax.set_xscale("symlog", linthresh=10)
     fig.colorbar(scatter, ax=ax, label="benign refusal")
     ax.set_xlabel("prose perplexity change (%)")
     ax.set_ylabel("refusal rate, held-out jailbreaks")

@@ -39,9 +39,11 @@ def test_sweep_table_front_best_and_files(zoo_dense, refusal_direction, tmp_path
     assert best is not None and best["refusal_jailbreak"] >= 0.5 and best["kind"] == "fixed"
     assert best_fixed(frame, min_jailbreak=1.1) is None
     front = pareto_front(frame)
-    assert 1 <= len(front) <= len(frame)
+    assert 1 <= len(front) <= len(frame) and (front["refusal_benign"] <= 0.05).all()
+    assert "base" in set(front["label"])  # nothing cheaper without benign refusals
+    assert len(pareto_front(frame, max_benign=None)) >= 1
     fig = pareto_figure(frame)
-    assert {t.name for t in fig.data} >= {"base", "fixed", "Pareto front"}
+    assert {t.name for t in fig.data} >= {"base", "fixed", "Pareto front (benign ≤ 0.05)"}
     paths = write_sweep(frame, tmp_path / "out")
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["pareto.html", "pareto.png", "sweep.csv", "sweep.md"]
