@@ -1,6 +1,8 @@
 """Every notebook in notebooks/ runs top to bottom, headless, on the zoo (nbclient), and is
 committed with its outputs cleared."""
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,16 +27,32 @@ def test_notebook_is_saved_without_outputs(path):
     assert not dirty, f"{path.name}: code cells {dirty} hold outputs; clear them before committing"
 
 
+@pytest.fixture(scope="module")
+def kernel_name(tmp_path_factory, request):
+    """A kernel spec that starts this interpreter (sys.executable), found first on JUPYTER_PATH,
+    so the notebooks run in the test's own environment whatever kernels the machine has."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "interp-test-python"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "interp tests", "language": "python"}))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("JUPYTER_PATH", str(root))
+    request.addfinalizer(patch.undo)
+    return "interp-test-python"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs_headless(path):
-    """Execute with the `python3` kernel, which jupyter_client starts with this interpreter;
-    any cell error fails the test with the cell and its traceback."""
+def test_notebook_runs_headless(path, kernel_name):
+    """Execute every cell in order in a fresh kernel; any cell error fails the test with the
+    cell and its traceback."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=False,
+    client = NotebookClient(nb, timeout=240, kernel_name=kernel_name, allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     code = [c for c in nb.cells if c.cell_type == "code"]
