@@ -125,7 +125,8 @@ def test_prompt_length_is_tracked_per_length_group(zoo_dense, refusal_direction)
         frame.groupby("forward").size().tolist() == [lengths[1], lengths[1], lengths[0], lengths[0]]
 
 
-def test_kv_cache_generate_matches_greedy_under_steering(zoo_dense, refusal_direction):
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_model_generate_matches_greedy_under_steering(zoo_dense, refusal_direction, kv_cache):
     prompt = refusal.generate(1, "jailbreak", "heldout")[0].prompt
     spec = Steering(refusal_direction, [2], 8.0, positions="generated")
     with steer(zoo_dense, spec):
@@ -133,7 +134,7 @@ def test_kv_cache_generate_matches_greedy_under_steering(zoo_dense, refusal_dire
     toks = zoo_dense.to_tokens(prompt)
     with steer(zoo_dense, spec) as trace:
         out = zoo_dense.generate(toks, max_new_tokens=5, do_sample=False, stop_at_eos=False, verbose=False,
-                                 use_past_kv_cache=True)
+                                 use_past_kv_cache=kv_cache)
     assert zoo_dense.tokenizer.decode(out[0, toks.shape[1]:].tolist()) == reply
     assert set(trace.prompt_lengths) == {toks.shape[1]}
 

@@ -161,3 +161,18 @@ def test_controller_for_another_model_is_a_clear_error(zoo_dense, refusal_direct
             pass
     with pytest.raises(ValueError, match="harmful_prompts is empty"):
         train_controller(zoo_dense, refusal_direction, [], ["x"])
+
+
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_paper_mode_under_model_generate_matches_greedy(zoo_dense, controller, kv_cache):
+    prompt = refusal.generate(1, "jailbreak", "heldout")[0].prompt
+    spec = ControllerSteering(controller)
+    with steer(zoo_dense, spec):
+        reply = greedy(zoo_dense, [prompt], max_new_tokens=4)[0]
+    s_greedy = spec.last_output.scale.clone()
+    toks = zoo_dense.to_tokens(prompt)
+    with steer(zoo_dense, spec):
+        out = zoo_dense.generate(toks, max_new_tokens=4, do_sample=False, stop_at_eos=False, verbose=False,
+                                 use_past_kv_cache=kv_cache)
+    torch.testing.assert_close(spec.last_output.scale, s_greedy)  # read from the prompt's embeddings
+    assert zoo_dense.tokenizer.decode(out[0, toks.shape[1]:].tolist()) == reply
