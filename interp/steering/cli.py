@@ -12,18 +12,20 @@ def register(subparsers) -> None:
 
     t = sub.add_parser("train", help="train a refusal controller on the zoo's plain harmful vs benign prompts")
     t.add_argument("--out", required=True, help="controller directory to write")
-    t.add_argument("--model", default="zoo-dense")
-    t.add_argument("-n", type=int, default=400, help="training prompts per class (default 400)")
+    t.add_argument("--config", help="TOML recipe (top level: model, n, direction_layer, seed; tables "
+                   "[controller], [train]); flags override it")
+    t.add_argument("--model", help="default zoo-dense")
+    t.add_argument("-n", type=int, help="training prompts per class (default 400)")
     t.add_argument("--direction", help="a saved direction directory (default: harmful − benign mean difference)")
-    t.add_argument("--direction-layer", type=int, default=2, help="layer of the default direction (default 2)")
-    t.add_argument("--read-layers", type=int, nargs="+", default=None, help="default: the last 4 layers")
-    t.add_argument("--read-position", choices=["last", "mean"], default="mean")
-    t.add_argument("--alpha", type=float, default=1.0, help="patch scale α (paper: 4.0; zoo default 1.0)")
-    t.add_argument("--mode", choices=["paper", "reference"], default="paper")
-    t.add_argument("--hidden-size", type=int, default=1024, help="controller MLP width (paper: 1024)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--lr", type=float, default=5e-5)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--direction-layer", type=int, help="layer of the default direction (default 2)")
+    t.add_argument("--read-layers", type=int, nargs="+", help="default: the last 4 layers")
+    t.add_argument("--read-position", choices=["last", "mean"], help="default mean (paper: last)")
+    t.add_argument("--alpha", type=float, help="patch scale α (default 1.0; paper: 4.0)")
+    t.add_argument("--mode", choices=["paper", "reference"], help="default paper")
+    t.add_argument("--hidden-size", type=int, help="controller MLP width (default and paper: 1024)")
+    t.add_argument("--epochs", type=int, help="default 10")
+    t.add_argument("--lr", type=float, help="default 5e-5")
+    t.add_argument("--seed", type=int, help="default 0")
     t.set_defaults(func=_train)
 
     g = sub.add_parser("generate", help="greedy replies without and with steering, side by side")
@@ -56,23 +58,36 @@ def register(subparsers) -> None:
     s.set_defaults(func=_sweep)
 
 
+# The zoo's controller settings where they differ from the paper's (results/steering.md says why).
+ZOO_DEFAULTS = {"model": "zoo-dense", "n": 400, "direction_layer": 2, "seed": 0,
+                "controller": {"alpha": 1.0, "read_position": "mean"}, "train": {}}
+
+
 def _train(args) -> int:
     from interp.models import load_model
     from interp.steering import ControllerConfig, Direction, TrainConfig
     from interp.steering.evaluate import controller_auroc
-    from interp.steering.train import train_refusal_controller
+    from interp.steering.train import read_recipe, train_refusal_controller
     from interp.tasks import refusal
 
-    model = load_model(args.model)
-    config = ControllerConfig(d_model=model.cfg.d_model, n_layers=model.cfg.n_layers,
-                              read_layers=tuple(args.read_layers or ()), alpha=args.alpha, mode=args.mode,
-                              read_position=args.read_position, hidden=args.hidden_size, seed=args.seed)
-    train = TrainConfig(lr=args.lr, epochs=args.epochs, seed=args.seed)
-    print(json.dumps({"controller": asdict(config), "train": asdict(train)}, indent=2))
+    recipe = read_recipe(args.config) if args.config else {}
+    top = {k: v for k, v in {**ZOO_DEFAULTS, **recipe}.items() if k not in ("controller", "train")}
+    top.update({k: v for k, v in dict(model=args.model, n=args.n, direction_layer=args.direction_layer,
+                                      seed=args.seed).items() if v is not None})
+    ctrl = {**ZOO_DEFAULTS["controller"], "seed": top["seed"], **recipe.get("controller", {})}
+    ctrl.update({k: v for k, v in dict(read_layers=tuple(args.read_layers) if args.read_layers else None,
+                                       read_position=args.read_position, alpha=args.alpha, mode=args.mode,
+                                       hidden=args.hidden_size).items() if v is not None})
+    train_kw = {"seed": top["seed"], **recipe.get("train", {})}
+    train_kw.update({k: v for k, v in dict(epochs=args.epochs, lr=args.lr).items() if v is not None})
+    model = load_model(top["model"])
+    config = ControllerConfig(d_model=model.cfg.d_model, n_layers=model.cfg.n_layers, **ctrl)
+    train = TrainConfig(**train_kw)
+    print(json.dumps({**top, "controller": asdict(config), "train": asdict(train)}, indent=2))
     direction = Direction.load(args.direction) if args.direction else None
-    result = train_refusal_controller(model, args.n, direction, args.direction_layer, config, train, args.seed)
+    result = train_refusal_controller(model, top["n"], direction, top["direction_layer"], config, train, top["seed"])
     print(result.history.to_string(index=False))
-    held = {k: [p.prompt for p in refusal.generate(100, k, "heldout", args.seed)] for k in refusal.KINDS}
+    held = {k: [p.prompt for p in refusal.generate(100, k, "heldout", top["seed"])] for k in refusal.KINDS}
     for kind in ("harmful", "jailbreak"):
         print(f"held-out AUROC of s, {kind} vs benign: "
               f"{controller_auroc(model, result.controller, held[kind], held['benign']):.3f}")

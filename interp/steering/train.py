@@ -17,8 +17,10 @@ jailbreak-wrapped requests are what the controller must generalise to, never its
 from __future__ import annotations
 
 import copy
+import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -166,3 +168,37 @@ def train_refusal_controller(model, n: int = 400, direction: Direction | None = 
         direction = Direction.mean_difference(model, harmful, benign, layer=direction_layer,
                                               name=f"refusal mean difference L{direction_layer}")
     return train_controller(model, direction, harmful, benign, config, train)
+
+
+RECIPE_KEYS = ("model", "n", "direction_layer", "seed")
+"""Top-level keys of a controller recipe; its tables are [controller] and [train]."""
+
+
+def read_recipe(path: str | Path) -> dict:
+    """A controller-training recipe (TOML), checked for unknown keys:
+
+        model = "zoo-dense"          # top level: model, n, direction_layer, seed
+        [controller]                 # ControllerConfig fields except d_model and n_layers
+        alpha = 1.0
+        read_position = "mean"
+        [train]                      # TrainConfig fields
+        epochs = 10
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from e
+    allowed = {"": set(RECIPE_KEYS) | {"controller", "train"},
+               "controller": {f.name for f in fields(ControllerConfig)} - {"d_model", "n_layers"},
+               "train": {f.name for f in fields(TrainConfig)}}
+    for section, keys in allowed.items():
+        table = data if not section else data.get(section, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: [{section}] must be a table")
+        unknown = sorted(set(table) - keys)
+        if unknown:
+            where = f"[{section}]" if section else "the top level"
+            raise ValueError(f"{path}: unknown key(s) {unknown} in {where}; allowed: {', '.join(sorted(keys))}")
+    if "read_layers" in data.get("controller", {}):
+        data["controller"]["read_layers"] = tuple(data["controller"]["read_layers"])
+    return data

@@ -34,3 +34,16 @@ def test_bad_cli_input_is_a_clean_error(tmp_path, capsys):
     assert main(["steer", "generate", "--controller", str(tmp_path), "hello"]) == 2
     assert "controller.safetensors is missing" in capsys.readouterr().err
     assert main(["steer", "sweep", "--controller", str(tmp_path), "--out", str(tmp_path), "--layers", "x"]) == 2
+
+
+def test_train_from_a_toml_recipe_with_flag_overrides(tmp_path, capsys):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('n = 16\n[controller]\nhidden = 8\nalpha = 0.5\n[train]\nepochs = 1\nbatch_size = 4\n')
+    assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe), "--alpha", "2.0"]) == 0
+    out = capsys.readouterr().out
+    assert '"hidden": 8' in out and '"alpha": 2.0' in out and '"batch_size": 4' in out and '"n": 16' in out
+    assert '"read_position": "mean"' in out
+
+    recipe.write_text("[controller]\nwidth = 8\n")
+    assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe)]) == 2
+    assert "unknown key(s) ['width'] in [controller]" in capsys.readouterr().err
