@@ -9,6 +9,7 @@ skips with the reason otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -52,13 +53,20 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         shutil.copy(path, root / path.name)
+    # the notebooks' "python3" kernel is this interpreter, whatever kernels the machine has
+    spec = root / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python"}))
     port = _free_port()
     log = open(root / "jupyterlab.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
          f"--port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
          f"--ServerApp.root_dir={root}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
+        env=dict(os.environ, JUPYTER_PATH=str(root / "jupyter")))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
