@@ -24,7 +24,7 @@ from interp.sae import features
 from interp.widgets.tokens_html import highlight, printable, value_badge
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
-DEFAULT_PROMPT = "User: Tell me about the colour of the sky.\nAssistant:"
+DEFAULT_PROMPT = "User: I need to clean the garden fence. How do I do it?\nAssistant:"
 
 
 class FeatureDashboard(widgets.VBox):

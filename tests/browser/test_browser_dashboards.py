@@ -177,6 +177,19 @@ def test_feature_dashboard_in_jupyterlab(lab, browser_context):
     assert before != "latent 17"
     assert dashboard.locator(".interp-row").count() > 0
     snapshot(page, "feature_dashboard-after", dashboard)
+
+    # the steering slider to its maximum: the steered continuation departs from the unsteered one
+    handle = dashboard.locator(".widget-slider .noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    handle.press("End")
+    _wait(page, "feature_dashboard-steering", """() => {
+             const d = document.querySelector('.interp-feature-dashboard');
+             const steered = d.querySelector('.interp-steered'), plain = d.querySelector('.interp-unsteered');
+             return steered && plain && d.textContent.includes('latent 17 \u00d7 60') &&
+                    steered.textContent !== plain.textContent;
+           }""", UPDATE_TIMEOUT_MS)
+    snapshot(page, "feature_dashboard-steered", dashboard)
     page.close()
 
 
