@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 
 import ipywidgets as widgets
+import pandas as pd
 import plotly.graph_objects as go
 
 from interp.generation import greedy
@@ -25,6 +27,18 @@ from interp.widgets.tokens_html import highlight, printable, value_badge
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
 DEFAULT_PROMPT = "User: I need to clean the garden fence. How do I do it?\nAssistant:"
+
+
+@dataclass(frozen=True)
+class LatentView:
+    """Everything the dashboard shows for one latent, as `interp.sae.features` returns it."""
+
+    summary: pd.Series
+    """The latent's row of `StoreIndex.summary()`: density, max_activation, mean_activation."""
+    top: features.Contexts
+    quantiles: list[features.QuantileSample]
+    histogram: pd.DataFrame
+    logits: pd.DataFrame
 
 
 class FeatureDashboard(widgets.VBox):
@@ -53,7 +67,7 @@ class FeatureDashboard(widgets.VBox):
                             before=before, after=after)
         self.max_new_tokens = max_new_tokens
         self.steer_layer, self.steer_site = _residual_site(self.hook)
-        self._views: dict[int, dict] = {}
+        self._views: dict[int, LatentView] = {}
         self._text_cache: tuple[str, features.TextActivations] | None = None
         self._generated: dict[tuple[str, int, float], str] = {}
         n = self.index.n_latents
@@ -118,20 +132,19 @@ class FeatureDashboard(widgets.VBox):
         self.show(latent)
 
     # --- one latent ---------------------------------------------------------------------------
-    def view(self, latent: int) -> dict:
-        """Everything shown for `latent` (cached): 'top' and 'quantiles' contexts, 'histogram' and
-        'logits' DataFrames, and its row of `summary`."""
+    def view(self, latent: int) -> LatentView:
+        """Everything shown for `latent`, computed on its first visit and cached."""
         if latent not in self._views:
             o = self.options
-            self._views[latent] = {
-                "summary": self.summary.loc[latent],
-                "top": features.top_contexts(self.index, self.store, latent, o["n_contexts"],
-                                             before=o["before"], after=o["after"]),
-                "quantiles": features.quantile_contexts(self.index, self.store, latent, o["n_quantiles"],
-                                                        o["per_quantile"], before=o["before"], after=o["after"]),
-                "histogram": features.activation_histogram(self.index, latent),
-                "logits": features.logit_effects(self.sae, self.model, latent, k=8),
-            }
+            self._views[latent] = LatentView(
+                summary=self.summary.loc[latent],
+                top=features.top_contexts(self.index, self.store, latent, o["n_contexts"],
+                                          before=o["before"], after=o["after"]),
+                quantiles=features.quantile_contexts(self.index, self.store, latent, o["n_quantiles"],
+                                                     o["per_quantile"], before=o["before"], after=o["after"]),
+                histogram=features.activation_histogram(self.index, latent),
+                logits=features.logit_effects(self.sae, self.model, latent, k=8),
+            )
         return self._views[latent]
 
     def show(self, latent: int) -> None:
@@ -140,17 +153,17 @@ class FeatureDashboard(widgets.VBox):
             self.latent.value = latent  # re-enters show() through the observer
             return
         v = self.view(latent)
-        s = v["summary"]
+        s = v.summary
         self.stats.value = (f"<b>latent {latent}</b> &nbsp; density {s['density']:.3%} of "
                             f"{self.index.n_tokens:,} tokens &nbsp; max {s['max_activation']:.2f} &nbsp; "
                             f"mean when firing {s['mean_activation']:.2f}")
-        top = v["top"]
+        top = v.top
         scale = float(s["max_activation"]) or 1.0
         self.contexts.value = self._contexts_html(top, scale) if len(top) else "<i>this latent never fired</i>"
         self.quantiles.value = "".join(
             f"<div style='color:#555'>activation {q.lower:.2f}\u2013{q.upper:.2f} ({q.fraction:.0%} of firings)</div>"
-            + self._contexts_html(q.contexts, scale) for q in v["quantiles"]) or "<i>no samples</i>"
-        hist, logits = v["histogram"], v["logits"]
+            + self._contexts_html(q.contexts, scale) for q in v.quantiles) or "<i>no samples</i>"
+        hist, logits = v.histogram, v.logits
         up, down = logits[logits["sign"] == "+"], logits[logits["sign"] == "-"]
         with self.histogram.batch_update():
             self.histogram.data[0].x = ((hist["left"] + hist["right"]) / 2).tolist()
