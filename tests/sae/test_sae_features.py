@@ -6,7 +6,6 @@ import torch
 from interp.sae import SAEConfig, SparseAutoencoder, features
 from interp.sae.module import code_to_dense
 
-HOOK = "blocks.1.hook_resid_pre"
 ZOO_SAE = "saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32"
 
 

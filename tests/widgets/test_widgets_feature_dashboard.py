@@ -4,7 +4,6 @@ shows is what interp.sae.features returns."""
 import re
 
 import pytest
-import torch
 
 from interp.sae import features
 
@@ -127,4 +126,3 @@ def test_wrong_sae_width_is_rejected(zoo_dense, store):
 
     with pytest.raises(ValueError, match="d_in is 64"):
         FeatureDashboard(SparseAutoencoder(SAEConfig(d_in=64, n_latents=16, k=2)), zoo_dense, store)
-    assert torch.is_tensor(store.tokens_of(torch.tensor([0])))
