@@ -23,7 +23,6 @@ per array) makes "a shard is visible only when complete" a single atomic rename.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from interp.atomic import write_bytes
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -175,25 +176,6 @@ def file_crc32(path: Path, chunk: int = 1 << 24) -> int:
     return crc
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary sibling, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def read_manifest(directory: Path) -> Manifest:
     path = Path(directory) / MANIFEST
     if not path.is_file():
@@ -203,4 +185,4 @@ def read_manifest(directory: Path) -> Manifest:
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    write_atomic(Path(directory) / MANIFEST, manifest.to_json().encode())
+    write_bytes(Path(directory) / MANIFEST, manifest.to_json().encode())

@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from interp.atomic import fsync_dir
 from interp.cache import distributed, sources
 from interp.cache.format import (DTYPES, Manifest, ShardInfo, StoreError, as_tensor, dtype_name,
-                                 file_crc32, fsync_dir, read_manifest, shard_layout, shard_name,
+                                 file_crc32, read_manifest, shard_layout, shard_name,
                                  write_manifest, MANIFEST)
 
 SHARD_BYTES_TARGET = 128 * 2**20

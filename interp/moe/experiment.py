@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from interp.atomic import write_text
 from interp.moe.capture import capture_routing
 from interp.moe.experts import STATISTICS, refused, score_experts, top_experts
 from interp.moe.interventions import POLICIES, ablate, force, random_control
@@ -271,7 +271,4 @@ def write_report(result: MoteResult, path: Path, command: str) -> None:
         "## All runs", "",
         _table(result.ablations), "",
     ]
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")

@@ -4,13 +4,13 @@ PNG atomically."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from interp.atomic import replacing
 from interp.patching.maps import score_map
 
 TITLES = {"ap": "activation patching", "atp": "AtP", "relp": "RelP", "ig": "integrated gradients"}
@@ -68,9 +68,6 @@ def faithfulness_plot(curves: pd.DataFrame, path: str | Path | None = None, titl
 
 def save_png(fig, path: str | Path) -> Path:
     """Write `fig` to `path` as PNG atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
-    return path
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return Path(path)

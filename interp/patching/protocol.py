@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from interp.atomic import replacing
 from interp.patching.attribution import attribution_patching, relevance_patching
 from interp.patching.exact import activation_patching
 from interp.patching.faithfulness import faithfulness_curve
@@ -121,7 +122,6 @@ def patch_ioi(model_name: str, method: str, out_dir: str = "results/patching", n
     """Score IOI with one method and write `<out_dir>/ioi-<model>-<method>.csv` and `.png` (heatmaps).
 
     Returns (scores, csv path, png path)."""
-    import os
     from pathlib import Path
 
     import interp
@@ -137,8 +137,7 @@ def patch_ioi(model_name: str, method: str, out_dir: str = "results/patching", n
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"ioi-{Path(model_name).name}-{method}"
-    tmp = stem.with_suffix(".csv.tmp")
-    scores.to_csv(tmp, index=False)
-    os.replace(tmp, stem.with_suffix(".csv"))
+    with replacing(stem.with_suffix(".csv")) as tmp:
+        scores.to_csv(tmp, index=False)
     heatmaps(scores, path=stem.with_suffix(".png"), tokens=model.to_str_tokens(inputs.clean[0]))
     return scores, str(stem.with_suffix(".csv")), str(stem.with_suffix(".png"))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from interp.atomic import write_text
 from interp.patching.protocol import ProtocolResult
 
 TARGETS = (("relp", "resid_pre", 0.9), ("relp", "mlp_out", 0.9))
@@ -49,16 +49,6 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 PAPER_GPT2 = {"resid_pre": (0.753, 0.968), "attn_out": (0.979, 0.962), "mlp_out": (0.195, 0.992)}

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from interp.cache.format import write_atomic
+from interp.atomic import write_bytes
 from interp.sae.module import SparseAutoencoder
 from interp.sae.stats import LatentStats
 
@@ -57,9 +57,9 @@ def save(directory: str | Path, step: int, saes: list[SparseAutoencoder], optimi
         tensors.update(_optimizer_tensors(opt, f"opt{i}."))
         tensors.update(st.tensors(f"stats{i}."))
     weights = f"checkpoint-{step:08d}.safetensors"
-    write_atomic(directory / weights, save_safetensors(tensors))
+    write_bytes(directory / weights, save_safetensors(tensors))
     previous = read_meta(directory)
-    write_atomic(directory / STATE, (json.dumps(dict(meta, step=step, weights=weights,
+    write_bytes(directory / STATE, (json.dumps(dict(meta, step=step, weights=weights,
                                                      configs=[asdict(s.cfg) for s in saes]), indent=1) + "\n").encode())
     if previous and previous["weights"] != weights:
         (directory / previous["weights"]).unlink(missing_ok=True)

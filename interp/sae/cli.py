@@ -71,7 +71,7 @@ def _train_sae(args) -> int:
 
 def _eval_sae(args) -> int:
     from interp.cache import sources
-    from interp.cache.format import write_atomic
+    from interp.atomic import write_bytes
     from interp.models import load_model
     from interp.sae import saving
     from interp.sae.evaluate import evaluate
@@ -85,6 +85,6 @@ def _eval_sae(args) -> int:
     print_table(metrics)
     from pathlib import Path
 
-    write_atomic(Path(args.path) / "metrics.json",
+    write_bytes(Path(args.path) / "metrics.json",
                  (metrics.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
     return 0

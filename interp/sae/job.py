@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save as save_safetensors
 
-from interp.cache.format import write_atomic
+from interp.atomic import write_bytes
 from interp.sae import saving
 from interp.sae.config import SAEConfig, TrainConfig
 from interp.sae.evaluate import EvalDetails, evaluate_details
@@ -139,17 +139,17 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         out = run_dir if len(names) == 1 else run_dir / name
         saving.save(sae, out, model_name=cfg.model, hook_name=cfg.hook, context_size=store.manifest.context_size)
         rows = details.metrics[details.metrics.index.str.fullmatch(rf"{name}(\[grad\])?")]
-        write_atomic(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
+        write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
         training = {"job": cfg.to_json(), "sae": asdict(sae.cfg), "store": str(store.path), "steps": result.steps,
                     "tokens": result.tokens, "history": [h for h in result.history if h["sae"] == i]}
-        write_atomic(out / "training.json", (json.dumps(training, indent=1) + "\n").encode())
-        write_atomic(out / "feature_densities.safetensors",
+        write_bytes(out / "training.json", (json.dumps(training, indent=1) + "\n").encode())
+        write_bytes(out / "feature_densities.safetensors",
                      save_safetensors({"density": details.densities[name].float().contiguous(),
                                        "train_density_ema": result.stats[i].density.float().contiguous()}))
     if cfg.report:
         from interp.sae.report import results_markdown
 
-        write_atomic(Path(cfg.report), results_markdown(details.metrics, cfg, result).encode())
+        write_bytes(Path(cfg.report), results_markdown(details.metrics, cfg, result).encode())
     return JobResult(run_dir, details.metrics, result, details)
 
 

@@ -19,7 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 import interp
-from interp.cache.format import write_atomic
+from interp.atomic import write_bytes
 from interp.sae.config import SAEConfig
 from interp.sae.module import SparseAutoencoder
 
@@ -56,8 +56,8 @@ def save(sae: SparseAutoencoder, path: str | Path, *, model_name: str | None = N
     if sae.variant.sae_lens_architecture != "jumprelu":
         del state["threshold"]
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in state.items()}
-    write_atomic(path / WEIGHTS, save_safetensors(tensors))
-    write_atomic(path / CFG, (json.dumps(sae_lens_config(sae, model_name, hook_name, context_size), indent=2)
+    write_bytes(path / WEIGHTS, save_safetensors(tensors))
+    write_bytes(path / CFG, (json.dumps(sae_lens_config(sae, model_name, hook_name, context_size), indent=2)
                               + "\n").encode())
     return path
 

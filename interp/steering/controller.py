@@ -37,7 +37,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from interp.cache.format import write_atomic
+from interp.atomic import write_bytes
 from interp.steering import readout
 from interp.steering.apply import schedule_weights
 from interp.steering.directions import Direction, check_width
@@ -153,13 +153,13 @@ class SteeringController(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()}
         tensors["direction"] = self.direction.vector.contiguous()
-        write_atomic(path / WEIGHTS_FILE, save_safetensors(tensors))
+        write_bytes(path / WEIGHTS_FILE, save_safetensors(tensors))
         d = self.direction
         meta = {"config": asdict(self.cfg),
                 "direction": {"method": d.method, "name": d.name, "layer": d.layer, "site": d.site,
                               "provenance": d.provenance},
                 "summary": self.summary}
-        write_atomic(path / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        write_bytes(path / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
         return path
 
     @classmethod

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from interp.cache.format import write_atomic
+from interp.atomic import write_bytes
 from interp.steering import readout
 
 VECTOR_FILE = "direction.safetensors"
@@ -158,10 +158,10 @@ class Direction:
         """Write the direction as `path`/direction.safetensors + `path`/direction.json (atomic)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        write_atomic(path / VECTOR_FILE, save_safetensors({"vector": self.vector.contiguous()}))
+        write_bytes(path / VECTOR_FILE, save_safetensors({"vector": self.vector.contiguous()}))
         meta = {"method": self.method, "name": self.name, "layer": self.layer, "site": self.site,
                 "d_model": self.d_model, "provenance": self.provenance}
-        write_atomic(path / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        write_bytes(path / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
         return path
 
     @classmethod

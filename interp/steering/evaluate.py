@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interp.cache.format import write_atomic
+from interp.atomic import write_bytes
 from interp.steering.apply import Steering, SteeringPlan, steer
 from interp.steering.controller import ControllerSteering, SteeringController
 from interp.steering.directions import Direction
@@ -209,10 +209,10 @@ def write_sweep(frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "sweep.csv", "markdown": out_dir / "sweep.md", "html": out_dir / "pareto.html",
              "png": out_dir / "pareto.png"}
-    write_atomic(paths["csv"], frame.to_csv(index=False).encode())
-    write_atomic(paths["markdown"], to_markdown(frame).encode())
-    write_atomic(paths["html"], pareto_figure(frame).to_html(include_plotlyjs=True, full_html=True).encode())
-    write_atomic(paths["png"], pareto_png(frame))
+    write_bytes(paths["csv"], frame.to_csv(index=False).encode())
+    write_bytes(paths["markdown"], to_markdown(frame).encode())
+    write_bytes(paths["html"], pareto_figure(frame).to_html(include_plotlyjs=True, full_html=True).encode())
+    write_bytes(paths["png"], pareto_png(frame))
     return paths
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
+from interp.atomic import write_text
 from interp.generation import greedy
 from interp.tasks import ioi, refusal
 from interp.zoo import corpus
@@ -105,6 +105,4 @@ def missed_targets(metrics: dict) -> list[str]:
 
 def write_metrics(metrics: dict, path: Path) -> None:
     """Atomically write `metrics` as JSON."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(metrics, indent=2) + "\n")
