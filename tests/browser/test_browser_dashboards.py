@@ -64,6 +64,7 @@ def lab(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
          f"--port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
+         "--ServerApp.disable_check_xsrf=True",  # lets the tests shut kernels down through the REST API
          f"--ServerApp.root_dir={root}"],
         stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
         env=dict(os.environ, JUPYTER_PATH=str(root / "jupyter")))
@@ -102,6 +103,17 @@ def browser_context():
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def one_kernel_at_a_time(lab):
+    """Shut down every kernel after each test: a finished notebook's kernel (and any work its
+    dashboard still does) must not compete with the next notebook for the CPU."""
+    yield
+    sessions = json.loads(urllib.request.urlopen(f"{lab}/api/sessions", timeout=10).read())
+    for session in sessions:
+        request = urllib.request.Request(f"{lab}/api/sessions/{session['id']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).read()
 
 
 def open_and_run_all(context, lab: str, notebook: str):
