@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import ld_metric, random_pair, tiny_model
+from patching_tiny import ld_metric, random_pair, tiny_model
 from interp.patching import Rules, attribution_patching, relevance_patching, sites
 from interp.patching.attribution import coefficients
 from interp.patching.runner import run
