@@ -147,8 +147,8 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: TrainConfig = 
             if not torch.isfinite(out.loss):
                 bar.close()
                 raise NonFiniteLoss(
-                    f"step {step}: SAE {i} ({sae.cfg.variant}) loss is {float(out.loss)} "
-                    f"({', '.join(f'{k}={float(v):.4g}' for k, v in out.parts.items())}); training stopped"
+                    f"step {step}: SAE {i} ({sae.cfg.variant}) loss is {float(out.loss.detach())} "
+                    f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in out.parts.items())}); training stopped"
                     + (f", the last good checkpoint is in {checkpoint_dir}" if checkpoint_dir else ""))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
