@@ -1,8 +1,8 @@
 """Write an activation store: one model pass per batch caches every requested hook (and,
 on request, dL/d(activation)) straight into memory-mapped shard files.
 
-Crash safety: a shard is written to `.shard_XXXXX.bin.tmp` (space reserved up front
-with `posix_fallocate`, so a full disk fails cleanly instead of with SIGBUS), fsynced,
+Crash safety: a shard is written to a hidden temporary file (`.shard_00012.bin.tmp` for shard 12;
+space reserved up front with `posix_fallocate`, so a full disk fails cleanly, not with SIGBUS), fsynced,
 then renamed; the manifest is rewritten atomically after each shard. `resume=True`
 keeps every complete shard and recomputes the rest. Shards are computed from fixed
 sequence ranges with batches that never straddle shards, so a resumed store is
