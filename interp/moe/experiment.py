@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from interp import markdown
 from interp.atomic import write_text
 from interp.moe.capture import capture_routing
 from interp.moe.experts import STATISTICS, refused, score_experts, top_experts
@@ -219,14 +220,7 @@ def summarize(ablations: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table(df: pd.DataFrame) -> str:
-    def cell(v):
-        if isinstance(v, float):
-            return "–" if v != v else f"{v:.4g}"  # NaN: not applicable (the seed of a top-N row)
-        return str(v)
-
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown.table(df, "{:.4g}", nan="–")  # NaN: not applicable (the seed of a top-N row)
 
 
 def write_report(result: MoteResult, path: Path, command: str) -> None:

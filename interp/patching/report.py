@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from interp import markdown
 from interp.atomic import write_text
 from interp.patching.protocol import ProtocolResult
 
@@ -42,13 +43,6 @@ def correlation_table(results: list[ProtocolResult], labels: list[str]) -> pd.Da
         for component, row in wide.iterrows():
             rows.append({"template": label, "component": component, **row.to_dict()})
     return pd.DataFrame(rows)
-
-
-def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    """A GitHub markdown table of `df` (no index)."""
-    cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
 
 
 PAPER_GPT2 = {"resid_pre": (0.753, 0.968), "attn_out": (0.979, 0.962), "mlp_out": (0.195, 0.992)}
@@ -109,7 +103,7 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
     lowest = wide.loc[wide["atp"].idxmin()]
     n_better = int((wide["relp"] >= wide["atp"]).sum())
     lines += ["", f"## Pearson r with activation patching (template {templates[0]})", "",
-              markdown_table(wide.rename(columns={"atp": "AtP", "relp": "RelP"})), "",
+              markdown.table(wide.rename(columns={"atp": "AtP", "relp": "RelP"})), "",
               f"AtP's lowest r here is {lowest['atp']:.3f} ({lowest['component']}); RelP >= AtP on {n_better} of "
               f"{len(wide)} components. The paper's large AtP failure (GPT-2 small mlp_out r = 0.195) does not "
               f"appear on {model_name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}), so the two "
@@ -119,7 +113,7 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
         summary = table.groupby("component")[["atp", "relp"]].agg(["mean", "min"])
         summary.columns = [f"{'AtP' if m == 'atp' else 'RelP'} {s}" for m, s in summary.columns]
         lines += [f"Across templates {', '.join(labels)} (mean and min of the per-template r):", "",
-                  markdown_table(summary.reset_index()), ""]
+                  markdown.table(summary.reset_index()), ""]
     lines += ["## Wall-clock (same machine, same inputs)", "",
               "| method | seconds |", "|---|---|",
               *[f"| {k} | {v:.3f} |" for k, v in res.seconds.items()],
@@ -128,7 +122,7 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
               "## Targets (issue #7)", "", "| target | value | bound | met |", "|---|---|---|---|",
               *[f"| {t.name} | {t.value:.3f} | {t.bound} | {'yes' if t.met else 'NO'} |" for t in targets(res)],
               "", "## Verification of the top-10 nodes against exact patching (`interp.patching.verify`)", "",
-              markdown_table(pd.DataFrame(checks)), "",
+              markdown.table(pd.DataFrame(checks)), "",
               "## Maps", "", f"![AP, AtP and RelP maps]({maps_png.name})", ""]
     if sae_path:
         sae = SAEHook.load(sae_path)
@@ -145,6 +139,6 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
                   f"Pearson r between the two scores over all latent nodes: {r_sae:.3f}.",
                   "* Faithfulness F(C) = (m(C) - m(empty)) / (m(M) - m(empty)) on the clean prompts, latents "
                   "outside C mean-ablated (mean over the prompts, per position); the error term is kept.", "",
-                  markdown_table(wide_f.rename(columns={"relp": "RelP", "ig": "IG"})), "",
+                  markdown.table(wide_f.rename(columns={"relp": "RelP", "ig": "IG"})), "",
                   f"![faithfulness vs circuit size]({faith_png.name})", ""]
     return write_text(out, "\n".join(lines))

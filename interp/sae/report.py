@@ -6,16 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from interp import markdown
+
 COLUMNS = ["variant", "mode", "l0", "nmse", "dead_fraction", "ce_recovered", "ce_delta", "kl", "eps_lbo_median"]
 L0_TOLERANCE = 0.10
-
-
-def _markdown_table(df: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-    head = ["sae", *df.columns]
-    rows = [[str(i), *(cell(v) for v in r)] for i, r in zip(df.index, df.itertuples(index=False))]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *rows])
 
 
 def _level_of(row, levels: list[int]) -> int:
@@ -97,7 +91,7 @@ def results_markdown(metrics: pd.DataFrame, cfg, training) -> str:
     for lv in levels:
         part = m[m["level"] == lv]
         lines += [f"## Sparsity level k = {lv}", "",
-                  _markdown_table(part.set_index("sae")[COLUMNS + ["L0 matched"]]), ""]
+                  markdown.table(part[["sae", *COLUMNS, "L0 matched"]], "{:.4g}"), ""]
     lines += ["## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {c} | {v} | {e} |" for c, v, e in claims(metrics)]
     unmatched = m[~m["L0 matched"]]["sae"].tolist()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from interp import markdown
 from interp.atomic import write_bytes
 from interp.steering.apply import Steering, SteeringPlan, steer
 from interp.steering.controller import ControllerSteering, SteeringController
@@ -192,14 +193,8 @@ def pareto_png(frame: pd.DataFrame) -> bytes:
 
 
 def to_markdown(frame: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 3) -> str:
-    """A GitHub markdown table of `frame` (numbers rounded to `digits`)."""
-    columns = list(columns or frame.columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for _, row in frame[columns].iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) and not math.isnan(v) else ("" if isinstance(v, float)
-                 else str(v)) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """A GitHub markdown table of `frame` (numbers rounded to `digits`, NaN left blank)."""
+    return markdown.table(frame[list(columns or frame.columns)], f"{{:.{digits}f}}", nan="") + "\n"
 
 
 def write_sweep(frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
