@@ -2,6 +2,7 @@
 
     python -m benchmarks.sae_training --quick            # d=768, n=16384, k=32, batch 4096, fp32, CPU
     python -m benchmarks.sae_training --quick --dtype bfloat16
+    python -m benchmarks.sae_training --profile          # where one interp step's time goes
 
 Prints one JSON line: interp_tok_s (interp.sae: training_loss + decoder constraint + Adam),
 sparsify_tok_s (eai-sparsify 1.3.3 SparseCoder; on CPU it uses its eager decoder, Triton off),
@@ -113,12 +114,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--backend", default="auto", help="cuda_ext backend of the interp step")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: print where one interp step's time goes (torch.profiler, top ops by self time)")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     repeats = 3 if args.quick else 10
     x = torch.randn(args.batch, args.d)
+    if args.profile:
+        return _profile(interp_step(x, args.d, args.n, args.k, dtype, args.backend))
     result = {"d": args.d, "n": args.n, "k": args.k, "batch": args.batch, "dtype": args.dtype,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine()}
     steps = {"interp": lambda: interp_step(x, args.d, args.n, args.k, dtype, args.backend),
@@ -138,6 +143,19 @@ def main(argv: list[str] | None = None) -> dict:
                 result[f"interp_over_{name}"] = round(result["interp_tok_s"] / result[f"{name}_tok_s"], 3)
     print(json.dumps(result))
     return result
+
+
+def _profile(step) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    step()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - t0
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(f"one interp step: {seconds:.3f} s (under the profiler)")
+    return {"step_s": seconds}
 
 
 if __name__ == "__main__":

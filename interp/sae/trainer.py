@@ -87,8 +87,8 @@ def _batches(store, train_cfg: TrainConfig, hook, start_step: int, total_steps: 
 
 
 def adam(sae: SparseAutoencoder, train_cfg: TrainConfig) -> torch.optim.Adam:
-    """The SAE's optimizer: Adam with one fused kernel per step (7x faster than the per-tensor
-    loop on CPU for a 16k-latent SAE: 11 vs 82 ms)."""
+    """The SAE's optimizer: Adam as one fused kernel per step rather than a loop over tensors
+    (the update of a 16k-latent SAE is a tenth of a CPU training step otherwise)."""
     return torch.optim.Adam(sae.parameters(), lr=train_cfg.lr_for(sae.cfg), eps=train_cfg.adam_eps,
                             betas=(train_cfg.adam_beta1, train_cfg.adam_beta2), fused=True)
 
