@@ -1,8 +1,8 @@
 """Kernel benchmarks for cuda_ext (not tests; outputs committed under benchmarks/results/).
 
 CPU (default): peak extra memory and tokens/s of one TopK encode + backward at B=4096, d=768,
-n=65536, k=32, per backend; each measurement runs in a fresh subprocess and reads the peak
-resident set (VmHWM, reset first) above what the inputs already hold.
+n=65536, k=32, per backend (reference, chunked, cpu); each measurement runs in a fresh
+subprocess and reads the peak resident set (VmHWM, reset first) above what the inputs hold.
 
     python -m benchmarks.kernels                # writes benchmarks/results/kernels_cpu.json
     python -m benchmarks.kernels --gpu          # writes benchmarks/results/kernels_gpu.json
@@ -69,7 +69,7 @@ def cpu_encode_backward(backend: str, B: int, d: int, n: int, k: int, repeats: i
 
 def run_cpu(B: int, d: int, n: int, k: int, repeats: int) -> dict:
     rows = []
-    for backend in ("reference", "chunked"):
+    for backend in ("reference", "chunked", "cpu"):
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.kernels", "--child", backend,
              "--shape", str(B), str(d), str(n), str(k), "--repeats", str(repeats)],
@@ -79,7 +79,7 @@ def run_cpu(B: int, d: int, n: int, k: int, repeats: int) -> dict:
         )
         rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
-    ref, chunked = rows
+    ref, chunked, fused = rows
     return {
         "mode": "cpu",
         "what": "one topk_encode + backward, fp32; peak = VmHWM above the inputs",
@@ -88,6 +88,9 @@ def run_cpu(B: int, d: int, n: int, k: int, repeats: int) -> dict:
         "results": rows,
         "chunked_peak_fraction_of_reference": round(chunked["peak_extra_mib"] / ref["peak_extra_mib"], 3),
         "chunked_speedup_vs_reference": round(chunked["tokens_per_s"] / ref["tokens_per_s"], 2),
+        "cpu_peak_fraction_of_reference": round(fused["peak_extra_mib"] / ref["peak_extra_mib"], 3),
+        "cpu_speedup_vs_reference": round(fused["tokens_per_s"] / ref["tokens_per_s"], 2),
+        "cpu_speedup_vs_chunked": round(fused["tokens_per_s"] / chunked["tokens_per_s"], 2),
     }
 
 

@@ -1,6 +1,6 @@
 """Fused SAE encode/decode kernels behind one dispatch point.
 
-Every function takes `backend=` "auto" | "reference" | "chunked" | "triton" (see
+Every function takes `backend=` "auto" | "reference" | "chunked" | "cpu" | "triton" (see
 `cuda_ext.dispatch`). Triton is optional: without it, "auto" uses the chunked torch path.
 """
 

@@ -3,8 +3,11 @@
 Backends:
   "reference"  pure torch, materialises the B x n pre-activations (cuda_ext.reference);
   "chunked"    torch in latent blocks with a sparse backward, never a B x n matrix (any device);
+  "cpu"        the chunked scheme with its selection and dot products fused in C++ (CPU tensors;
+               built on first use, cuda_ext.cpu_ext);
   "triton"     fused Triton kernels (GPU; CPU only under TRITON_INTERPRET=1);
-  "auto"       "triton" for CUDA tensors when Triton imports, else "chunked".
+  "auto"       "triton" for CUDA tensors when Triton imports; "cpu" for CPU tensors when the C++
+               kernels build here; else "chunked".
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from types import ModuleType
 
 import torch
 
+from cuda_ext import cpu_ext
 from cuda_ext.outputs import EncoderOutput, SparseCode
 
-BACKENDS = ("auto", "reference", "chunked", "triton")
-_MODULES = {"reference": "cuda_ext.reference", "chunked": "cuda_ext.chunked", "triton": "cuda_ext.triton_backend"}
+BACKENDS = ("auto", "reference", "chunked", "cpu", "triton")
+_MODULES = {"reference": "cuda_ext.reference", "chunked": "cuda_ext.chunked", "cpu": "cuda_ext.cpu_backend",
+            "triton": "cuda_ext.triton_backend"}
 
 
 def triton_available(device: torch.device) -> bool:
@@ -34,7 +39,12 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
     if backend == "auto":
-        return "triton" if device.type == "cuda" and triton_available(device) else "chunked"
+        if device.type == "cuda":
+            return "triton" if triton_available(device) else "chunked"
+        return "cpu" if device.type == "cpu" and cpu_ext.available() else "chunked"
+    if backend == "cpu" and (device.type != "cpu" or not cpu_ext.available()):
+        why = f"the tensors are on {device}" if device.type != "cpu" else cpu_ext.reason()
+        raise ValueError(f"backend='cpu' cannot run here: {why}; use backend='chunked' or 'auto'")
     if backend == "triton" and not triton_available(device):
         raise ValueError(
             f"backend='triton' cannot run on device {device}: it needs a CUDA device with the "

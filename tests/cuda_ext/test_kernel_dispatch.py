@@ -36,7 +36,10 @@ def test_wrong_shapes_are_refused_naming_the_argument():
 
 
 def test_auto_resolves_to_a_cpu_backend_on_cpu():
-    assert cuda_ext.resolve_backend("auto", torch.device("cpu")) in ("reference", "chunked")
+    from cuda_ext import cpu_ext
+
+    want = "cpu" if cpu_ext.available() else "chunked"
+    assert cuda_ext.resolve_backend("auto", torch.device("cpu")) == want
 
 
 def test_out_of_range_indices_are_refused():
@@ -57,3 +60,14 @@ def test_coo_decode_accepts_entries_in_any_order(backend):
     dense = torch.zeros(5, 9).index_put((rows, cols), values, accumulate=True)
     out = cuda_ext.coo_decode(cuda_ext.SparseCode(values, rows, cols, 5), W_dec, backend=backend)
     torch.testing.assert_close(out, dense @ W_dec)
+
+
+def test_cpu_backend_is_refused_for_other_devices_and_explains_an_unavailable_build(monkeypatch):
+    from cuda_ext import cpu_ext
+
+    with pytest.raises(ValueError, match="backend='cpu' cannot run here: the tensors are on meta"):
+        cuda_ext.resolve_backend("cpu", torch.device("meta"))
+    monkeypatch.setattr(cpu_ext, "_load", lambda: (None, "no C++ compiler ('c++' is not on PATH)"))
+    with pytest.raises(ValueError, match="no C\\+\\+ compiler.*use backend='chunked'"):
+        cuda_ext.resolve_backend("cpu", torch.device("cpu"))
+    assert cuda_ext.resolve_backend("auto", torch.device("cpu")) == "chunked"
