@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -96,13 +97,25 @@ class JobConfig:
         suffix = f"{first.variant}-k{first.k}" if len(self.saes) == 1 else "sweep"
         return f"{Path(self.model).name}-{self.hook}-{suffix}"
 
-    def store_dir(self, grads: bool) -> Path:
+    def store_dir(self, grads: bool, weights: str = "") -> Path:
+        """`cache_dir`, or a directory under caches/ named by the hook, the token count and
+        `weights` (a fingerprint of the model's weights: retrained weights get a new cache)."""
         if self.cache_dir:
             return Path(self.cache_dir)
-        return REPO_ROOT / "caches" / Path(self.model).name / f"{self.hook}-{self.cache_tokens}{'-grads' if grads else ''}"
+        name = "-".join(filter(None, (self.hook, str(self.cache_tokens), weights, "grads" if grads else "")))
+        return REPO_ROOT / "caches" / Path(self.model).name / name
 
     def to_json(self) -> dict:
         return dict(asdict(self), saes=[dict(s) for s in self.saes])
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """8 hex digits: a CRC-32 over every parameter's and buffer's name, shape and bytes."""
+    crc = 0
+    for name, tensor in model.state_dict().items():
+        crc = zlib.crc32(f"{name}{tuple(tensor.shape)}".encode(), crc)
+        crc = zlib.crc32(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
 
 
 @dataclass
@@ -124,7 +137,7 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     if model is None:
         model = load_model(cfg.model)
     grads = any(s.get("variant") == "gradient" for s in cfg.saes)
-    store_dir = cfg.store_dir(grads)
+    store_dir = cfg.store_dir(grads, weights_fingerprint(model))
     store = interp.cache.write(model, cfg.hook, cfg.cache_tokens if train_tokens is None else train_tokens,
                                store_dir, grads=grads, resume=True, progress=progress, model_name=cfg.model)
     configs = cfg.sae_configs(store.d_model(cfg.hook))

@@ -59,3 +59,22 @@ def test_cli_registers_train_and_eval(capsys):
     assert args.k == 16 and args.func.__name__ == "_train_sae"
     assert main(["train-sae", "--variant", "relu", "--no-progress"]) == 2
     assert "SAEConfig.variant='relu' is not allowed: one of topk" in capsys.readouterr().err
+
+
+def test_default_cache_directory_follows_the_weights(tiny_model):
+    """Retrained weights get a new cache: the job never reuses activations of other weights."""
+    import torch
+
+    from interp.sae.job import JobConfig, weights_fingerprint
+
+    cfg = JobConfig()
+    before = weights_fingerprint(tiny_model)
+    assert before == weights_fingerprint(tiny_model) and len(before) == 8
+    with torch.no_grad():
+        tiny_model.W_U[0, 0] += 1.0
+    after = weights_fingerprint(tiny_model)
+    with torch.no_grad():
+        tiny_model.W_U[0, 0] -= 1.0
+    assert after != before
+    assert cfg.store_dir(False, before) != cfg.store_dir(False, after)
+    assert cfg.store_dir(False, before).name == f"{cfg.hook}-{cfg.cache_tokens}-{before}"
