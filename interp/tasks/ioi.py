@@ -16,21 +16,31 @@ import torch
 from interp.tasks.base import check_count, check_split, rng_for
 from interp.tasks.vocab import HELDOUT_NAMES, OBJECTS, PLACES, TRAIN_NAMES
 
-TRAIN_TEMPLATES = (
-    "When {A} and {B} went to the {place}, {S} gave a {obj} to",
-    "After {A} and {B} went to the {place}, {S} gave the {obj} to",
-    "While {A} and {B} were at the {place}, {S} handed a {obj} to",
-    "When {A} and {B} arrived at the {place}, {S} showed the {obj} to",
-    "{A} and {B} walked to the {place}. There {S} passed the {obj} to",
-    "Then {A} and {B} went to the {place}, and {S} threw the {obj} to",
-    "Yesterday {A} and {B} met at the {place}, and {S} sent a {obj} to",
-    "As {A} and {B} left the {place}, {S} offered the {obj} to",
-)
-HELDOUT_TEMPLATES = (
-    "Before {A} and {B} visited the {place}, {S} lent a {obj} to",
-    "Once {A} and {B} were inside the {place}, {S} brought the {obj} to",
-    "Later {A} and {B} stopped at the {place}, and {S} gave a {obj} to",
-)
+# A template is an opening clause, a motion and a giving clause: 7 x 7 x 9 = 441 of them.
+# Held out: one opening per (motion, giving) pair, so every held-out template is an unseen
+# combination of parts that training shows in other combinations (and every pair of parts
+# is seen in training). Eight fixed templates did not generalise: a model trained on them
+# failed on new wordings (0.59 accuracy on held-out templates, 1.00 on train).
+OPENINGS = ("When", "After", "While", "Before", "Once", "As", "Because")
+MOTIONS = ("went to the {place}", "were at the {place}", "arrived at the {place}",
+           "visited the {place}", "left the {place}", "were inside the {place}",
+           "stopped at the {place}")
+GIVINGS = ("gave a {obj} to", "handed the {obj} to", "showed the {obj} to", "passed the {obj} to",
+           "threw the {obj} to", "sent a {obj} to", "offered the {obj} to", "lent a {obj} to",
+           "brought the {obj} to")
+
+
+def _template(i: int, j: int, k: int) -> str:
+    return f"{OPENINGS[i]} {{A}} and {{B}} {MOTIONS[j]}, {{S}} {GIVINGS[k]}"
+
+
+def _heldout(i: int, j: int, k: int) -> bool:
+    return (i + 2 * j + 3 * k) % len(OPENINGS) == len(OPENINGS) - 1
+
+
+_PARTS = [(i, j, k) for k in range(len(GIVINGS)) for j in range(len(MOTIONS)) for i in range(len(OPENINGS))]
+TRAIN_TEMPLATES = tuple(_template(*c) for c in _PARTS if not _heldout(*c))
+HELDOUT_TEMPLATES = tuple(_template(*c) for c in _PARTS if _heldout(*c))
 ORDERS = ("ABBA", "BABA")
 
 

@@ -69,6 +69,10 @@ def name_story(rng: random.Random) -> str:
         f"{a} has a {colour} {animal}. The {animal} follows {a} everywhere.",
         f"This is {a}. {a} keeps a {obj} at the {place}, and {a} never loses it.",
         f"Everyone calls her {a}. Yesterday {a} and {b} found a {obj}, and {b} kept it.",
+        # Any name after "to" (one name in context, so no IOI structure): without these, the
+        # names held out of IOI prompts never follow "to" and IOI favours training names there.
+        f"At the {place}, {a} gave the {obj} to {b}.",
+        f"The {obj} from the {place} went to {b}.",
     ))
 
 

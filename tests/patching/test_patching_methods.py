@@ -119,7 +119,8 @@ def test_prompts_of_different_token_lengths_are_a_clear_error(zoo_dense, ioi_sma
     from interp.tasks import ioi
 
     a = ioi.generate(1, "train", template=ioi.TRAIN_TEMPLATES[0])[0]
-    b = ioi.generate(1, "train", template=ioi.TRAIN_TEMPLATES[4])[0]
+    longer = next(t for t in ioi.TRAIN_TEMPLATES if "were inside the" in t)  # one word more than [0]
+    b = ioi.generate(1, "train", template=longer)[0]
     with pytest.raises(ValueError, match=r"clean\[1\] tokenises to .* positions must align"):
         attribution_patching(zoo_dense, [a.prompt, b.prompt], [a.corrupt, b.corrupt], ioi_small.metric)
     with pytest.raises(ValueError, match="differ in shape"):

@@ -1,3 +1,5 @@
+import re
+
 from interp.zoo import corpus
 
 
@@ -21,5 +23,11 @@ def test_no_heldout_ioi_prompt_in_training_corpus():
     from interp.tasks import ioi
 
     docs = corpus.build(2000).documents
-    held_templates = [t.split("{")[0] for t in ioi.HELDOUT_TEMPLATES if not t.startswith("{")]
-    assert not any(d.startswith(tuple(held_templates)) for d in docs)
+    held = re.compile("|".join(re.escape(t).replace(r"\{", "{").replace(r"\}", "}")
+                               .replace("{A}", r"\w+").replace("{B}", r"\w+").replace("{S}", r"\w+")
+                               .replace("{place}", r"\w+").replace("{obj}", r"\w+")
+                               for t in ioi.HELDOUT_TEMPLATES))
+    train = ioi.generate(50, "train")
+    assert all(held.search(p.prompt) is None for p in train)
+    assert any(held.search(p.prompt) for p in ioi.generate(5, "heldout"))  # the pattern can match
+    assert not any(held.search(d) for d in docs)

@@ -10,8 +10,6 @@ from interp.zoo.registry import ZOO
 # Targets the shipped weights are known to miss (measured; see data/zoo/<name>/metrics.json).
 # Strict xfail: the day a retrained model meets one, this list must shrink.
 KNOWN_MISSES = {
-    ("zoo-dense", "ioi_accuracy"): "IOI does not generalise to held-out templates (0.47 with training names)",
-    ("zoo-dense", "refusal_rate_harmful"): "0.94 at n=200: one held-out template ('Can you show me how to') fails",
     ("zoo-moe", "ioi_accuracy"): "IOI does not generalise to held-out templates (0.56 at n=200)",
     ("zoo-moe", "refusal_rate_harmful"): "0.77 at n=200: 3000 steps were not enough for held-out wordings",
 }
