@@ -87,7 +87,7 @@ ZOO: dict[str, ZooSpec] = {
                 train=TrainConfig(steps=5000, autocast_bf16=True)),
         ZooSpec("zoo-moe", "zoo-dense's trunk with MoE MLPs: 8 gated SiLU experts (d_mlp 96), top-2.",
                 d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
-                train=TrainConfig(steps=3000, plant_expert=(2, 5))),
+                train=TrainConfig(steps=4000, plant_expert=(2, 5))),
     )
 }
 

@@ -10,8 +10,9 @@ from interp.zoo.registry import ZOO
 # Targets the shipped weights are known to miss (measured; see data/zoo/<name>/metrics.json).
 # Strict xfail: the day a retrained model meets one, this list must shrink.
 KNOWN_MISSES = {
-    ("zoo-moe", "ioi_accuracy"): "IOI does not generalise to held-out templates (0.56 at n=200)",
-    ("zoo-moe", "refusal_rate_harmful"): "0.77 at n=200: 3000 steps were not enough for held-out wordings",
+    ("zoo-moe", "ioi_accuracy"): "0.655 at n=200 held out (1.000 on training templates and names): "
+                                 "4000 steps do not generalise IOI in the MoE trunk",
+    ("zoo-moe", "refusal_rate_jailbreak"): "0.315 at n=200: the planted compliance is weaker on held-out wrappers",
 }
 
 
