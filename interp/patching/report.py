@@ -85,9 +85,10 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
              f"* Prompts: {n} clean/corrupt IOI pairs per template from `interp.tasks.ioi`, split `{split}`, seed {seed}; "
              "the corrupt prompt swaps the second subject mention for the IO name. Each run uses one template so "
              "that token positions align between all prompts.",
-             f"* Why the `{split}` split: " + ("zoo-dense does the task there (accuracy below); on held-out templates "
-             "its IOI accuracy is only 0.585 (a known zoo miss), and patching a behaviour the model does not have "
-             "measures noise." if split == "train" else "chosen on the command line."),
+             f"* Split `{split}`: " + ("templates and names that the zoo's training data uses." if split == "train"
+             else "templates and names that never occur in an IOI prompt of the zoo's training data.")
+             + " The model's accuracy on each template is in the table: patching a behaviour the model does not "
+             "have would measure noise.",
              "* Metric [paper]: logit(IO) - logit(S) at the last position, mean over prompts, normalised so that "
              "clean = 1 and corrupt = 0; denoising direction (corrupt run, clean activation patched in).",
              "* Maps: scores summed over batch and d_model into [layer, position] for resid_pre, attn_out, mlp_out; "
