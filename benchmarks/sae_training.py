@@ -23,9 +23,13 @@ import warnings
 import torch
 
 
+WARMUP = 3  # untimed steps first: the optimizer's state and the allocator's caches settle in 2-3 steps
+
+
 def _timed(step, repeats: int) -> float:
-    """Median seconds of `step()` over `repeats` runs after one warm-up."""
-    step()
+    """Median seconds of `step()` over `repeats` runs after WARMUP untimed ones."""
+    for _ in range(WARMUP):
+        step()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -124,7 +128,10 @@ def main(argv: list[str] | None = None) -> dict:
     x = torch.randn(args.batch, args.d)
     if args.profile:
         return _profile(interp_step(x, args.d, args.n, args.k, dtype, args.backend))
+    from cuda_ext import resolve_backend
+
     result = {"d": args.d, "n": args.n, "k": args.k, "batch": args.batch, "dtype": args.dtype,
+              "backend": resolve_backend(args.backend, torch.device("cpu")), "repeats": repeats,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine()}
     steps = {"interp": lambda: interp_step(x, args.d, args.n, args.k, dtype, args.backend),
              "sparsify": lambda: sparsify_step(x, args.d, args.n, args.k, dtype),
