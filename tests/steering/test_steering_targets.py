@@ -7,6 +7,11 @@ from interp.steering.train import train_refusal_controller
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "missed on the retrained zoo-dense (results/steering.md): its planted compliance is complete (base "
+    "jailbreak refusal 0.00) and the controller's scale s is > 0 on only about half of the held-out "
+    "jailbreaks, so jailbreak refusal reaches 0.01 at alpha=1 and harmful refusal collapses before "
+    "jailbreaks flip at larger alpha"))
 def test_paper_mode_controller_fixes_jailbreaks_without_benign_refusals(zoo_dense):
     config = ControllerConfig(128, 4, alpha=1.0, read_position="mean")
     controller = train_refusal_controller(zoo_dense, n=400, config=config).controller
