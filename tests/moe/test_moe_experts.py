@@ -46,9 +46,11 @@ def test_bad_classes_and_arguments(make_capture):
 
 
 def test_zoo_moe_planted_refusal_expert_ranks_first(zoo_moe):
-    prompts = [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(6, kind, "train")]
+    prompts = [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(24, kind, "train")]
     classes = moe.refused(zoo_moe, prompts)
-    assert classes == [True] * 6 + [False] * 6
-    scores = moe.score_experts(moe.capture_routing(zoo_moe, prompts), classes)
+    assert classes == [True] * 24 + [False] * 24
+    capture = moe.capture_routing(zoo_moe, prompts)
+    scores = moe.score_experts(capture, classes)
     assert moe.top_experts(scores, 1) == [(2, 5)]
+    assert moe.top_experts(moe.score_experts(capture, classes, statistic="weight"), 1) == [(2, 5)]
     assert moe.score_matrix(scores).shape == (4, 8)

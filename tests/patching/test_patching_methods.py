@@ -119,8 +119,9 @@ def test_prompts_of_different_token_lengths_are_a_clear_error(zoo_dense, ioi_sma
     from interp.tasks import ioi
 
     a = ioi.generate(1, "train", template=ioi.TRAIN_TEMPLATES[0])[0]
-    longer = next(t for t in ioi.TRAIN_TEMPLATES if "were inside the" in t)  # one word more than [0]
-    b = ioi.generate(1, "train", template=longer)[0]
+    a_length = len(zoo_dense.to_str_tokens(a.prompt))
+    b = next(p for t in ioi.TRAIN_TEMPLATES for p in ioi.generate(1, "train", template=t)
+             if len(zoo_dense.to_str_tokens(p.prompt)) != a_length)
     with pytest.raises(ValueError, match=r"clean\[1\] tokenises to .* positions must align"):
         attribution_patching(zoo_dense, [a.prompt, b.prompt], [a.corrupt, b.corrupt], ioi_small.metric)
     with pytest.raises(ValueError, match="differ in shape"):

@@ -7,14 +7,16 @@ from interp.patching import COLUMNS
 from interp.patching.protocol import ioi_inputs, run_protocol
 
 
-def test_ioi_inputs_align_even_when_a_template_starts_with_a_name(zoo_dense):
-    x = ioi_inputs(zoo_dense, n=8, split="train", template=4)  # "{A} and {B} walked ...": A may be several tokens
+def test_ioi_inputs_align_and_the_template_index_is_checked(zoo_dense):
+    from interp.tasks import ioi
+
+    x = ioi_inputs(zoo_dense, n=8, split="train", template=4)
     assert x.clean.shape == x.corrupt.shape and x.clean.shape[0] == 8
     assert x.accuracy == pytest.approx(1.0)
     assert x.metric(zoo_dense(x.clean)).item() == pytest.approx(1.0)
     assert x.metric(zoo_dense(x.corrupt)).item() == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match="template="):
-        ioi_inputs(zoo_dense, n=2, template=99)
+    with pytest.raises(ValueError, match=f"template={len(ioi.TRAIN_TEMPLATES)}"):
+        ioi_inputs(zoo_dense, n=2, template=len(ioi.TRAIN_TEMPLATES))
 
 
 def test_protocol_correlations_and_timing(zoo_dense, ioi_small):
