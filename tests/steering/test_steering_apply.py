@@ -99,7 +99,7 @@ def test_other_hooks_survive_the_context(zoo_dense, refusal_direction):
 
 def test_first_generated_token_is_steered(zoo_dense, refusal_direction):
     plain = greedy(zoo_dense, [PROMPT], max_new_tokens=3)[0]
-    spec = Steering(refusal_direction, [3], 16.0, positions="generated")
+    spec = Steering(refusal_direction, [1], 12.0, positions="generated")
     with steer(zoo_dense, spec) as trace:
         steered = greedy(zoo_dense, [PROMPT], max_new_tokens=3)[0]
     assert plain.startswith(" Sure")

@@ -23,8 +23,8 @@ def test_train_generate_sweep(tmp_path, capsys):
 
 def test_generate_with_a_saved_direction(tmp_path, capsys, refusal_direction):
     refusal_direction.save(tmp_path / "d")
-    assert main(["steer", "generate", JAILBREAK, "--direction", str(tmp_path / "d"), "--layers", "2",
-                 "--coefficients", "10", "--max-new-tokens", "7"]) == 0
+    assert main(["steer", "generate", JAILBREAK, "--direction", str(tmp_path / "d"), "--layers", "1",
+                 "--coefficients", "12", "--max-new-tokens", "7"]) == 0
     assert "I can't help with that." in capsys.readouterr().out
 
 

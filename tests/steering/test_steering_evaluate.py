@@ -32,9 +32,9 @@ def test_evaluate_base_and_steered_rows(zoo_dense, refusal_direction):
 
 
 def test_sweep_table_front_best_and_files(zoo_dense, refusal_direction, tmp_path):
-    frame = sweep(zoo_dense, refusal_direction, [[3], [0, 1]], [0.0, 16.0], config=TINY)
+    frame = sweep(zoo_dense, refusal_direction, [[3], [1]], [0.0, 12.0], config=TINY)
     assert frame["kind"].tolist() == ["base"] + ["fixed"] * 4
-    assert frame["layers"].tolist()[1:] == ["3", "3", "0,1", "0,1"]
+    assert frame["layers"].tolist()[1:] == ["3", "3", "1", "1"]
     best = best_fixed(frame, min_jailbreak=0.5)
     assert best is not None and best["refusal_jailbreak"] >= 0.5 and best["kind"] == "fixed"
     assert best_fixed(frame, min_jailbreak=1.1) is None

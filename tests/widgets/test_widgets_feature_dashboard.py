@@ -1,6 +1,7 @@
 """FeatureDashboard driven programmatically: every control changes what it shows, and what it
 shows is what interp.sae.features returns."""
 
+import html
 import re
 
 import pytest
@@ -107,16 +108,19 @@ def test_coefficient_slider_steers_generation_with_the_latent(dashboard):
     except ImportError as e:
         pytest.skip(f"interp.steering.steer is not importable: {e}")
 
+    def cell(role):  # the shown text, HTML entities decoded
+        return html.unescape(re.search(rf"interp-{role}'>(.*?)</td>", dashboard.steered.value).group(1))
+
     # the strongest latents: steering with a no-op hook would leave every one's text unchanged
     changed = []
     for latent in dashboard.summary["max_activation"].nlargest(10).index:
         dashboard.latent.value = int(latent)
         dashboard.coefficient.value = 0.0
-        plain = re.search(r"interp-unsteered'>(.*?)</td>", dashboard.steered.value).group(1)
-        assert re.search(r"interp-steered'>(.*?)</td>", dashboard.steered.value).group(1) == plain
+        plain = cell("unsteered")
+        assert cell("steered") == plain
         dashboard.coefficient.value = dashboard.coefficient.max
-        steered = re.search(r"interp-steered'>(.*?)</td>", dashboard.steered.value).group(1)
-        assert re.search(r"interp-unsteered'>(.*?)</td>", dashboard.steered.value).group(1) == plain
+        steered = cell("steered")
+        assert cell("unsteered") == plain
         assert (steered, plain) == dashboard.generate(dashboard.coefficient.max)[::-1]  # shows what generate() gives
         changed.append(steered != plain)
         dashboard.coefficient.value = 0.0

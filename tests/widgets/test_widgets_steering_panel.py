@@ -17,14 +17,14 @@ def panel(zoo_dense):
 
 def test_moving_a_slider_steers_and_redraws(panel):
     assert panel.results is None and "move a slider" in panel.status.value
-    panel.set_coefficient(2, 10.0)
+    panel.set_coefficient(1, 12.0)
     assert panel.results["changed"].all()
     assert panel.table.value.count("I can&#x27;t help with that.") == 2
     assert "0 unsteered → <b>2</b> steered" in panel.status.value
     heat = panel.figure.data[0]
-    assert list(heat.y) == [2] and max(max(row) for row in heat.z) == pytest.approx(10.0, rel=1e-4)
+    assert list(heat.y) == [1] and max(max(row) for row in heat.z) == pytest.approx(12.0, rel=1e-4)
     before = panel.table.value
-    panel.set_coefficient(2, 0.0)
+    panel.set_coefficient(1, 0.0)
     assert panel.table.value == "" and panel.table.value != before
 
 
