@@ -1,7 +1,8 @@
 """Fused SAE encode/decode kernels behind one dispatch point.
 
 Every function takes `backend=` "auto" | "reference" | "chunked" | "cpu" | "triton" (see
-`cuda_ext.dispatch`). Triton is optional: without it, "auto" uses the chunked torch path.
+`cuda_ext.dispatch`). Triton is optional: without it, "auto" uses the chunked torch path on
+GPUs; on CPUs it uses the fused C++ kernels when they build here, else the chunked path.
 """
 
 from cuda_ext.dispatch import (

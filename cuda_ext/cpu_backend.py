@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from cuda_ext import cpu_ext, segment_ops, selection
-from cuda_ext.selection import TopkSelection, latent_blocks
 from cuda_ext.sparse_backend import SparseBackend
 
 
@@ -31,7 +30,7 @@ def _heap(B: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block: int | None = None) -> TopkSelection:
+def topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block: int | None = None) -> selection.TopkSelection:
     """Same contract as cuda_ext.selection.topk, with the per-block merge fused in C++ (its heaps
     hold float32, so float64 inputs take the torch selection instead)."""
     if torch.promote_types(xc.dtype, W_enc.dtype) == torch.float64:
@@ -45,7 +44,7 @@ def topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block: int | None = None) -> 
     if use_aux:
         dead_mask[dead_latents] = True
     pre_BL = None
-    for start, stop in latent_blocks(B, n, block):
+    for start, stop in selection.latent_blocks(B, n, block):
         pre_BL = torch.addmm(b_enc[start:stop], xc, W_enc[:, start:stop]).contiguous()
         if ext.topk_merge(pre_BL, start, top_v, top_i, dead_mask, aux_v, aux_i):  # NaN: torch.topk's order
             return selection.topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block)
@@ -53,7 +52,7 @@ def topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block: int | None = None) -> 
     if use_aux:
         ext.topk_finish(aux_v, aux_i)
     dtype = pre_BL.dtype  # the matmul's dtype (bf16 under autocast)
-    return TopkSelection(top_v.to(dtype), top_i, aux_v.to(dtype), aux_i)
+    return selection.TopkSelection(top_v.to(dtype), top_i, aux_v.to(dtype), aux_i)
 
 
 _BACKEND = SparseBackend(topk, _Ops)
