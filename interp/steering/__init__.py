@@ -10,7 +10,7 @@ controllers ("Guiding Giants", arXiv 2505.20309), and an evaluation harness.
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
     trace.to_frame()                         # DataFrame: forward, layer, position, role, delta_norm_mean, ...
 
-    config = ControllerConfig(d_model=128, n_layers=4, alpha=1.0, read_position="mean")   # zoo settings
+    config = ControllerConfig(d_model=128, n_layers=4, alpha=2.0, read_position="max", scale_cap=4.0)  # zoo
     result = train_controller(model, d, harmful_prompts, benign_prompts, config)      # plain harmful vs benign
     with steer(model, ControllerSteering(result.controller, mode="paper")):
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)

@@ -19,8 +19,9 @@ def register(subparsers) -> None:
     t.add_argument("--direction", help="a saved direction directory (default: harmful − benign mean difference)")
     t.add_argument("--direction-layer", type=int, help="layer of the default direction (default 2)")
     t.add_argument("--read-layers", type=int, nargs="+", help="default: the last 4 layers")
-    t.add_argument("--read-position", choices=["last", "mean"], help="default mean (paper: last)")
-    t.add_argument("--alpha", type=float, help="patch scale α (default 1.0; paper: 4.0)")
+    t.add_argument("--read-position", choices=["last", "mean", "max"], help="default max (paper: last)")
+    t.add_argument("--alpha", type=float, help="patch scale α (default 2.0; paper: 4.0)")
+    t.add_argument("--scale-cap", type=float, help="cap on the scale s in the patch (default 4.0; paper: none)")
     t.add_argument("--mode", choices=["paper", "reference"], help="default paper")
     t.add_argument("--hidden-size", type=int, help="controller MLP width (default and paper: 1024)")
     t.add_argument("--epochs", type=int, help="default 10")
@@ -60,7 +61,7 @@ def register(subparsers) -> None:
 
 # The zoo's controller settings where they differ from the paper's (results/steering.md says why).
 ZOO_DEFAULTS = {"model": "zoo-dense", "n": 400, "direction_layer": 2, "seed": 0,
-                "controller": {"alpha": 1.0, "read_position": "mean"}, "train": {}}
+                "controller": {"alpha": 2.0, "read_position": "max", "scale_cap": 4.0}, "train": {}}
 
 
 def _train(args) -> int:
@@ -77,7 +78,7 @@ def _train(args) -> int:
     ctrl = {**ZOO_DEFAULTS["controller"], "seed": top["seed"], **recipe.get("controller", {})}
     ctrl.update({k: v for k, v in dict(read_layers=tuple(args.read_layers) if args.read_layers else None,
                                        read_position=args.read_position, alpha=args.alpha, mode=args.mode,
-                                       hidden=args.hidden_size).items() if v is not None})
+                                       scale_cap=args.scale_cap, hidden=args.hidden_size).items() if v is not None})
     train_kw = {"seed": top["seed"], **recipe.get("train", {})}
     train_kw.update({k: v for k, v in dict(epochs=args.epochs, lr=args.lr).items() if v is not None})
     model = load_model(top["model"])

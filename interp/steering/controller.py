@@ -5,7 +5,13 @@ A small MLP reads the residual stream at the last prompt position of the read la
 (raw, no sigmoid) and one logit u_l per layer [paper]:
 
     Linear(n_read·d → hidden) → ReLU → Linear(hidden → 1 + n_layers)
-    patch at layer l:  h_l[t] ← h_l[t] + s · σ(u_l) · α · d̂
+    patch at layer l:  h_l[t] ← h_l[t] + s · σ(u_l) · α · d̂      (s capped: `scale_cap` [ours])
+
+Read positions (`ControllerConfig.read_position`): "last" prompt token [paper]; "mean" of
+the prompt tokens after BOS [ours]; "max" [ours]: the MLP scores every prompt token after
+BOS and the token with the largest s gives (s, u), in training as in use. A jailbreak
+wrapper leaves the wrapped request's own tokens in place, and "max" finds them there: on
+the zoo only "max" carries harmfulness through held-out wrappers (`results/steering.md`).
 
 `ControllerSteering` applies it with `interp.steering.steer`, in one of two modes:
 * "paper": a clean (unsteered) pass over the prompt gives s and u once per prompt; then
@@ -43,6 +49,7 @@ from interp.steering.apply import schedule_weights
 from interp.steering.directions import Direction, check_width
 
 MODES = ("paper", "reference")
+READ_POSITIONS = ("last", "mean", "max")
 WEIGHTS_FILE = "controller.safetensors"
 CONFIG_FILE = "controller.json"
 SITE = "resid_post"
@@ -62,11 +69,15 @@ class ControllerConfig:
     """Width of the MLP's hidden layer [paper: 1024]."""
     alpha: float = 4.0
     """Patch scale α [paper: 4.0]; the patch is s · σ(u_l) · α · d̂."""
+    scale_cap: float | None = None
+    """[ours] Use min(s, scale_cap) in the patch (None: raw s [paper]). Every prompt scored
+    above the cap gets the same push, so α can be set for the weakest flagged prompts
+    without over-steering the prompts the controller is most sure of."""
     mode: str = "paper"
     """"paper" or "reference" (see the module doc); `ControllerSteering` can override it."""
     read_position: str = "last"
-    """Where the read layers are read: "last" prompt token [paper], or "mean" over the prompt
-    tokens after BOS [ours] (on the zoo only "mean" carries harmfulness through jailbreak wrappers)."""
+    """Where the read layers are read: "last" prompt token [paper], "mean" over the prompt
+    tokens after BOS, or "max": the prompt token whose s is largest [ours, see the module doc]."""
     seed: int = 0
     """Seed of the weight initialisation."""
 
@@ -85,11 +96,13 @@ class ControllerConfig:
         object.__setattr__(self, "read_layers", tuple(sorted(read)))
         if not (self.alpha > 0 and float(self.alpha) != float("inf")):
             raise ValueError(f"alpha={self.alpha} must be a positive finite number")
+        if self.scale_cap is not None and not (self.scale_cap > 0 and float(self.scale_cap) != float("inf")):
+            raise ValueError(f"scale_cap={self.scale_cap} must be None or a positive finite number")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not a controller mode; allowed: {', '.join(MODES)}")
-        if self.read_position not in readout.READ_POSITIONS:
+        if self.read_position not in READ_POSITIONS:
             raise ValueError(f"read_position={self.read_position!r} is not allowed; "
-                             f"use one of {', '.join(readout.READ_POSITIONS)}")
+                             f"use one of {', '.join(READ_POSITIONS)}")
 
     @property
     def input_dim(self) -> int:
@@ -119,21 +132,32 @@ class SteeringController(nn.Module):
         self.summary: dict = {}
         """Training summary (epochs, best epoch, losses), saved with the weights."""
 
-    def forward(self, x_BI: torch.Tensor) -> ControllerOutput:
-        """x_BI: (B, n_read · d_model) concatenated read-outs, layers in `cfg.read_layers` order."""
-        if x_BI.ndim != 2 or x_BI.shape[1] != self.cfg.input_dim:
-            raise ValueError(f"controller input must be (batch, {self.cfg.input_dim}) = (batch, n_read · d_model); "
-                             f"got {tuple(x_BI.shape)}")
-        out_BO = self.fc2(torch.relu(self.fc1(x_BI.to(self.fc1.weight.dtype))))
-        return ControllerOutput(out_BO[:, 0], out_BO[:, 1:])
+    def forward(self, x: torch.Tensor) -> ControllerOutput:
+        """x: (B, n_read · d_model) concatenated read-outs, layers in `cfg.read_layers` order, or
+        (B, T, n_read · d_model) for T positions each, of which the one with the largest s is used."""
+        if x.ndim not in (2, 3) or x.shape[-1] != self.cfg.input_dim:
+            raise ValueError(f"controller input must be (batch, {self.cfg.input_dim}) or (batch, positions, "
+                             f"{self.cfg.input_dim}), {self.cfg.input_dim} = n_read · d_model; got {tuple(x.shape)}")
+        out = self.fc2(torch.relu(self.fc1(x.to(self.fc1.weight.dtype))))  # (B, [T,] 1 + n_layers)
+        if out.ndim == 3:
+            best_B = out[:, :, 0].argmax(dim=1)
+            out = out[torch.arange(len(out), device=out.device), best_B]
+        return ControllerOutput(out[:, 0], out[:, 1:])
 
     def coefficients(self, out: ControllerOutput) -> torch.Tensor:
         """(B, n_layers) patch coefficients s · σ(u_l) · α (the patch is this times d̂)."""
-        return out.scale[:, None] * torch.sigmoid(out.layer_logits) * self.cfg.alpha
+        return self.patch_scale(out)[:, None] * torch.sigmoid(out.layer_logits) * self.cfg.alpha
+
+    def patch_scale(self, out: ControllerOutput) -> torch.Tensor:
+        """(B,) the scale the patch uses: s, capped at `cfg.scale_cap` when set."""
+        return out.scale if self.cfg.scale_cap is None else out.scale.clamp(max=self.cfg.scale_cap)
 
     def inputs(self, model, prompts: Sequence[str]) -> torch.Tensor:
-        """(N, n_read · d_model) read-outs of `prompts` at `cfg.read_position` (one cached pass)."""
+        """Read-outs of `prompts` at `cfg.read_position` (one cached pass): (N, n_read · d_model),
+        or for "max" (N, T, n_read · d_model), every token after BOS (see `readout.residuals`)."""
         self.check_model(model)
+        if self.cfg.read_position == "max":
+            return readout.residuals(model, prompts, self.cfg.read_layers, "all", SITE).flatten(2)
         return readout.residuals(model, prompts, self.cfg.read_layers, self.cfg.read_position, SITE).flatten(1)
 
     @torch.no_grad()
@@ -224,7 +248,7 @@ class ControllerSteering:
         with torch.no_grad():
             out = self.controller(x_BI.float().to(self.controller.fc1.weight.device))
         self.last_output = out
-        return out.scale[:, None] * torch.sigmoid(out.layer_logits) * self.alpha  # (B, n_layers)
+        return self.controller.patch_scale(out)[:, None] * torch.sigmoid(out.layer_logits) * self.alpha  # (B, L)
 
     # --- SteeringPlan ---------------------------------------------------------------------
     def bind(self, model) -> tuple[int, ...]:
@@ -265,7 +289,10 @@ class ControllerSteering:
 
 
 def read_at(act_BTD: torch.Tensor, length: int, read_position: str) -> torch.Tensor:
-    """(B, D) read-out of the first `length` positions: the last one, or the mean after BOS."""
+    """Read-out of the first `length` positions: (B, D) the last one or the mean after BOS,
+    or (B, T', D) every position after BOS for "max"."""
+    if read_position == "max":
+        return act_BTD[:, 1:length, :].detach() if length > 1 else act_BTD[:, :1, :].detach()
     if read_position == "last" or length < 2:
         return act_BTD[:, length - 1, :].detach()
     return act_BTD[:, 1:length, :].mean(dim=1).detach()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 SITES = ("resid_pre", "resid_mid", "resid_post")
-READ_POSITIONS = ("last", "mean")
+READ_POSITIONS = ("last", "mean", "all")
 
 
 def hook_name(layer: int, site: str) -> str:
@@ -57,10 +57,13 @@ def check_prompts(prompts: Sequence[str], field: str = "prompts") -> list[str]:
 @torch.no_grad()
 def residuals(model, prompts: Sequence[str], layers: Sequence[int], position: str = "last",
               site: str = "resid_post", batch_size: int = 64) -> torch.Tensor:
-    """Residual stream of each prompt (BOS prepended) at `layers`: (N, n_layers, d_model), float32, CPU.
+    """Residual stream of each prompt (BOS prepended) at `layers`, float32, CPU.
 
     `position`: "last" (the last prompt token, the one that predicts the reply) or "mean"
-    (mean over the prompt tokens after BOS).
+    (mean over the prompt tokens after BOS): (N, n_layers, d_model). "all": every prompt
+    token after BOS, (N, T, n_layers, d_model) with T the longest prompt's count; a shorter
+    prompt's rows are padded with copies of its last token, so a max over positions is
+    unchanged by the padding.
     """
     prompts = check_prompts(prompts)
     layers = check_layers(model, layers)
@@ -72,16 +75,24 @@ def residuals(model, prompts: Sequence[str], layers: Sequence[int], position: st
     for i, prompt in enumerate(prompts):
         toks = model.to_tokens(prompt, prepend_bos=True)[0]
         by_length[len(toks)].append((i, toks))
-    out = torch.empty(len(prompts), len(layers), model.cfg.d_model)
+    shape = (len(layers), model.cfg.d_model)
+    if position == "all":
+        shape = (max(1, max(by_length) - 1), *shape)
+    out = torch.empty(len(prompts), *shape)
     for group in by_length.values():
         for start in range(0, len(group), batch_size):
             chunk = group[start:start + batch_size]
             toks = torch.stack([t for _, t in chunk]).to(model.cfg.device)  # (B, T)
             _, cache = model.run_with_cache(toks, names_filter=names)
             acts = torch.stack([cache[n] for n in names], dim=1)  # (B, L, T, D)
+            after_bos = acts[:, :, 1:, :] if acts.shape[2] > 1 else acts
             if position == "last":
                 picked = acts[:, :, -1, :]
-            else:
-                picked = acts[:, :, 1:, :].mean(dim=2) if acts.shape[2] > 1 else acts[:, :, 0, :]
+            elif position == "mean":
+                picked = after_bos.mean(dim=2)
+            else:  # (B, T', L, D), padded to the longest prompt with copies of the last token
+                picked = after_bos.transpose(1, 2)
+                pad = out.shape[1] - picked.shape[1]
+                picked = torch.cat([picked, picked[:, -1:].expand(-1, pad, -1, -1)], dim=1)
             out[[i for i, _ in chunk]] = picked.float().cpu()
     return out

@@ -1,8 +1,9 @@
 """Train a steering controller on harmful vs benign prompts [paper: "Guiding Giants" §3].
 
-Inputs are the residual stream at the last prompt position of the read layers, computed
-with one cached forward pass over the training prompts and kept in memory (the prompt sets
-are a few hundred chat prompts; no activation store is needed).
+Inputs are the residual stream of the read layers at the controller's read position (with
+"max", every prompt token: the loss then sees the token with the largest s), computed with
+one cached forward pass over the training prompts and kept in memory (the prompt sets are a
+few hundred chat prompts; no activation store is needed).
 
 Loss per batch [paper code]: BCE-with-logits on the raw scale s (harmful = 1, benign = 0);
 on harmful batches plus 0.1 · (mean|σ(u) − 0.5| + 0.01 · mean σ(u)). AdamW, lr 5e-5,
@@ -179,8 +180,8 @@ def read_recipe(path: str | Path) -> dict:
 
         model = "zoo-dense"          # top level: model, n, direction_layer, seed
         [controller]                 # ControllerConfig fields except d_model and n_layers
-        alpha = 1.0
-        read_position = "mean"
+        alpha = 2.0
+        read_position = "max"
         [train]                      # TrainConfig fields
         epochs = 10
     """

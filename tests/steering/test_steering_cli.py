@@ -38,11 +38,12 @@ def test_bad_cli_input_is_a_clean_error(tmp_path, capsys):
 
 def test_train_from_a_toml_recipe_with_flag_overrides(tmp_path, capsys):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text('n = 16\n[controller]\nhidden = 8\nalpha = 0.5\n[train]\nepochs = 1\nbatch_size = 4\n')
-    assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe), "--alpha", "2.0"]) == 0
+    recipe.write_text('n = 16\n[controller]\nhidden = 8\nalpha = 0.5\nscale_cap = 3.0\n[train]\nepochs = 1\n'
+                      'batch_size = 4\n')
+    assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe), "--alpha", "2.5"]) == 0
     out = capsys.readouterr().out
-    assert '"hidden": 8' in out and '"alpha": 2.0' in out and '"batch_size": 4' in out and '"n": 16' in out
-    assert '"read_position": "mean"' in out
+    assert '"hidden": 8' in out and '"alpha": 2.5' in out and '"batch_size": 4' in out and '"n": 16' in out
+    assert '"read_position": "max"' in out and '"scale_cap": 3.0' in out
 
     recipe.write_text("[controller]\nwidth = 8\n")
     assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe)]) == 2

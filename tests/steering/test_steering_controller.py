@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from interp.generation import greedy
-from interp.steering import (ControllerConfig, ControllerSteering, SteeringController, TrainConfig, steer,
-                             train_controller)
+from interp.steering import (ControllerConfig, ControllerOutput, ControllerSteering, SteeringController,
+                             TrainConfig, steer, train_controller)
 from interp.steering.controller import read_at
 from interp.steering.evaluate import controller_auroc
 from interp.tasks import refusal
@@ -22,7 +22,7 @@ def controller(refusal_direction):
 
 @pytest.fixture(scope="module")
 def trained(zoo_dense, refusal_direction, refusal_train):
-    cfg = ControllerConfig(128, 4, alpha=1.0, read_position="mean")
+    cfg = ControllerConfig(128, 4, alpha=2.0, read_position="max", scale_cap=4.0)
     return train_controller(zoo_dense, refusal_direction, *refusal_train, cfg, TrainConfig(epochs=3))
 
 
@@ -34,6 +34,36 @@ def test_shapes_and_default_read_layers(controller):
     with pytest.raises(ValueError, match=r"\(batch, 512\)"):
         controller(torch.randn(5, 128))
     assert ControllerConfig(128, 12).read_layers == (8, 9, 10, 11)
+
+
+def test_max_read_out_uses_the_position_with_the_largest_scale(controller):
+    x_BTI = torch.randn(3, 7, 512)
+    out = controller(x_BTI)
+    per_position = [controller(x_BTI[:, t]) for t in range(7)]
+    s_BT = torch.stack([o.scale for o in per_position], dim=1)
+    best = s_BT.argmax(dim=1)
+    torch.testing.assert_close(out.scale, s_BT.max(dim=1).values)
+    for b in range(3):
+        torch.testing.assert_close(out.layer_logits[b], per_position[int(best[b])].layer_logits[b])
+    padded = torch.cat([x_BTI, x_BTI[:, -1:].expand(-1, 4, -1)], dim=1)  # readout pads with the last token
+    torch.testing.assert_close(controller(padded).scale, out.scale)
+    assert read_at(torch.randn(2, 9, 128), 6, "max").shape == (2, 5, 128)
+    assert read_at(torch.randn(2, 9, 128), 1, "max").shape == (2, 1, 128)
+
+
+def test_scale_cap_caps_only_the_patch_scale(refusal_direction):
+    cfg = ControllerConfig(128, 4, hidden=32, alpha=2.0, scale_cap=1.5)
+    c = SteeringController(cfg, refusal_direction)
+    out = ControllerOutput(torch.tensor([-4.0, 0.5, 9.0]), torch.zeros(3, 4))
+    torch.testing.assert_close(c.coefficients(out), torch.tensor([-4.0, 0.5, 1.5])[:, None] * 0.5 * 2.0
+                               * torch.ones(3, 4))
+    spec = ControllerSteering(c)
+    with torch.no_grad():
+        c.fc2.weight.zero_()
+        c.fc2.bias.copy_(torch.tensor([9.0, 0.0, 0.0, 0.0, 0.0]))
+    coef = spec._evaluate(torch.randn(2, 512))
+    torch.testing.assert_close(coef, torch.full((2, 4), 1.5 * 0.5 * 2.0))
+    assert spec.last_output.scale.tolist() == [9.0, 9.0]  # the raw score is still reported
 
 
 def _zeroed(controller):
@@ -128,9 +158,6 @@ def test_training_separates_held_out_prompts(zoo_dense, trained):
     assert trained.controller.summary["best_epoch"] in (1, 2, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="the retrained zoo-dense's jailbreak compliance is complete and the "
-                   "controller flips none of 12 held-out jailbreaks (alpha 1.5-3 refuse benign requests first; "
-                   "results/steering.md)")
 def test_trained_controller_steers_jailbreaks_not_benign(zoo_dense, trained):
     jail = [p.prompt for p in refusal.generate(12, "jailbreak", "heldout")]
     benign = [p.prompt for p in refusal.generate(12, "benign", "heldout")]
@@ -149,6 +176,8 @@ def test_trained_controller_steers_jailbreaks_not_benign(zoo_dense, trained):
     (dict(alpha=0.0), "alpha=0.0"),
     (dict(read_position="first"), "read_position='first'"),
     (dict(hidden=0), "hidden=0"),
+    (dict(scale_cap=0.0), "scale_cap=0.0"),
+    (dict(scale_cap=float("inf")), "scale_cap=inf"),
 ])
 def test_bad_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):

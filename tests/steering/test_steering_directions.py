@@ -30,6 +30,13 @@ def test_residuals_match_run_with_cache_and_group_lengths(zoo_dense):
     m = readout.residuals(zoo_dense, prompts[1:2], [0], position="mean")
     _, cache = zoo_dense.run_with_cache(zoo_dense.to_tokens(prompts[1]))
     torch.testing.assert_close(m[0, 0], cache["blocks.0.hook_resid_post"][0, 1:].mean(0))
+    every = readout.residuals(zoo_dense, prompts, [0, 3], position="all")
+    lengths = [zoo_dense.to_tokens(p).shape[1] for p in prompts]
+    assert every.shape == (3, max(lengths) - 1, 2, 128)
+    _, cache = zoo_dense.run_with_cache(zoo_dense.to_tokens(prompts[1]))
+    acts = cache["blocks.3.hook_resid_post"][0, 1:]  # (T', D): the short prompt, padded with its last token
+    torch.testing.assert_close(every[1, :len(acts), 1], acts)
+    torch.testing.assert_close(every[1, len(acts):, 1], acts[-1:].expand(every.shape[1] - len(acts), -1))
 
 
 def test_pca_of_differences_is_unit_and_agrees_with_the_mean(zoo_dense, refusal_train):

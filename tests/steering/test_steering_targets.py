@@ -7,13 +7,8 @@ from interp.steering.train import train_refusal_controller
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "missed on the retrained zoo-dense (results/steering.md): its planted compliance is complete (base "
-    "jailbreak refusal 0.00) and the controller's scale s is > 0 on only about half of the held-out "
-    "jailbreaks, so jailbreak refusal reaches 0.01 at alpha=1 and harmful refusal collapses before "
-    "jailbreaks flip at larger alpha"))
 def test_paper_mode_controller_fixes_jailbreaks_without_benign_refusals(zoo_dense):
-    config = ControllerConfig(128, 4, alpha=1.0, read_position="mean")
+    config = ControllerConfig(128, 4, alpha=2.0, read_position="max", scale_cap=4.0)
     controller = train_refusal_controller(zoo_dense, n=400, config=config).controller
     frame = evaluate(zoo_dense, {"paper": ControllerSteering(controller, mode="paper")},
                      EvalConfig(n_refusal=60, n_prose=20, n_ioi=20)).set_index("label")
