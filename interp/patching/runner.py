@@ -31,10 +31,12 @@ def sae_latents(site: Site, x: torch.Tensor) -> torch.Tensor:
     return f.view(B, T, -1).to(x.dtype)
 
 
-def sae_decode(site: Site, f: torch.Tensor) -> torch.Tensor:
-    """(B, T, d) reconstruction of dense latents f (B, T, n), differentiable in f."""
+def sae_decode(site: Site, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) reconstruction of dense latents f (B, T, n) of the activations x (B, T, d),
+    differentiable in f (x only sets a per-token normalisation's statistics)."""
     sae = site.sae.sae
-    return ((f @ sae.W_dec + sae.b_dec) / sae.input_scale).to(f.dtype)
+    stats = sae.input_stats(x.detach().float())
+    return sae.from_sae_space(f @ sae.W_dec + sae.b_dec, stats).to(f.dtype)
 
 
 def _site_hook(site: Site, edit: Edit) -> Callable:
@@ -46,7 +48,7 @@ def _site_hook(site: Site, edit: Edit) -> Callable:
         f_edit = edit(f)
         if f_edit is f:
             return x
-        return x + (sae_decode(site, f_edit) - sae_decode(site, f))
+        return x + (sae_decode(site, f_edit, x) - sae_decode(site, f, x))
     return splice
 
 

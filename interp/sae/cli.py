@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--variant", help="applies to every SAE of the recipe")
     p.add_argument("--n-latents", type=int)
     p.add_argument("--k", type=int)
+    p.add_argument("--normalize", choices=("none", "scale", "layer_norm"),  # interp.sae.config.NORMALIZATIONS
+                   help="input normalisation of every SAE of the recipe (default none)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--train-tokens", type=int, dest="n_tokens")
     p.add_argument("--lr", type=float)
@@ -55,7 +57,8 @@ def _train_sae(args) -> int:
     top = dict(model=args.model, hook=args.hook, cache_tokens=args.cache_tokens, cache_dir=args.cache_dir,
                eval_tokens=args.eval_tokens, out_dir=args.out_dir, run=args.run)
     cfg = job.JobConfig.from_toml(args.config) if args.config else job.JobConfig()
-    cfg = job.with_overrides(cfg, sae=dict(variant=args.variant, n_latents=args.n_latents, k=args.k),
+    cfg = job.with_overrides(cfg, sae=dict(variant=args.variant, n_latents=args.n_latents, k=args.k,
+                                                     normalize=args.normalize),
                              train=dict(batch_size=args.batch_size, n_tokens=args.n_tokens, lr=args.lr,
                                         dtype=args.dtype, checkpoint_every=args.checkpoint_every, seed=args.seed),
                              **top)

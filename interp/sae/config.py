@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-NORMALIZATIONS = ("none", "scale")
+NORMALIZATIONS = ("none", "scale", "layer_norm")
 AUX_LOSSES = ("auxk", "aux_zipf")
 CAPACITIES = ("uniform", "zipf")
 DTYPES = ("float32", "bfloat16")
@@ -42,8 +42,10 @@ class SAEConfig:
     fire_threshold: float = 1e-3
     """An activation above this counts as firing for dead-latent tracking (Gao et al.)."""
     normalize: str = "none"
-    """Input normalisation: none, or scale (one global factor so that E||x|| = sqrt(d_in),
-    estimated before training and folded into the weights when saving)."""
+    """Input normalisation: none; scale (one global factor so that E||x|| = sqrt(d_in),
+    estimated before training and folded into the weights when saving); or layer_norm (each
+    token centred and divided by its own std, as the released OpenAI SAEs; saved as sae-lens's
+    normalize_activations="layer_norm")."""
     multi_topk: bool = False
     """Add the Multi-TopK loss NMSE(4k)/8 (Gao et al.); topk and gradient only."""
     beta: float = 1.0

@@ -73,7 +73,7 @@ def _clean_pass(model, tokens_BT, hook: str, with_grads: bool):
 @torch.no_grad()
 def _row_update(acc: _Accumulator, sae: SparseAutoencoder, model, tokens_BT, hook, x_TD, g_TD, logp_clean):
     code = sae.encode(x_TD, g_TD)
-    x_hat_TD = sae.decode(code)
+    x_hat_TD = sae.decode(code, x_TD)
     acc.sq_err += float((x_TD - x_hat_TD).pow(2).sum())
     rows, cols, values = code_entries(code)
     hit = values > 0

@@ -1,5 +1,6 @@
 """Data-dependent initialisation (Gao et al.): the input scale (normalize="scale": one global
-factor so that E||x|| = sqrt(d)) and b_dec = geometric median of a sample of (scaled) inputs;
+factor so that E||x|| = sqrt(d)) and b_dec = geometric median of a sample of inputs in the
+SAE's input space (scaled or per-token normalised);
 then [ours] the tied encoder is rescaled so that the initial k-sparse reconstruction is the
 least-squares fit of the sample. With unit decoder rows and W_enc = W_dec^T, the k largest
 projections all point partly along x, so the raw tied reconstruction overshoots by about
@@ -38,7 +39,7 @@ def initialize_from_data(sae: SparseAutoencoder, sample_TD: torch.Tensor) -> Non
     sample = sample_TD.float()
     if sae.cfg.normalize == "scale":
         sae.input_scale.fill_(math.sqrt(sae.cfg.d_in) / float(sample.norm(dim=1).mean().clamp(min=1e-12)))
-    x_TD = sample * sae.input_scale
+    x_TD, _ = sae.to_sae_space(sample)
     sae.b_dec.copy_(geometric_median(x_TD))
     if sae.cfg.variant != "top_afa":  # top-AFA picks k by matching norms: its criterion sets the scale
         sae.W_enc.mul_(_least_squares_scale(sae, x_TD))

@@ -3,8 +3,12 @@ encode/decode entry points. Which latents fire is the variant's business
 (`interp.sae.variants`); the arithmetic goes through the kernels in `cuda_ext`.
 
 Shapes follow sae-lens: W_enc (d, n), b_enc (n,), W_dec (n, d) with unit-norm rows d_i,
-b_dec (d,). The SAE always takes raw activations x (B, d); with `normalize="scale"` it
-multiplies them by `input_scale` inside and divides its reconstruction by it.
+b_dec (d,). The SAE always takes raw activations x (B, d) and maps them into its own input
+space first: with `normalize="scale"` it multiplies them by `input_scale` (and divides its
+reconstruction by it); with `normalize="layer_norm"` each token is centred and divided by
+its own standard deviation (x - mu) / (std + eps), and the reconstruction is mapped back with
+that token's statistics, y * std + mu, exactly as sae-lens's `normalize_activations="layer_norm"`
+(the released OpenAI SAEs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from cuda_ext.outputs import EncoderOutput, SparseCode
 from cuda_ext.reference import pre_activations
 from interp.sae.config import SAEConfig
 from interp.sae.registry import get_variant
+
+LN_EPS = 1e-5
+"""eps of the per-token LayerNorm input normalisation (sae-lens's value)."""
 
 Code = EncoderOutput | SparseCode
 """A batch of latent codes: (B, k) top-k form or COO form (Mutual/Feature Choice, thresholds)."""
@@ -67,16 +74,46 @@ class SparseAutoencoder(nn.Module):
         """Inference thresholds on the pre-activations (Mutual/Feature Choice, exported as JumpReLU)."""
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
 
+    # --- input space -----------------------------------------------------------------------
+    def input_stats(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean (B, 1), std (B, 1)) of each token for `normalize="layer_norm"`, else None."""
+        if self.cfg.normalize != "layer_norm":
+            return None
+        mu_B1 = x_BD.mean(dim=-1, keepdim=True)
+        return mu_B1, (x_BD - mu_B1).std(dim=-1, keepdim=True)
+
+    def to_sae_space(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None,
+                     stats: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """(x, dL/dx) mapped into the SAE's input space (the gradient with the statistics held
+        fixed); `stats` defaults to `input_stats(x)`."""
+        if self.cfg.normalize == "layer_norm":
+            mu_B1, std_B1 = self.input_stats(x_BD) if stats is None else stats
+            x_s = (x_BD - mu_B1) / (std_B1 + LN_EPS)
+            return x_s, None if grads_BD is None else grads_BD * (std_B1 + LN_EPS)
+        return x_BD * self.input_scale, None if grads_BD is None else grads_BD / self.input_scale
+
+    def from_sae_space(self, y_BD: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """A reconstruction in the SAE's input space mapped back to raw activations; with
+        `normalize="layer_norm"` this needs the `input_stats` of the tokens it reconstructs."""
+        if self.cfg.normalize == "layer_norm":
+            if stats is None:
+                raise ValueError("this SAE normalises each token (normalize='layer_norm'), so a reconstruction "
+                                 "is mapped back with that token's own mean and std: pass the raw input, "
+                                 "decode(code, x_BD)")
+            mu_B1, std_B1 = stats
+            return y_BD * std_B1 + mu_B1
+        return y_BD / self.input_scale
+
     # --- encode / decode -------------------------------------------------------------------
     def encode(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> Code:
         """Batch-independent code of raw activations x (B, d); `grads_BD` (dL/dx, same shape)
         only matters for the gradient variant in `grad` mode."""
-        g = None if grads_BD is None else grads_BD / self.input_scale
-        return self.variant.encode(self, x_BD * self.input_scale, g)
+        return self.variant.encode(self, *self.to_sae_space(x_BD, grads_BD))
 
-    def decode(self, code: Code) -> torch.Tensor:
-        """(B, d) reconstruction of the raw activations."""
-        return self.decode_scaled(code) / self.input_scale
+    def decode(self, code: Code, x_BD: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, d) reconstruction of the raw activations. `x_BD`: the raw activations that were
+        encoded, needed only with `normalize="layer_norm"` (for each token's mean and std)."""
+        return self.from_sae_space(self.decode_scaled(code), None if x_BD is None else self.input_stats(x_BD))
 
     def decode_scaled(self, code: Code) -> torch.Tensor:
         """(B, d) reconstruction in the SAE's (scaled) input space, b_dec included."""
@@ -86,7 +123,7 @@ class SparseAutoencoder(nn.Module):
 
     def forward(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> torch.Tensor:
         """(B, d) reconstruction x_hat of raw activations x (B, d)."""
-        return self.decode(self.encode(x_BD, grads_BD))
+        return self.decode(self.encode(x_BD, grads_BD), x_BD)
 
     def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
         """(B, n) dense pre-activations of already-scaled inputs."""
@@ -121,7 +158,9 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def folded_state(self) -> dict[str, torch.Tensor]:
         """Weights of the same function on raw inputs with `input_scale` folded in
-        (W_enc * s, W_dec / s, b_dec / s); thresholds on pre-activations are unchanged."""
-        s = self.input_scale
+        (W_enc * s, W_dec / s, b_dec / s); thresholds on pre-activations are unchanged.
+        (A per-token LayerNorm cannot be folded: input_scale is 1 then, and the checkpoint
+        says `normalize_activations="layer_norm"`.)"""
+        s = self.input_scale if self.cfg.normalize == "scale" else torch.ones_like(self.input_scale)
         return {"W_enc": (self.W_enc * s).contiguous(), "b_enc": self.b_enc.clone(),
                 "W_dec": (self.W_dec / s).contiguous(), "b_dec": self.b_dec / s, "threshold": self.threshold.clone()}

@@ -39,8 +39,7 @@ def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Ten
 def training_loss(sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,
                   stats: LatentStats) -> LossOutput:
     """Loss of `sae` on raw activations x (B, d) (and dL/dx (B, d) for the gradient variant)."""
-    x_BD = x_BD * sae.input_scale
-    g_BD = None if grads_BD is None else grads_BD / sae.input_scale
+    x_BD, g_BD = sae.to_sae_space(x_BD, grads_BD)
     mask_N, weights_N = aux_selection(sae, stats)
     code = sae.variant.encode_train(sae, x_BD, g_BD, mask_N, stats)
     x_hat_BD = sae.decode_scaled(code)

@@ -3,7 +3,8 @@
 topk and gradient (plain mode) SAEs are written as sae-lens `topk`; Mutual/Feature Choice as
 `jumprelu` with their inference thresholds; top_afa as architecture `top_afa`, which sae-lens
 does not know (interp-only: load it with `interp.sae.load`). The input scale is folded into
-the weights, so the file is the SAE on raw activations. Our own config sits under the
+the weights, so the file is the SAE on raw activations; a per-token LayerNorm is written as
+sae-lens's `normalize_activations="layer_norm"`, which sae-lens applies the same way. Our own config sits under the
 `interp` key of cfg.json, which sae-lens ignores. Only safetensors and JSON; writes are atomic.
 """
 
@@ -33,7 +34,8 @@ def sae_lens_config(sae: SparseAutoencoder, model_name: str | None, hook_name: s
     cfg = sae.cfg
     arch = sae.variant.sae_lens_architecture or cfg.variant
     out = {"architecture": arch, "d_in": cfg.d_in, "d_sae": cfg.n_latents, "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none"}
+           "apply_b_dec_to_input": True, "reshape_activations": "none",
+           "normalize_activations": "layer_norm" if cfg.normalize == "layer_norm" else "none"}
     if arch == "topk":
         out.update(k=cfg.k, rescale_acts_by_decoder_norm=False)
     out["metadata"] = {
@@ -80,7 +82,11 @@ def load(path: str | Path, backend: str = "auto") -> SparseAutoencoder:
     if "interp" in raw:
         cfg = SAEConfig(**raw["interp"])
     elif raw.get("architecture") == "topk":
-        cfg = SAEConfig(d_in=raw["d_in"], n_latents=raw["d_sae"], variant="topk", k=raw["k"])
+        norm = raw.get("normalize_activations", "none")
+        if norm not in ("none", "layer_norm"):
+            raise ValueError(f"{path / CFG}: normalize_activations={norm!r} is not supported; interp loads "
+                             "'none' and 'layer_norm'")
+        cfg = SAEConfig(d_in=raw["d_in"], n_latents=raw["d_sae"], variant="topk", k=raw["k"], normalize=norm)
     else:
         raise ValueError(f"{path / CFG}: architecture {raw.get('architecture')!r} without an 'interp' section; "
                          "interp loads its own checkpoints and sae-lens topk ones")

@@ -1,6 +1,6 @@
-import pytest
 """TopK properties from specs/sae_variants.md section 1."""
 
+import pytest
 import torch
 
 import cuda_ext
@@ -119,6 +119,28 @@ def test_geometric_median_init_and_scale():
     assert abs(float((x * sae.input_scale).norm(dim=1).mean()) - 4.0) < 1e-3
     x_code = sae.encode(x)
     assert isinstance(x_code, cuda_ext.EncoderOutput)
+
+
+def test_layer_norm_inputs_make_the_code_per_token_affine_invariant():
+    from interp.sae.init import initialize_from_data
+
+    sae = _sae(normalize="layer_norm")
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 16, generator=gen) * 4 + 2
+    initialize_from_data(sae, x)
+    assert float(sae.input_scale) == 1.0  # nothing global to fold
+    a, c = torch.rand(30, 1, generator=gen) * 5 + 0.5, torch.randn(30, 1, generator=gen)
+    code, moved = sae.encode(x), sae.encode(a * x + c)
+    assert torch.equal(code.top_indices.sort(1).values, moved.top_indices.sort(1).values)
+    torch.testing.assert_close(sae(a * x + c), a * sae(x) + c, atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match=r"decode\(code, x_BD\)"):
+        sae.decode(code)
+    x_s, g_s = sae.to_sae_space(x, torch.ones_like(x))
+    torch.testing.assert_close(x_s.mean(1), torch.zeros(30), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x_s.std(1), torch.ones(30), atol=1e-4, rtol=0)
+    torch.testing.assert_close(g_s, (x - x.mean(1, keepdim=True)).std(1, keepdim=True).expand(-1, 16) + 1e-5)
+    out = training_loss(sae, x, None, LatentStats.new(64))
+    assert out.x_hat.shape == x.shape and torch.isfinite(out.loss)
 
 
 @pytest.mark.parametrize("variant", ["topk", "mutual_choice", "feature_choice", "gradient"])
