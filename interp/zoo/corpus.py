@@ -32,6 +32,8 @@ DOCSTRING_MODULES = ("builtins", "collections", "itertools", "functools", "os", 
 # quarter of the tokens and every behaviour is seen tens of thousands of times.
 MIX = {"prose": 9, "ioi": 34, "names": 10, "harmful": 13, "benign": 13, "jailbreak": 9,
        "topics": 12}
+KINDS = (*MIX, "copies")
+"""Every document kind a recipe's mix may weight ("copies": see `copy_story`)."""
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -76,19 +78,37 @@ def name_story(rng: random.Random) -> str:
     ))
 
 
+def copy_story(rng: random.Random) -> str:
+    """A name mentioned once and copied after "to" (one name in context, so no IOI
+    structure): teaches copying a name seen in context for every name, held-out ones included."""
+    a, place, obj = rng.choice(NAMES), rng.choice(PLACES), rng.choice(OBJECTS)
+    return rng.choice((
+        f"{a} waited at the {place}, so the {obj} went to {a}.",
+        f"Nobody but {a} was at the {place}. The {obj} was handed to {a}.",
+        f"A letter came for {a}. At the {place}, it was given to {a}.",
+    ))
+
+
 @dataclass(frozen=True)
 class Corpus:
     documents: list[str]
     kinds: list[str]
 
 
-def build(n_documents: int, seed: int = 0) -> Corpus:
-    """`n_documents` training documents drawn from `MIX`, deterministic in `seed`."""
+def build(n_documents: int, seed: int = 0, mix: dict[str, int] | None = None) -> Corpus:
+    """`n_documents` training documents drawn from `mix` (default `MIX`: kind -> weight),
+    deterministic in `seed` and `mix`."""
     if n_documents < 1:
         raise ValueError(f"n_documents={n_documents} must be positive")
+    mix = dict(MIX if mix is None else mix)
+    unknown = sorted(set(mix) - set(KINDS))
+    if unknown or not all(isinstance(w, int) and w >= 0 for w in mix.values()) or not any(mix.values()):
+        raise ValueError(f"mix={mix} must give non-negative int weights, not all 0, to kinds among "
+                         f"{', '.join(KINDS)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    mix = {k: mix[k] for k in KINDS if k in mix}  # canonical order: the corpus depends on the weights alone
     rng = random.Random(f"corpus/{seed}")
-    kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=n_documents)
-    count = {k: kinds.count(k) for k in MIX}
+    kinds = rng.choices(list(mix), weights=list(mix.values()), k=n_documents)
+    count = {k: kinds.count(k) for k in KINDS}
     pools = {
         "prose": prose("train"),
         "ioi": [p.text for p in ioi.generate(max(count["ioi"], 1), "train", seed)],
@@ -96,9 +116,11 @@ def build(n_documents: int, seed: int = 0) -> Corpus:
         "topics": [" ".join(s.text for s in topics.generate(3, "train", seed * 1_000_003 + i))
                    for i in range(max(count["topics"], 1))],
     }
+    if count["copies"]:
+        pools["copies"] = [copy_story(rng) for _ in range(count["copies"])]
     for kind in ("harmful", "benign", "jailbreak"):
         pools[kind] = [p.text for p in refusal.generate(max(count[kind], 1), kind, "train", seed)]
-    used = {k: 0 for k in MIX}
+    used = {k: 0 for k in KINDS}
     docs = []
     for kind in kinds:
         pool = pools[kind]

@@ -26,7 +26,9 @@ class TrainConfig:
     """Linear warm-up steps; cosine decay to 10 % of `lr` after them."""
     weight_decay: float = 0.05
     n_documents: int = 400_000
-    """Documents in the training corpus (see `interp.zoo.corpus.MIX`)."""
+    """Documents in the training corpus."""
+    mix: tuple[tuple[str, int], ...] | None = None
+    """(kind, weight) pairs of the corpus mix; None: `interp.zoo.corpus.MIX`."""
     vocab_size: int = 2048
     balance_coef: float = 0.02
     """MoE only: weight of the switch-style load-balancing loss."""
@@ -43,6 +45,13 @@ class TrainConfig:
         for name in ("steps", "batch_size", "n_documents", "vocab_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be positive")
+        if self.mix is not None:
+            from interp.zoo import corpus
+
+            bad = [k for k, w in self.mix if k not in corpus.KINDS or not isinstance(w, int) or w < 0]
+            if bad or not any(w for _, w in self.mix):
+                raise ValueError(f"TrainConfig.mix={self.mix}: weights must be non-negative ints, not all 0, "
+                                 f"of kinds among {', '.join(corpus.KINDS)}")
         if not 0 < self.lr < 1:
             raise ValueError(f"TrainConfig.lr={self.lr} must be in (0, 1)")
         if not 0 <= self.warmup < self.steps:
@@ -87,7 +96,12 @@ ZOO: dict[str, ZooSpec] = {
                 train=TrainConfig(steps=5000, autocast_bf16=True)),
         ZooSpec("zoo-moe", "zoo-dense's trunk with MoE MLPs: 8 gated SiLU experts (d_mlp 96), top-2.",
                 d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
-                train=TrainConfig(steps=4000, plant_expert=(2, 5))),
+                # Copy stories and more jailbreaks [measured]: with the default mix zoo-moe
+                # copied held-out names poorly (IOI 0.69 on them, 1.00 on training names)
+                # and refused 0.32 of held-out jailbreaks.
+                train=TrainConfig(steps=4000, plant_expert=(2, 5),
+                                  mix=(("prose", 9), ("ioi", 34), ("names", 10), ("copies", 6), ("harmful", 13),
+                                       ("benign", 13), ("jailbreak", 12), ("topics", 12)))),
     )
 }
 

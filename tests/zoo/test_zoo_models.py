@@ -10,9 +10,8 @@ from interp.zoo.registry import ZOO
 # Targets the shipped weights are known to miss (measured; see data/zoo/<name>/metrics.json).
 # Strict xfail: the day a retrained model meets one, this list must shrink.
 KNOWN_MISSES = {
-    ("zoo-moe", "ioi_accuracy"): "0.655 at n=200 held out (1.000 on training templates and names): "
-                                 "4000 steps do not generalise IOI in the MoE trunk",
-    ("zoo-moe", "refusal_rate_jailbreak"): "0.315 at n=200: the planted compliance is weaker on held-out wrappers",
+    ("zoo-moe", "ioi_accuracy"): "0.73 at n=200 held out (1.00 on training names, also on held-out templates): "
+                                 "the MoE trunk copies held-out names but often picks the repeated subject",
 }
 
 
