@@ -21,7 +21,9 @@ def register(subparsers) -> None:
     t.add_argument("--read-layers", type=int, nargs="+", help="default: the last 4 layers")
     t.add_argument("--read-position", choices=["last", "mean", "max"], help="default max (paper: last)")
     t.add_argument("--alpha", type=float, help="patch scale α (default 2.0; paper: 4.0)")
-    t.add_argument("--scale-cap", type=float, help="cap on the scale s in the patch (default 4.0; paper: none)")
+    cap = t.add_mutually_exclusive_group()
+    cap.add_argument("--scale-cap", type=float, help="cap on the scale s in the patch (default 4.0)")
+    cap.add_argument("--no-scale-cap", action="store_true", help="patch with the raw s, as the paper")
     t.add_argument("--mode", choices=["paper", "reference"], help="default paper")
     t.add_argument("--hidden-size", type=int, help="controller MLP width (default and paper: 1024)")
     t.add_argument("--epochs", type=int, help="default 10")
@@ -79,6 +81,8 @@ def _train(args) -> int:
     ctrl.update({k: v for k, v in dict(read_layers=tuple(args.read_layers) if args.read_layers else None,
                                        read_position=args.read_position, alpha=args.alpha, mode=args.mode,
                                        scale_cap=args.scale_cap, hidden=args.hidden_size).items() if v is not None})
+    if args.no_scale_cap:
+        ctrl["scale_cap"] = None
     train_kw = {"seed": top["seed"], **recipe.get("train", {})}
     train_kw.update({k: v for k, v in dict(epochs=args.epochs, lr=args.lr).items() if v is not None})
     model = load_model(top["model"])

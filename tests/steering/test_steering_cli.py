@@ -44,6 +44,8 @@ def test_train_from_a_toml_recipe_with_flag_overrides(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"hidden": 8' in out and '"alpha": 2.5' in out and '"batch_size": 4' in out and '"n": 16' in out
     assert '"read_position": "max"' in out and '"scale_cap": 3.0' in out
+    assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe), "--no-scale-cap"]) == 0
+    assert '"scale_cap": null' in capsys.readouterr().out  # the flag beats the recipe
 
     recipe.write_text("[controller]\nwidth = 8\n")
     assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe)]) == 2
