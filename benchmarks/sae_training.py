@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {"d": args.d, "n": args.n, "k": args.k, "batch": args.batch, "dtype": args.dtype,
               "backend": resolve_backend(args.backend, torch.device("cpu")), "repeats": repeats,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine()}
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+              "cpu": _cpu_model()}
     steps = {"interp": lambda: interp_step(x, args.d, args.n, args.k, dtype, args.backend),
              "sparsify": lambda: sparsify_step(x, args.d, args.n, args.k, dtype),
              "saelens": lambda: saelens_step(x, args.d, args.n, args.k, dtype),
@@ -150,6 +151,17 @@ def main(argv: list[str] | None = None) -> dict:
                 result[f"interp_over_{name}"] = round(result["interp_tok_s"] / result[f"{name}_tok_s"], 3)
     print(json.dumps(result))
     return result
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one): results differ by machine."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _profile(step) -> dict:
