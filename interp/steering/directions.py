@@ -57,7 +57,9 @@ class Direction:
         norm = v.norm().item()
         if not torch.isfinite(v).all() or norm == 0.0:
             raise ValueError(f"vector must be finite and non-zero to define a direction (norm={norm})")
-        object.__setattr__(self, "vector", v / norm)
+        # A vector already unit to float32 rounding is kept as it is, so that re-wrapping one
+        # (load, negation) gives the identical tensor: v / ||v|| is not idempotent in float32.
+        object.__setattr__(self, "vector", v.clone() if abs(norm - 1.0) <= 1e-6 else v / norm)
         object.__setattr__(self, "provenance", {"raw_norm": norm, **self.provenance})
         if self.site is not None:
             readout.check_site(self.site)

@@ -23,7 +23,7 @@ def controller(refusal_direction):
 @pytest.fixture(scope="module")
 def trained(zoo_dense, refusal_direction, refusal_train):
     cfg = ControllerConfig(128, 4, alpha=2.0, read_position="max", scale_cap=4.0)
-    return train_controller(zoo_dense, refusal_direction, *refusal_train, cfg, TrainConfig(epochs=3))
+    return train_controller(zoo_dense, refusal_direction, *refusal_train, cfg, TrainConfig(epochs=10))
 
 
 def test_shapes_and_default_read_layers(controller):
@@ -151,11 +151,11 @@ def test_save_load_roundtrip(tmp_path, controller):
 
 def test_training_separates_held_out_prompts(zoo_dense, trained):
     history = trained.history
-    assert list(history["epoch"]) == [1, 2, 3]
+    assert list(history["epoch"]) == list(range(1, 11))
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     held = {k: [p.prompt for p in refusal.generate(40, k, "heldout")] for k in refusal.KINDS}
     assert controller_auroc(zoo_dense, trained.controller, held["harmful"], held["benign"]) > 0.95
-    assert trained.controller.summary["best_epoch"] in (1, 2, 3)
+    assert trained.controller.summary["best_epoch"] in range(1, 11)
 
 
 def test_trained_controller_steers_jailbreaks_not_benign(zoo_dense, trained):
