@@ -31,11 +31,10 @@ def sae_latents(site: Site, x: torch.Tensor) -> torch.Tensor:
     return f.view(B, T, -1).to(x.dtype)
 
 
-def sae_decode(site: Site, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(B, T, d) reconstruction of dense latents f (B, T, n) of the activations x (B, T, d),
-    differentiable in f (x only sets a per-token normalisation's statistics)."""
+def sae_decode(site: Site, f: torch.Tensor, stats) -> torch.Tensor:
+    """(B, T, d) reconstruction of dense latents f (B, T, n), differentiable in f; `stats`: the
+    SAE's `input_stats` of the activations f encodes (None unless it normalises per token)."""
     sae = site.sae.sae
-    stats = sae.input_stats(x.detach().float())
     return sae.from_sae_space(f @ sae.W_dec + sae.b_dec, stats).to(f.dtype)
 
 
@@ -48,7 +47,8 @@ def _site_hook(site: Site, edit: Edit) -> Callable:
         f_edit = edit(f)
         if f_edit is f:
             return x
-        return x + (sae_decode(site, f_edit, x) - sae_decode(site, f, x))
+        stats = site.sae.sae.input_stats(x.detach().float())
+        return x + (sae_decode(site, f_edit, stats) - sae_decode(site, f, stats))
     return splice
 
 

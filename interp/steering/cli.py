@@ -69,7 +69,7 @@ ZOO_DEFAULTS = {"model": "zoo-dense", "n": 400, "direction_layer": 2, "seed": 0,
 def _train(args) -> int:
     from interp.models import load_model
     from interp.steering import ControllerConfig, Direction, TrainConfig
-    from interp.steering.evaluate import controller_auroc
+    from interp.steering.evaluate import auroc
     from interp.steering.train import read_recipe, train_refusal_controller
     from interp.tasks import refusal
 
@@ -93,9 +93,12 @@ def _train(args) -> int:
     result = train_refusal_controller(model, top["n"], direction, top["direction_layer"], config, train, top["seed"])
     print(result.history.to_string(index=False))
     held = {k: [p.prompt for p in refusal.generate(100, k, "heldout", top["seed"])] for k in refusal.KINDS}
+    scores = {kind: result.controller.scores(model, prompts) for kind, prompts in held.items()}
     for kind in ("harmful", "jailbreak"):
-        print(f"held-out AUROC of s, {kind} vs benign: "
-              f"{controller_auroc(model, result.controller, held[kind], held['benign']):.3f}")
+        print(f"held-out AUROC of s, {kind} vs benign: {auroc(scores[kind], scores['benign']):.3f}")
+    for kind, s in scores.items():
+        print(f"held-out s, {kind}: mean {s.mean():+.2f}, min {s.min():+.2f}, max {s.max():+.2f}, "
+              f"share > 0 {(s > 0).float().mean():.2f}")
     print(f"wrote {result.controller.save(args.out)}")
     return 0
 

@@ -144,13 +144,11 @@ class SteeringController(nn.Module):
             out = out[torch.arange(len(out), device=out.device), best_B]
         return ControllerOutput(out[:, 0], out[:, 1:])
 
-    def coefficients(self, out: ControllerOutput) -> torch.Tensor:
-        """(B, n_layers) patch coefficients s · σ(u_l) · α (the patch is this times d̂)."""
-        return self.patch_scale(out)[:, None] * torch.sigmoid(out.layer_logits) * self.cfg.alpha
-
-    def patch_scale(self, out: ControllerOutput) -> torch.Tensor:
-        """(B,) the scale the patch uses: s, capped at `cfg.scale_cap` when set."""
-        return out.scale if self.cfg.scale_cap is None else out.scale.clamp(max=self.cfg.scale_cap)
+    def coefficients(self, out: ControllerOutput, alpha: float | None = None) -> torch.Tensor:
+        """(B, n_layers) patch coefficients s · σ(u_l) · α (the patch is this times d̂), with s
+        capped at `cfg.scale_cap` when set; `alpha` overrides `cfg.alpha`."""
+        s = out.scale if self.cfg.scale_cap is None else out.scale.clamp(max=self.cfg.scale_cap)
+        return s[:, None] * torch.sigmoid(out.layer_logits) * (self.cfg.alpha if alpha is None else alpha)
 
     def inputs(self, model, prompts: Sequence[str]) -> torch.Tensor:
         """Read-outs of `prompts` at `cfg.read_position` (one cached pass): (N, n_read · d_model),
@@ -248,7 +246,7 @@ class ControllerSteering:
         with torch.no_grad():
             out = self.controller(x_BI.float().to(self.controller.fc1.weight.device))
         self.last_output = out
-        return self.controller.patch_scale(out)[:, None] * torch.sigmoid(out.layer_logits) * self.alpha  # (B, L)
+        return self.controller.coefficients(out, self.alpha)  # (B, n_layers)
 
     # --- SteeringPlan ---------------------------------------------------------------------
     def bind(self, model) -> tuple[int, ...]:

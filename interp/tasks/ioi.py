@@ -74,17 +74,20 @@ def names(split: str) -> tuple[str, ...]:
     return tuple(TRAIN_NAMES if split == "train" else HELDOUT_NAMES)
 
 
-def generate(n: int, split: str = "train", seed: int = 0, template: str | None = None) -> list[IOIPrompt]:
+def generate(n: int, split: str = "train", seed: int = 0, template: str | None = None,
+             names_split: str | None = None) -> list[IOIPrompt]:
     """`n` IOI pairs, deterministic in (split, seed); ABBA and BABA alternate.
 
     `template` fixes one template (every prompt then has the same token positions).
+    `names_split` takes the names from another split than the templates (default: the same),
+    to tell whether a model generalises to new wordings or to new names.
     """
     check_count(n)
     pool = templates(split)
     if template is not None and template not in pool:
         raise ValueError(f"template={template!r} is not a {split} template; allowed: {pool}")
     rng = rng_for("ioi", split, seed)
-    name_pool = names(split)
+    name_pool = names(split if names_split is None else names_split)
     out = []
     for i in range(n):
         tpl = template or rng.choice(pool)

@@ -95,17 +95,22 @@ class Corpus:
     kinds: list[str]
 
 
+def check_mix(mix: dict[str, int], field: str = "mix") -> dict[str, int]:
+    """`mix` (kind -> weight) in the canonical kind order, so the corpus depends on the weights
+    alone; a clear error unless every weight is a non-negative int, not all 0, of a known kind."""
+    unknown = sorted(set(mix) - set(KINDS))
+    if unknown or not all(isinstance(w, int) and w >= 0 for w in mix.values()) or not any(mix.values()):
+        raise ValueError(f"{field}={mix} must give non-negative int weights, not all 0, to kinds among "
+                         f"{', '.join(KINDS)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return {k: mix[k] for k in KINDS if k in mix}
+
+
 def build(n_documents: int, seed: int = 0, mix: dict[str, int] | None = None) -> Corpus:
     """`n_documents` training documents drawn from `mix` (default `MIX`: kind -> weight),
     deterministic in `seed` and `mix`."""
     if n_documents < 1:
         raise ValueError(f"n_documents={n_documents} must be positive")
-    mix = dict(MIX if mix is None else mix)
-    unknown = sorted(set(mix) - set(KINDS))
-    if unknown or not all(isinstance(w, int) and w >= 0 for w in mix.values()) or not any(mix.values()):
-        raise ValueError(f"mix={mix} must give non-negative int weights, not all 0, to kinds among "
-                         f"{', '.join(KINDS)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    mix = {k: mix[k] for k in KINDS if k in mix}  # canonical order: the corpus depends on the weights alone
+    mix = check_mix(dict(MIX if mix is None else mix))
     rng = random.Random(f"corpus/{seed}")
     kinds = rng.choices(list(mix), weights=list(mix.values()), k=n_documents)
     count = {k: kinds.count(k) for k in KINDS}

@@ -81,6 +81,9 @@ def evaluate(model, n: int = 200, seed: int = 0) -> dict[str, float]:
         raise ValueError(f"n={n} must be positive")
     metrics = {"prose_ce": prose_ce(model, n)}
     metrics["ioi_accuracy"], metrics["ioi_logit_diff"] = ioi_scores(model, ioi.generate(n, "heldout", seed))
+    # Which part generalises: held-out templates with training names, training templates with held-out names.
+    metrics["ioi_accuracy_heldout_templates"] = ioi_scores(model, ioi.generate(n, "heldout", seed, names_split="train"))[0]
+    metrics["ioi_accuracy_heldout_names"] = ioi_scores(model, ioi.generate(n, "train", seed, names_split="heldout"))[0]
     for kind in refusal.KINDS:
         metrics[f"refusal_rate_{kind}"] = refusal_rate(model, refusal.generate(n, kind, "heldout", seed))
     if model.cfg.num_experts:

@@ -48,10 +48,7 @@ class TrainConfig:
         if self.mix is not None:
             from interp.zoo import corpus
 
-            bad = [k for k, w in self.mix if k not in corpus.KINDS or not isinstance(w, int) or w < 0]
-            if bad or not any(w for _, w in self.mix):
-                raise ValueError(f"TrainConfig.mix={self.mix}: weights must be non-negative ints, not all 0, "
-                                 f"of kinds among {', '.join(corpus.KINDS)}")
+            corpus.check_mix(dict(self.mix), "TrainConfig.mix")
         if not 0 < self.lr < 1:
             raise ValueError(f"TrainConfig.lr={self.lr} must be in (0, 1)")
         if not 0 <= self.warmup < self.steps:

@@ -42,7 +42,7 @@ class TokenizedCorpus:
 
 def tokenize_corpus(spec: registry.ZooSpec):
     """(tokenizer, TokenizedCorpus) for a recipe."""
-    built = corpus.build(spec.train.n_documents, spec.train.seed, dict(spec.train.mix or corpus.MIX))
+    built = corpus.build(spec.train.n_documents, spec.train.seed, dict(spec.train.mix) if spec.train.mix else None)
     tok = zoo_tokenizer.train(built.documents[: min(len(built.documents), 60_000)], spec.train.vocab_size)
     encoded = tok.backend_tokenizer.encode_batch(built.documents)
     lengths = np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))

@@ -43,3 +43,11 @@ def test_bad_input():
         ioi.generate(0)
     with pytest.raises(ValueError, match="not a train template"):
         ioi.generate(5, "train", template=ioi.HELDOUT_TEMPLATES[0])
+
+
+def test_names_from_another_split():
+    mixed = ioi.generate(60, "heldout", names_split="train")
+    assert {p.template for p in mixed} <= set(ioi.templates("heldout"))
+    assert {p.io for p in mixed} | {p.s for p in mixed} <= set(ioi.names("train"))
+    assert [p.prompt for p in ioi.generate(20, "train", names_split="train")] == \
+        [p.prompt for p in ioi.generate(20, "train")]
