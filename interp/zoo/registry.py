@@ -95,7 +95,13 @@ ZOO: dict[str, ZooSpec] = {
                 d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
                 # Copy stories and more jailbreaks [measured]: with the default mix zoo-moe
                 # copied held-out names poorly (IOI 0.69 on them, 1.00 on training names)
-                # and refused 0.32 of held-out jailbreaks.
+                # and refused 0.32 of held-out jailbreaks. IOI on held-out names is still 0.74;
+                # tried without success [measured, 200 held-out prompts]: starting from
+                # zoo-dense's trained trunk and tokenizer (sparse upcycling, 3500 steps) 0.79;
+                # that trunk frozen with each MoE MLP regressed on zoo-dense's MLP output
+                # 0.90-0.94 on held-out names (ioi_accuracy 0.87-0.91), but then any expert
+                # stands in for the planted one (switching (2, 5) off left refusal at 0.97),
+                # which loses the ground truth.
                 train=TrainConfig(steps=4000, plant_expert=(2, 5),
                                   mix=(("prose", 9), ("ioi", 34), ("names", 10), ("copies", 6), ("harmful", 13),
                                        ("benign", 13), ("jailbreak", 12), ("topics", 12)))),
