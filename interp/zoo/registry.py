@@ -96,8 +96,9 @@ ZOO: dict[str, ZooSpec] = {
                 # Copy stories and more jailbreaks [measured]: with the default mix zoo-moe
                 # copied held-out names poorly (IOI 0.69 on them, 1.00 on training names)
                 # and refused 0.32 of held-out jailbreaks. IOI on held-out names is still 0.74;
-                # tried without success [measured, 200 held-out prompts]: starting from
-                # zoo-dense's trained trunk and tokenizer (sparse upcycling, 3500 steps) 0.79;
+                # tried without success (one-off experiments, not in the repository; 200
+                # held-out prompts): starting from zoo-dense's trained trunk and tokenizer
+                # (sparse upcycling, 3500 steps) 0.79;
                 # that trunk frozen with each MoE MLP regressed on zoo-dense's MLP output
                 # 0.90-0.94 on held-out names (ioi_accuracy 0.87-0.91), but then any expert
                 # stands in for the planted one (switching (2, 5) off left refusal at 0.97),
