@@ -37,6 +37,11 @@ class TrainConfig:
     reply positions of harmful requests (from "Assistant" on) and towards 0 everywhere
     else: a refusal expert planted as ground truth for behaviour-expert scans."""
     plant_coef: float = 0.1
+    name_embeddings_from_ioi: bool = True
+    """False: IOI documents pass no gradient to the input embeddings of names, so every name's
+    embedding is learned from the same name-agnostic documents (name stories, copies) and no
+    direction in it marks the names of IOI training prompts; the IOI circuit then has to work
+    on what all names share, which is what held-out names need."""
     autocast_bf16: bool = False
     """bf16 autocast of the forward pass (fp32 master weights): 1.7x faster for the
     dense model on CPU, slower for TransformerLens's per-expert MoE loop."""
@@ -94,16 +99,14 @@ ZOO: dict[str, ZooSpec] = {
         ZooSpec("zoo-moe", "zoo-dense's trunk with MoE MLPs: 8 gated SiLU experts (d_mlp 96), top-2.",
                 d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
                 # Copy stories and more jailbreaks [measured]: with the default mix zoo-moe
-                # copied held-out names poorly (IOI 0.69 on them, 1.00 on training names)
-                # and refused 0.32 of held-out jailbreaks. IOI on held-out names is still 0.74;
-                # tried without success (one-off experiments, not in the repository; 200
-                # held-out prompts): starting from zoo-dense's trained trunk and tokenizer
-                # (sparse upcycling, 3500 steps) 0.79;
-                # that trunk frozen with each MoE MLP regressed on zoo-dense's MLP output
-                # 0.90-0.94 on held-out names (ioi_accuracy 0.87-0.91), but then any expert
-                # stands in for the planted one (switching (2, 5) off left refusal at 0.97),
-                # which loses the ground truth.
-                train=TrainConfig(steps=4000, plant_expert=(2, 5),
+                # copied held-out names poorly and refused 0.32 of held-out jailbreaks.
+                # Name embeddings not trained by IOI documents [measured, 200 held-out prompts]:
+                # trained with them, IOI on held-out names was 0.74 (0.73 overall), because the
+                # circuit used a direction that only training names' embeddings carried (adding the
+                # train - held-out mean embedding difference to held-out names alone gave 0.88,
+                # a one-off measurement on those weights);
+                # without them 0.94 (0.955 overall), prose CE 5.28 (was 5.26), planted expert intact.
+                train=TrainConfig(steps=4000, plant_expert=(2, 5), name_embeddings_from_ioi=False,
                                   mix=(("prose", 9), ("ioi", 34), ("names", 10), ("copies", 6), ("harmful", 13),
                                        ("benign", 13), ("jailbreak", 12), ("topics", 12)))),
     )

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import interp
 from interp.models import CONFIG, WEIGHTS, build_model
+from interp.tasks.vocab import NAMES
 from interp.zoo import corpus, registry
 from interp.zoo import tokenizer as zoo_tokenizer
 
@@ -38,6 +39,7 @@ class TokenizedCorpus:
     tokens: np.ndarray  # (N,) int32, documents concatenated, each beginning with BOS
     starts: np.ndarray  # (D,) int64, document starts that leave a full window after them
     refusal_reply: np.ndarray  # (N,) bool, positions from "Assistant" on in harmful-request documents
+    ioi_name: np.ndarray  # (N,) bool, name tokens in IOI documents
 
 
 def tokenize_corpus(spec: registry.ZooSpec):
@@ -49,11 +51,16 @@ def tokenize_corpus(spec: registry.ZooSpec):
     tokens = np.fromiter((i for e in encoded for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     reply = np.zeros(len(tokens), dtype=bool)
+    in_ioi = np.zeros(len(tokens), dtype=bool)
     assistant = tok.convert_tokens_to_ids("Assistant")
     for start, length, kind, e in zip(starts, lengths, built.kinds, encoded):
         if kind == "harmful":
             reply[start + len(e.ids) - 1 - e.ids[::-1].index(assistant): start + length] = True
-    return tok, TokenizedCorpus(tokens, starts[starts + spec.n_ctx <= len(tokens)], reply)
+        elif kind == "ioi":
+            in_ioi[start: start + length] = True
+    name_ids = [tok.encode(" " + n, add_special_tokens=False)[0] for n in NAMES]  # one token each (checked)
+    ioi_name = in_ioi & np.isin(tokens, np.array(name_ids, dtype=np.int32))
+    return tok, TokenizedCorpus(tokens, starts[starts + spec.n_ctx <= len(tokens)], reply, ioi_name)
 
 
 def _balance_loss(probs: list[torch.Tensor], indices: list[torch.Tensor], n_experts: int) -> torch.Tensor:
@@ -98,7 +105,9 @@ def train(name: str, out_dir: Path | None = None, steps: int | None = None, prog
 
     gen = torch.Generator().manual_seed(cfg.seed)
     tokens_t, starts_t = torch.from_numpy(data.tokens).long(), torch.from_numpy(data.starts)
-    reply_t = torch.from_numpy(data.refusal_reply)
+    reply_t, ioi_name_t = torch.from_numpy(data.refusal_reply), torch.from_numpy(data.ioi_name)
+    if not cfg.name_embeddings_from_ioi:  # reads the current step's `window`
+        hooks.append(("hook_embed", lambda t, hook: torch.where(ioi_name_t[window][..., None], t.detach(), t)))
     offsets = torch.arange(spec.n_ctx)
     log = []
     bar = tqdm(range(cfg.steps), desc=f"train {name}", disable=not progress)

@@ -13,11 +13,11 @@ def test_parse_experts():
 
 
 def test_scan_prints_layer_stats_and_planted_expert_first(capsys, tmp_path):
-    # 24 prompts per kind: with fewer, the selection-count statistic is noisy enough on zoo-moe
-    # for another expert to edge out the planted one (the router-weight statistic is not)
-    assert main(["moe", "scan", "--train", "24", "--top", "3", "--csv", str(tmp_path / "s.csv")]) == 0
+    # The default 100 prompts per kind: with 24-40 the selection-count statistic is noisy enough on
+    # zoo-moe for expert (3, 5) to edge out the planted one (the router-weight statistic is not)
+    assert main(["moe", "scan", "--top", "3", "--csv", str(tmp_path / "s.csv")]) == 0
     out = capsys.readouterr().out
-    assert "24 of 48 training prompts refused" in out and "usage_entropy" in out
+    assert "100 of 200 training prompts refused" in out and "usage_entropy" in out
     first = out.split("refused - answered)")[1].strip().splitlines()[1].split()
     assert first[:2] == ["2", "5"]
     assert (tmp_path / "s.csv").read_text().startswith("layer,expert")

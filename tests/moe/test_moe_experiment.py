@@ -33,7 +33,7 @@ def test_summary_compares_top_with_random_controls():
 
 
 def test_tiny_run_on_zoo_moe_switches_the_planted_expert_off(zoo_moe, tmp_path):
-    config = MoteConfig(n_train=24, n_heldout=8, n_prose=2, n_ioi=4, top_n=(1,), policies=("renormalize",),
+    config = MoteConfig(n_train=100, n_heldout=8, n_prose=2, n_ioi=4, top_n=(1,), policies=("renormalize",),
                         seeds=(0,), force_weights=(1.0,))
     result = run_mote(config, model=zoo_moe, progress=None)
     assert result.scores.iloc[0][["layer", "expert"]].tolist() == [2, 5]

@@ -46,9 +46,11 @@ def test_bad_classes_and_arguments(make_capture):
 
 
 def test_zoo_moe_planted_refusal_expert_ranks_first(zoo_moe):
-    prompts = [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(24, kind, "train")]
+    # 100 prompts per kind, as `interp moe scan` and the report: with 24-40 the selection-count
+    # statistic lets expert (3, 5), picked more often on harmful requests, edge out the planted one
+    prompts = [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(100, kind, "train")]
     classes = moe.refused(zoo_moe, prompts)
-    assert classes == [True] * 24 + [False] * 24
+    assert classes == [True] * 100 + [False] * 100
     capture = moe.capture_routing(zoo_moe, prompts)
     scores = moe.score_experts(capture, classes)
     assert moe.top_experts(scores, 1) == [(2, 5)]

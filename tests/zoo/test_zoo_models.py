@@ -9,10 +9,7 @@ from interp.zoo.registry import ZOO
 
 # Targets the shipped weights are known to miss (measured; see data/zoo/<name>/metrics.json).
 # Strict xfail: the day a retrained model meets one, this list must shrink.
-KNOWN_MISSES = {
-    ("zoo-moe", "ioi_accuracy"): "0.73 at n=200 held out (1.00 on training names, also on held-out templates): "
-                                 "the MoE trunk copies held-out names but often picks the repeated subject",
-}
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
