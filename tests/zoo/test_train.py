@@ -1,3 +1,5 @@
+"""Zoo training: IOI documents and the name embeddings (`TrainConfig.name_embeddings_from_ioi`)."""
+
 import json
 
 import pytest
@@ -11,7 +13,8 @@ from interp.zoo import tokenizer as zoo_tokenizer
 
 
 def _tiny_spec(**train_kwargs) -> registry.ZooSpec:
-    cfg = registry.TrainConfig(steps=3, warmup=0, n_documents=300, mix=(("ioi", 1),), weight_decay=0.0, **train_kwargs)
+    cfg = registry.TrainConfig(steps=3, warmup=0, n_documents=300, mix=(("ioi", 1),), weight_decay=0.0,
+                               **train_kwargs)
     return registry.ZooSpec("zoo-tiny", "test", n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=16,
                             n_ctx=24, train=cfg)
 
@@ -39,7 +42,7 @@ def test_ioi_documents_train_name_embeddings_only_when_asked(tmp_path, monkeypat
     assert ((final[others] - initial[others]).abs().amax(dim=1) > 0).all()
 
 
-def test_corpus_marks_the_names_of_ioi_documents_only(monkeypatch):
+def test_corpus_marks_the_names_of_ioi_documents_only():
     spec = registry.ZooSpec("zoo-tiny", "test", n_ctx=24,
                             train=registry.TrainConfig(n_documents=300, mix=(("ioi", 1), ("names", 1))))
     tok, data = train.tokenize_corpus(spec)
