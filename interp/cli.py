@@ -10,13 +10,10 @@ import sys
 import warnings
 
 import interp
+from interp.errors import InterpError, UserError  # noqa: F401  (UserError: what subcommands raise)
 
 COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "interp.moe.cli", "interp.patching.cli",
                    "interp.steering.cli")
-
-
-class UserError(Exception):
-    """Bad input from the command line: printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return args.func(args) or 0
-    except (UserError, ValueError, KeyError, FileNotFoundError, interp.models.ModelLoadError) as e:
+    except (InterpError, ValueError, KeyError, FileNotFoundError, interp.models.ModelLoadError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"interp {args.command}: error: {message}", file=sys.stderr)
         return 2

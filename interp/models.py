@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from interp.errors import InterpError
 from interp.zoo import registry
 from interp.zoo import tokenizer as zoo_tokenizer
 
@@ -20,7 +21,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(InterpError, RuntimeError):
     """A model could not be loaded; the message says which file and why."""
 
 

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 def _write(args: argparse.Namespace) -> int:
     from interp.cache.writer import cache_model
-    from interp.cli import UserError
+    from interp.errors import UserError
 
     missing = [flag for flag, value in (("--hook", args.hooks), ("--tokens", args.tokens), ("--out", args.out))
                if value is None]
@@ -64,7 +64,7 @@ def _write(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from interp.cache.verify import verify
-    from interp.cli import UserError
+    from interp.errors import UserError
 
     try:
         report = verify(args.path)

@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from interp.errors import InterpError
+
 from interp.atomic import write_bytes
 
 FORMAT_VERSION = 1
@@ -46,7 +48,7 @@ DTYPES: dict[str, tuple[torch.dtype, np.dtype]] = {
 }
 
 
-class StoreError(RuntimeError):
+class StoreError(InterpError, RuntimeError):
     """A store on disk is missing, incomplete, corrupt or incompatible; the message names
     the file and the remedy."""
 

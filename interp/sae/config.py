@@ -5,16 +5,26 @@ before any compute, with a message naming the field, the value and what is allow
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import dataclass, field
+from typing import Literal
 
-NORMALIZATIONS = ("none", "scale", "layer_norm")
-AUX_LOSSES = ("auxk", "aux_zipf")
-CAPACITIES = ("uniform", "zipf")
-DTYPES = ("float32", "bfloat16")
+import torch
+
+from interp.config import check_fields, from_dict
+from interp.errors import ConfigError
+
+Normalization = Literal["none", "scale", "layer_norm"]
+AuxLoss = Literal["auxk", "aux_zipf"]
+Capacity = Literal["uniform", "zipf"]
+NORMALIZATIONS = typing.get_args(Normalization)
+AUX_LOSSES = typing.get_args(AuxLoss)
+CAPACITIES = typing.get_args(Capacity)
+DTYPES = (torch.float32, torch.bfloat16)
 
 
 def _fail(cls: str, name: str, value, allowed: str):
-    raise ValueError(f"{cls}.{name}={value!r} is not allowed: {allowed}")
+    raise ConfigError(f"{cls}.{name}={value!r} is not allowed: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -35,13 +45,13 @@ class SAEConfig:
     """Dead latents used by the auxiliary loss per token; None: d_in // 2 (Gao et al.)."""
     aux_coef: float = 1 / 32
     """Weight of the auxiliary (AuxK or aux_zipf) loss."""
-    aux_loss: str = "auxk"
+    aux_loss: AuxLoss = "auxk"
     """auxk (Gao et al.) or aux_zipf (our reconstruction of Ayonrinde's loss, see losses.py)."""
     dead_tokens: int = 10_000_000
     """A latent is dead after this many training tokens without firing (value > fire_threshold)."""
     fire_threshold: float = 1e-3
     """An activation above this counts as firing for dead-latent tracking (Gao et al.)."""
-    normalize: str = "none"
+    normalize: Normalization = "none"
     """Input normalisation: none; scale (one global factor so that E||x|| = sqrt(d_in),
     estimated before training and folded into the weights when saving); or layer_norm (each
     token centred and divided by its own std, as the released OpenAI SAEs; saved as sae-lens's
@@ -50,7 +60,7 @@ class SAEConfig:
     """Add the Multi-TopK loss NMSE(4k)/8 (Gao et al.); topk and gradient only."""
     beta: float = 1.0
     """g-SAE: weight of the attribution bonus in the selection score a * (1 + beta |d_i . g|)."""
-    capacity: str = "uniform"
+    capacity: Capacity = "uniform"
     """Feature Choice capacities: uniform (m = floor(k B / n)) or zipf (ours, see feature_choice.py)."""
     zipf_alpha: float = 1.0
     """Zipf exponent for feature-choice capacities and aux_zipf expected densities."""
@@ -72,6 +82,7 @@ class SAEConfig:
     def __post_init__(self):
         from interp.sae.registry import VARIANTS
 
+        check_fields(self)
         c = "SAEConfig"
         for name in ("d_in", "n_latents", "k", "dead_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -94,12 +105,6 @@ class SAEConfig:
         for name in ("density_momentum", "threshold_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 _fail(c, name, getattr(self, name), "a number in [0, 1)")
-        if self.aux_loss not in AUX_LOSSES:
-            _fail(c, "aux_loss", self.aux_loss, f"one of {', '.join(AUX_LOSSES)}")
-        if self.normalize not in NORMALIZATIONS:
-            _fail(c, "normalize", self.normalize, f"one of {', '.join(NORMALIZATIONS)}")
-        if self.capacity not in CAPACITIES:
-            _fail(c, "capacity", self.capacity, f"one of {', '.join(CAPACITIES)}")
         if self.multi_topk and self.variant not in ("topk", "gradient"):
             _fail(c, "multi_topk", self.multi_topk, f"False for variant {self.variant!r} (topk and gradient only)")
         if self.multi_topk and 4 * self.k > self.n_latents:
@@ -110,13 +115,9 @@ class SAEConfig:
         return min(self.k_aux if self.k_aux is not None else max(1, self.d_in // 2), self.n_latents)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "SAEConfig":
+    def from_dict(cls, values: dict, where: str | None = None, **extra) -> "SAEConfig":
         """Build from a TOML/JSON table; unknown keys fail naming the allowed ones."""
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ValueError(f"SAEConfig: unknown field(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
-        return cls(**values)
+        return from_dict(cls, values, where, **extra)
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,12 @@ class TrainConfig:
     decay_fraction: float = 0.2
     """Linear decay to 0 over this final fraction of the steps."""
     adam_beta1: float = 0.9
+    """Adam's first-moment decay."""
     adam_beta2: float = 0.999
+    """Adam's second-moment decay."""
     adam_eps: float = 6.25e-10
-    dtype: str = "float32"
+    """Adam's epsilon (small: SAE gradients are tiny at large n_latents)."""
+    dtype: torch.dtype = field(default=torch.float32, metadata={"choices": ("float32", "bfloat16")})
     """Compute dtype: float32, or bfloat16 (autocast; master weights and Adam state stay fp32)."""
     seed: int = 0
     """Seed of the data order."""
@@ -148,6 +152,7 @@ class TrainConfig:
     """Kernel backend passed to cuda_ext: auto, reference, chunked, triton."""
 
     def __post_init__(self):
+        check_fields(self)
         c = "TrainConfig"
         for name in ("batch_size", "init_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -161,25 +166,22 @@ class TrainConfig:
                 _fail(c, name, getattr(self, name), "an integer >= 0")
         if not 0 <= self.decay_fraction <= 1:
             _fail(c, "decay_fraction", self.decay_fraction, "a number in [0, 1]")
+        if self.dtype not in DTYPES:
+            _fail(c, "dtype", self.dtype, "torch.float32 or torch.bfloat16")
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 _fail(c, name, getattr(self, name), "a number in [0, 1)")
         if not self.adam_eps > 0:
             _fail(c, "adam_eps", self.adam_eps, "a number > 0")
-        if self.dtype not in DTYPES:
-            _fail(c, "dtype", self.dtype, f"one of {', '.join(DTYPES)}")
         import cuda_ext
 
         if self.backend not in cuda_ext.BACKENDS:
             _fail(c, "backend", self.backend, f"one of {', '.join(cuda_ext.BACKENDS)}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
-        return cls(**values)
+    def from_dict(cls, values: dict, where: str | None = None, **extra) -> "TrainConfig":
+        """Build from a TOML/JSON table; unknown keys fail naming the allowed ones."""
+        return from_dict(cls, values, where, **extra)
 
     def lr_for(self, sae: SAEConfig) -> float:
         return self.lr if self.lr is not None else 2e-4 / math.sqrt(sae.n_latents / 2**14)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from interp.config import to_dict
 from interp.sae import checkpoint
 from interp.sae.config import SAEConfig, TrainConfig
 from interp.sae.init import initialize_from_data
@@ -137,9 +138,9 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: TrainConfig = 
 
     log_every = log_every or max(1, total_steps // 50)
     history: list[dict] = []
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if train_cfg.dtype == "bfloat16"
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if train_cfg.dtype == torch.bfloat16
                 else contextlib.nullcontext())
-    meta = {"train": train_cfg.__dict__, "total_steps": total_steps, "store": str(store.path), "hook": hook}
+    meta = {"train": to_dict(train_cfg), "total_steps": total_steps, "store": str(store.path), "hook": hook}
     bar = tqdm(total=total_steps, initial=start_step, desc=f"train {len(saes)} SAE(s)", unit="step",
                disable=not progress or rank != 0)
     step = start_step

@@ -18,15 +18,16 @@ jailbreak-wrapped requests are what the controller must generalise to, never its
 from __future__ import annotations
 
 import copy
-import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from interp.config import check_fields, from_dict, read_toml, to_dict
+from interp.errors import ConfigError
 from interp.steering import readout
 from interp.steering.controller import ControllerConfig, SteeringController
 from interp.steering.directions import Direction
@@ -52,12 +53,12 @@ class TrainConfig:
     """Seed of the batch order."""
 
     def __post_init__(self):
+        check_fields(self)
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr} must be positive")
         for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int")
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
         for name in ("grad_clip", "reg_coef", "reg_mean_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
@@ -130,7 +131,7 @@ def fit(controller: SteeringController, x_harm_NI: torch.Tensor, x_ben_NI: torch
     controller.load_state_dict(best_state)
     controller.eval()
     controller.summary = {"best_epoch": best_epoch, "best_loss": best_loss, "n_harmful": len(x_harm_NI),
-                          "n_benign": len(x_ben_NI), "train": train.__dict__.copy()}
+                          "n_benign": len(x_ben_NI), "train": to_dict(train)}
     return TrainResult(controller, pd.DataFrame(rows))
 
 
@@ -163,43 +164,65 @@ def train_refusal_controller(model, n: int = 400, direction: Direction | None = 
     """A controller for the zoo's refusal task, trained on `n` plain harmful and `n` benign
     training prompts. `direction`: default the harmful − benign mean difference of the
     residual stream at the last prompt token of block `direction_layer` (resid_post),
-    measured on the same training prompts."""
+    measured on the same training prompts. `config`: default `ControllerConfig.for_zoo`."""
     harmful, benign = refusal_prompts(n, seed)
+    config = config or ControllerConfig.for_zoo(model.cfg.d_model, model.cfg.n_layers, seed=seed)
     if direction is None:
         direction = Direction.mean_difference(model, harmful, benign, layer=direction_layer,
                                               name=f"refusal mean difference L{direction_layer}")
     return train_controller(model, direction, harmful, benign, config, train)
 
 
-RECIPE_KEYS = ("model", "n", "direction_layer", "seed")
-"""Top-level keys of a controller recipe; its tables are [controller] and [train]."""
+@dataclass(frozen=True)
+class RefusalRecipe:
+    """`interp steer train`: a refusal controller for a model, trained on `n` plain harmful and
+    `n` benign training prompts of the refusal task. As TOML: these top-level keys, a
+    `[controller]` table (`ControllerConfig` fields except d_model and n_layers, over
+    `ControllerConfig.for_zoo`) and a `[train]` table (`TrainConfig` fields)."""
+
+    model: str = "zoo-dense"
+    """Model name or directory (`interp.load_model`)."""
+    n: int = 400
+    """Training prompts per class (harmful, benign)."""
+    direction_layer: int = 2
+    """Block whose resid_post gives the default direction (harmful − benign mean difference)."""
+    seed: int = 0
+    """Seed of the training prompts, the controller's initialisation and the batch order."""
+    controller: dict = field(default_factory=dict)
+    """ControllerConfig fields over the zoo's settings (`ControllerConfig.for_zoo`)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """How the controller is optimised (its seed is `seed`)."""
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.n < 1:
+            raise ConfigError(f"RefusalRecipe.n={self.n} is not allowed: a positive integer")
+        own = {"d_model", "n_layers", "seed"} & set(self.controller)
+        if own:
+            raise ConfigError(f"RefusalRecipe.controller: {sorted(own)} come from the model and the recipe's seed, "
+                              "not from [controller]")
+        layers = self.controller.get("read_layers", ())
+        probe = max(layers, default=0) + 1 if isinstance(layers, (list, tuple)) and all(
+            isinstance(x, int) and x >= 0 for x in layers) else 1
+        from_dict(ControllerConfig, self.controller, "RefusalRecipe.controller", d_model=1, n_layers=probe)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RefusalRecipe:
+        return from_dict(cls, read_toml(path), str(path))
+
+    def controller_config(self, model) -> ControllerConfig:
+        """The controller's config for `model` (its width and depth)."""
+        return ControllerConfig.for_zoo(model.cfg.d_model, model.cfg.n_layers, seed=self.seed, **self.controller)
+
+    def train_config(self) -> TrainConfig:
+        return replace(self.train, seed=self.seed)
 
 
-def read_recipe(path: str | Path) -> dict:
-    """A controller-training recipe (TOML), checked for unknown keys:
+def train_from_recipe(recipe: RefusalRecipe, model=None, direction: Direction | None = None) -> TrainResult:
+    """Train the controller `recipe` describes (on `model`, default `recipe.model` loaded)."""
+    if model is None:
+        from interp.models import load_model
 
-        model = "zoo-dense"          # top level: model, n, direction_layer, seed
-        [controller]                 # ControllerConfig fields except d_model and n_layers
-        alpha = 2.0
-        read_position = "max"
-        [train]                      # TrainConfig fields
-        epochs = 10
-    """
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML ({e})") from e
-    allowed = {"": set(RECIPE_KEYS) | {"controller", "train"},
-               "controller": {f.name for f in fields(ControllerConfig)} - {"d_model", "n_layers"},
-               "train": {f.name for f in fields(TrainConfig)}}
-    for section, keys in allowed.items():
-        table = data if not section else data.get(section, {})
-        if not isinstance(table, dict):
-            raise ValueError(f"{path}: [{section}] must be a table")
-        unknown = sorted(set(table) - keys)
-        if unknown:
-            where = f"[{section}]" if section else "the top level"
-            raise ValueError(f"{path}: unknown key(s) {unknown} in {where}; allowed: {', '.join(sorted(keys))}")
-    if "read_layers" in data.get("controller", {}):
-        data["controller"]["read_layers"] = tuple(data["controller"]["read_layers"])
-    return data
+        model = load_model(recipe.model)
+    return train_refusal_controller(model, recipe.n, direction, recipe.direction_layer,
+                                    recipe.controller_config(model), recipe.train_config(), recipe.seed)

@@ -49,4 +49,4 @@ def test_train_from_a_toml_recipe_with_flag_overrides(tmp_path, capsys):
 
     recipe.write_text("[controller]\nwidth = 8\n")
     assert main(["steer", "train", "--out", str(tmp_path / "c"), "--config", str(recipe)]) == 2
-    assert "unknown key(s) ['width'] in [controller]" in capsys.readouterr().err
+    assert "RefusalRecipe.controller: unknown key(s) ['width'] for ControllerConfig" in capsys.readouterr().err
