@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if name == "saelens":
                     fn = _saelens(model, rows, work)  # setup (dataset, config) is not timed
                 best[name] = min(best.get(name, float("inf")), _timed(fn))
-        store = cache.open(work / "acts")
+        store = cache.open_store(work / "acts")
         _read_all(store, 1)  # warm the page cache
         t0 = time.perf_counter()
         n_bytes = _read_all(store, READER_EPOCHS)

@@ -2,7 +2,7 @@
 as shuffled minibatches.
 
     store = interp.cache.write(model, "blocks.2.hook_resid_post", 2_000_000, "cache/run")
-    store = interp.cache.open("cache/run")
+    store = interp.cache.open_store("cache/run")
     for batch in store.batches(4096, seed=0):
         batch.acts  # (4096, d_model)
 
@@ -11,9 +11,9 @@ shuffling and rank sharding.
 """
 
 from interp.cache.format import Manifest, ShardInfo, StoreError
-from interp.cache.reader import Batch, Store, open
+from interp.cache.reader import Batch, Store, open_store
 from interp.cache.verify import VerifyReport, verify
 from interp.cache.writer import CacheConfig, write
 
-__all__ = ["write", "open", "verify", "Store", "Batch", "Manifest", "ShardInfo", "StoreError", "CacheConfig",
+__all__ = ["write", "open_store", "verify", "Store", "Batch", "Manifest", "ShardInfo", "StoreError", "CacheConfig",
            "VerifyReport"]

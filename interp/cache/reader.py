@@ -38,7 +38,7 @@ class Batch(NamedTuple):
 
 
 class Store:
-    """An activation store opened for reading (`interp.cache.open`)."""
+    """An activation store opened for reading (`interp.cache.open_store`)."""
 
     def __init__(self, path: Path, manifest: Manifest):
         self.path = path
@@ -174,7 +174,7 @@ class Store:
         return as_tensor(self._buffers[i], layout[key], None if key == "tokens" else self.manifest.dtype)
 
 
-def open(path: str | Path) -> Store:  # noqa: A001 - the contract's name: interp.cache.open
+def open_store(path: str | Path) -> Store:
     """Open the store at `path` after checking it is complete and every shard has its size
     (checksums: `Store.verify()` or `interp cache verify PATH`). Raises `StoreError`."""
     path = Path(path)

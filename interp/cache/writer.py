@@ -87,7 +87,7 @@ def write(model, hooks: str | list[str], tokens, out_dir: str | Path, *, grads: 
     `model.cfg.model_name`). Under torchrun each rank writes a contiguous block of shards and
     rank 0 writes the manifest; the store equals the single-process one.
     """
-    from interp.cache.reader import open as open_store
+    from interp.cache.reader import open_store
 
     hooks = [hooks] if isinstance(hooks, str) else list(hooks)
     _check_hook_names(model, hooks)

@@ -2,7 +2,7 @@
 feature_choice, gradient, top_afa), a sweep trainer on an activation store, evaluation, and
 checkpoints in the sae-lens 6 layout.
 
-    store = interp.cache.open("data/cache/zoo-dense/blocks.2.hook_resid_pre")
+    store = interp.cache.open_store("data/cache/zoo-dense/blocks.2.hook_resid_pre")
     result = interp.sae.train(store, [SAEConfig(d_in=128, variant="topk"), SAEConfig(d_in=128, variant="feature_choice")])
     interp.sae.save(result.saes[0], "saes/my-run")
     interp.sae.evaluate(interp.sae.load("saes/my-run"), model, tokens, "blocks.2.hook_resid_pre")

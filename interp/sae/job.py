@@ -23,7 +23,6 @@ from interp.sae import saving
 from interp.sae.config import SAEConfig, TrainConfig
 from interp.sae.evaluate import EvalDetails, evaluate_details
 from interp.sae.trainer import TrainResult, train
-from interp.zoo.registry import REPO_ROOT
 
 DEFAULT_SAES = ({"variant": "topk", "n_latents": 2048, "k": 32, "dead_tokens": 250_000},)
 
@@ -37,8 +36,9 @@ class JobConfig:
     cache_tokens: int = 614_400
     """Tokens of the zoo corpus to cache (rounded up to whole contexts)."""
     cache_dir: str | None = None
-    """Activation store directory; None: caches/<model>/<hook>-<cache_tokens>[-grads] (git-ignored). Reused
-    when it matches; a store of other settings there fails with a message (use another directory)."""
+    """Activation store directory; None: caches/<model>/<hook>-<cache_tokens>[-grads] in the current directory
+    (git-ignored). Reused when it matches; a store of other settings there fails with a message (use another
+    directory)."""
     eval_tokens: int = 16_384
     """Held-out tokens (zoo corpus built with eval_seed) for the evaluation."""
     eval_seed: int = 1_000
@@ -103,7 +103,7 @@ class JobConfig:
         if self.cache_dir:
             return Path(self.cache_dir)
         name = "-".join(filter(None, (self.hook, str(self.cache_tokens), weights, "grads" if grads else "")))
-        return REPO_ROOT / "caches" / Path(self.model).name / name
+        return Path("caches") / Path(self.model).name / name  # beside out_dir: both relative to the current directory
 
     def to_json(self) -> dict:
         return dict(asdict(self), saes=[dict(s) for s in self.saes])

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def zoo_dir() -> Path:
-    """Where zoo models live: `$INTERP_ZOO_DIR`, else `data/zoo` in the repository."""
-    return Path(os.environ.get("INTERP_ZOO_DIR", REPO_ROOT / "data" / "zoo"))
+from interp import resources
 
 
 @dataclass(frozen=True)
@@ -89,7 +83,8 @@ class ZooSpec:
 
     @property
     def directory(self) -> Path:
-        return zoo_dir() / self.name
+        """`<interp.resources.zoo_dir()>/<name>`: the shipped weights, or `$INTERP_ZOO_DIR/<name>`."""
+        return resources.zoo_dir() / self.name
 
 
 ZOO: dict[str, ZooSpec] = {

@@ -20,7 +20,7 @@ def test_cache_then_verify(loads_tiny, tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["cache", "--model", "tiny", "--hook", "blocks.0.hook_resid_post", "--hook", "blocks.1.hook_resid_pre",
                  "--tokens", "1_000", "--out", str(out), "--grads", "--context-size", "16", "--batch-size", "8"]) == 0
-    store = cache.open(out)
+    store = cache.open_store(out)
     assert store.n_tokens == 1008 and store.has_grads and store.manifest.model == "tiny"
     assert store.manifest.config["source"]["kind"] == "zoo_corpus"
     assert main(["cache", "verify", str(out)]) == 0
@@ -45,7 +45,7 @@ def test_text_file_source(loads_tiny, model, tmp_path):
     text.write_text("The cat sat on the mat near the river.\n\nMary and John went to the store. " * 20)
     main(["cache", "--hook", "blocks.0.hook_resid_post", "--tokens", str(text), "--out", str(tmp_path / "s"),
           "--context-size", "16"])
-    store = cache.open(tmp_path / "s")
+    store = cache.open_store(tmp_path / "s")
     tokens = next(iter(store.batches(store.n_tokens, shuffle=False, with_tokens=True))).tokens.reshape(-1, 16)
     assert (tokens[:, 0] == model.tokenizer.bos_token_id).all()
     assert store.manifest.config["source"]["kind"] == "text_file"

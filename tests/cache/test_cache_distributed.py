@@ -35,7 +35,7 @@ def test_two_gloo_ranks_write_the_single_process_store(model, model_dir, tmp_pat
     assert run.returncode == 0, run.stderr[-3000:]
     one = cache.write(model, ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z"], 1500, tmp_path / "one",
                       grads=True, batch_size=4, context_size=16, shard_sequences=8, progress=False, model_name="tiny")
-    two = cache.open(tmp_path / "two")
+    two = cache.open_store(tmp_path / "two")
     assert len(two.manifest.shards) == len(one.manifest.shards) == 12  # ranks own shards 0-5 and 6-11
     assert two.manifest.to_json() == one.manifest.to_json()
     files = sorted(p.name for p in (tmp_path / "one").iterdir())

@@ -22,7 +22,7 @@ def test_flipped_bit_is_detected_by_checksum(store):
     data = bytearray(shard.read_bytes())
     data[7] ^= 1
     shard.write_bytes(bytes(data))
-    cache.open(store.path)  # sizes still match: open is cheap and passes
+    cache.open_store(store.path)  # sizes still match: open is cheap and passes
     with pytest.raises(cache.StoreError, match="shard_00002.bin .*corrupt.*--resume"):
         cache.verify(store.path)
 
@@ -31,15 +31,15 @@ def test_missing_and_truncated_shards_fail_on_open(store):
     shard = store.path / "shard_00001.bin"
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(cache.StoreError, match="shard_00001.bin .*bytes.*--resume"):
-        cache.open(store.path)
+        cache.open_store(store.path)
     shard.unlink()
     with pytest.raises(cache.StoreError, match="shard_00001.bin .*missing.*re-cache"):
-        cache.open(store.path)
+        cache.open_store(store.path)
 
 
 def test_not_a_store(tmp_path):
     with pytest.raises(cache.StoreError, match="manifest.json is missing"):
-        cache.open(tmp_path)
+        cache.open_store(tmp_path)
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(cache.StoreError, match="not an activation-store manifest"):
-        cache.open(tmp_path)
+        cache.open_store(tmp_path)

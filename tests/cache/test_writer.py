@@ -103,7 +103,7 @@ def test_resume_after_kill_is_byte_identical(model, model_dir, rows, tmp_path, k
     manifest = cache.format.read_manifest(killed)
     assert not manifest.complete and len(manifest.shards) == (kill_at_batch - 1) // 2
     with pytest.raises(cache.StoreError, match="incomplete.*--resume"):
-        cache.open(killed)
+        cache.open_store(killed)
     with pytest.raises(cache.StoreError, match="resume=True"):
         cache.write(model, HOOKS, rows, killed, grads=True, batch_size=4, shard_sequences=8, progress=False)
     cache.write(model, HOOKS, rows, killed, grads=True, batch_size=4, shard_sequences=8, progress=False,

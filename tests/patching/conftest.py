@@ -11,6 +11,7 @@ def ioi_small(zoo_dense):
 
 @pytest.fixture(scope="session")
 def zoo_sae():
+    from interp import resources
     from interp.patching import SAEHook
 
-    return SAEHook.load("saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32")
+    return SAEHook.load(resources.sae_path())

@@ -21,7 +21,7 @@ def _worker(rank, store_path, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=2)
     try:
         torch.set_num_threads(1)
-        result = train(interp.cache.open(store_path), CFG, TRAIN, progress=False)
+        result = train(interp.cache.open_store(store_path), CFG, TRAIN, progress=False)
         save_file({k: v.contiguous() for k, v in result.saes[0].state_dict().items()}, f"{out_dir}/rank{rank}.safetensors")
     finally:
         dist.destroy_process_group()

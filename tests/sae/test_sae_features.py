@@ -3,10 +3,11 @@
 import pytest
 import torch
 
+from interp import resources
 from interp.sae import SAEConfig, SparseAutoencoder, features
 from interp.sae.module import code_to_dense
 
-ZOO_SAE = "saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32"
+ZOO_SAE = resources.sae_path()
 
 
 @pytest.fixture(scope="module")

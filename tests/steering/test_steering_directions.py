@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
+from interp import resources
 from interp.steering import Direction, readout
 
-SAE_DIR = "saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32"
+SAE_DIR = resources.sae_path()
 
 
 def test_mean_difference_is_the_normalised_difference_of_means(zoo_dense, refusal_train):

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+from interp import resources
 from interp.sae import features
 
-ZOO_SAE = "saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32"
+ZOO_SAE = resources.sae_path()
 HOOK = "blocks.2.hook_resid_pre"
 
 
