@@ -43,14 +43,14 @@ def _autocast(dtype: torch.dtype):
 
 
 def interp_step(x, d, n, k, dtype, backend):
-    from interp.sae.config import SAEConfig, TrainConfig
+    from interp.sae.config import SAEConfig, SAETrainConfig
     from interp.sae.module import SparseAutoencoder
     from interp.sae.objective import training_loss
     from interp.sae.stats import LatentStats
     from interp.sae.trainer import adam
 
     sae = SparseAutoencoder(SAEConfig(d_in=d, n_latents=n, k=k), backend=backend)
-    opt = adam(sae, TrainConfig(lr=1e-4))  # the trainer's optimizer
+    opt = adam(sae, SAETrainConfig(lr=1e-4))  # the trainer's optimizer
     stats = LatentStats.new(n)
 
     def step():

@@ -326,6 +326,7 @@ def add_flags(parser, cls: type, *, group: str | None = None, defaults=None,
         kwargs = _flag_kwargs(hints[f.name])
         if "choices" in f.metadata:  # a narrower set than the annotation's, e.g. of dtype names
             kwargs["choices"] = list(f.metadata["choices"])
+            kwargs.pop("metavar", None)
         dest = f"{group or cls.__name__}.{f.name}"
         parser.add_argument(*names, dest=dest, default=argparse.SUPPRESS,
                             help=f"{doc} (default: {shown})".replace("%", "%%").lstrip(), **kwargs)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from interp.patching.inputs import Prompts, aligned_pair
-from interp.patching.metric import Metric, evaluate
+from interp.patching.metric import Metric, metric_value
 from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook, Site, scores_frame, sites
 from interp.patching.rules import Rules
 from interp.patching.runner import capture, run
@@ -60,7 +60,7 @@ def coefficients(model, tokens: torch.Tensor, metric: Metric, all_sites: Sequenc
         return edit
 
     with torch.enable_grad():
-        m = evaluate(metric, run(model, tokens, {s: keep(s) for s in all_sites}, rules))
+        m = metric_value(metric, run(model, tokens, {s: keep(s) for s in all_sites}, rules))
         if not m.requires_grad:
             raise ValueError("the metric's value does not depend on the model's activations (no gradient)")
         order = list(acts)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from interp.patching.inputs import Prompts, aligned_pair
-from interp.patching.metric import Metric, evaluate
+from interp.patching.metric import Metric, metric_value
 from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook, Site, group_nodes, scores_frame, sites
 from interp.patching.runner import capture, repeat_batch, run
 
@@ -45,7 +45,7 @@ def activation_patching(model, clean: Prompts, corrupt: Prompts, metric: Metric,
     if not isinstance(node_batch, int) or node_batch < 1:
         raise ValueError(f"node_batch={node_batch!r} must be a positive integer")
     clean_acts, _ = capture(model, clean_t, list(todo))
-    base = evaluate(metric, model(corrupt_t)).item()
+    base = metric_value(metric, model(corrupt_t)).item()
     scores = {}
     for site, slots in todo.items():
         s_TU = torch.full((T, site.n_units), float("nan"), dtype=torch.float64)
@@ -53,7 +53,7 @@ def activation_patching(model, clean: Prompts, corrupt: Prompts, metric: Metric,
             chunk = slots[i:i + node_batch]
             logits = run(model, repeat_batch(corrupt_t, len(chunk)), {site: _patcher(site, clean_acts[site], chunk)})
             for j, (p, u) in enumerate(chunk):
-                s_TU[p, u] = evaluate(metric, logits[j * B:(j + 1) * B]).item() - base
+                s_TU[p, u] = metric_value(metric, logits[j * B:(j + 1) * B]).item() - base
         scores[site] = s_TU
     df = scores_frame(scores, "ap")
     return df if nodes is None else df.dropna(subset=["score"]).reset_index(drop=True)

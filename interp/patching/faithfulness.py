@@ -17,7 +17,7 @@ import torch
 
 from interp.patching.exact import LOGIT_BUDGET
 from interp.patching.inputs import Prompts, tokens_of
-from interp.patching.metric import Metric, evaluate
+from interp.patching.metric import Metric, metric_value
 from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook, Site, group_nodes, sites
 from interp.patching.runner import capture, repeat_batch, run
 
@@ -84,7 +84,7 @@ def _ablated_metrics(model, tokens: torch.Tensor, metric: Metric, all_sites: lis
         chunk = masks[i:i + per_forward]
         edits = {s: _ablator(s, means[s], torch.stack([m[s] for m in chunk]), B) for s in all_sites}
         out = run(model, repeat_batch(tokens, len(chunk)), edits)
-        values += [evaluate(metric, out[j * B:(j + 1) * B]).item() for j in range(len(chunk))]
+        values += [metric_value(metric, out[j * B:(j + 1) * B]).item() for j in range(len(chunk))]
     return values
 
 

@@ -17,7 +17,7 @@ import torch
 from interp.patching.attribution import node_sums
 from interp.patching.exact import LOGIT_BUDGET
 from interp.patching.inputs import Prompts, aligned_pair
-from interp.patching.metric import Metric, evaluate
+from interp.patching.metric import Metric, metric_value
 from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook, scores_frame, sites
 from interp.patching.runner import capture, repeat_batch, run
 
@@ -46,7 +46,7 @@ def integrated_gradients(model, clean: Prompts, corrupt: Prompts, metric: Metric
             points.requires_grad_(True)
             with torch.enable_grad():
                 logits = run(model, repeat_batch(corrupt_t, len(chunk)), {site: lambda act, p=points: p})
-                total = sum(evaluate(metric, logits[j * B:(j + 1) * B]) for j in range(len(chunk)))
+                total = sum(metric_value(metric, logits[j * B:(j + 1) * B]) for j in range(len(chunk)))
                 (grad,) = torch.autograd.grad(total, points, allow_unused=True)
             if grad is not None:
                 grad_sum += grad.view(len(chunk), *delta.shape).sum(0)

@@ -1,6 +1,6 @@
 """Metrics: a callable logits (B, T, V) -> scalar tensor, and the normalised logit difference.
 
-Every method evaluates a metric through `evaluate`, which rejects anything but a scalar.
+Every method evaluates a metric through `metric_value`, which rejects anything but a scalar.
 Batched patching evaluates the metric on slices of the same batch size and order as the
 prompts, so a metric may use per-prompt answer ids.
 """
@@ -15,7 +15,7 @@ import torch
 Metric = Callable[[torch.Tensor], torch.Tensor]
 
 
-def evaluate(metric: Metric, logits: torch.Tensor) -> torch.Tensor:
+def metric_value(metric: Metric, logits: torch.Tensor) -> torch.Tensor:
     """metric(logits) checked to be a one-element float tensor; returned as a 0-d tensor."""
     value = metric(logits)
     if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.is_floating_point():

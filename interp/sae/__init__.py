@@ -5,15 +5,15 @@ checkpoints in the sae-lens 6 layout.
     store = interp.cache.open_store("data/cache/zoo-dense/blocks.2.hook_resid_pre")
     result = interp.sae.train(store, [SAEConfig(d_in=128, variant="topk"), SAEConfig(d_in=128, variant="feature_choice")])
     interp.sae.save(result.saes[0], "saes/my-run")
-    interp.sae.evaluate(interp.sae.load("saes/my-run"), model, tokens, "blocks.2.hook_resid_pre")
+    interp.sae.evaluate_saes(interp.sae.load("saes/my-run"), model, tokens, "blocks.2.hook_resid_pre")
 """
 
-from interp.sae.config import SAEConfig, TrainConfig
-from interp.sae.evaluate import EvalDetails, evaluate, evaluate_details
+from interp.sae.config import SAEConfig, SAETrainConfig
+from interp.sae.evaluate import EvalDetails, evaluate_details, evaluate_saes
 from interp.sae.module import Code, SparseAutoencoder
 from interp.sae.registry import VARIANTS, get_variant
 from interp.sae.saving import load, save
-from interp.sae.trainer import NonFiniteLoss, TrainResult, train
+from interp.sae.trainer import NonFiniteLoss, SAETrainResult, train
 
-__all__ = ["SAEConfig", "TrainConfig", "SparseAutoencoder", "Code", "VARIANTS", "get_variant", "train",
-           "TrainResult", "NonFiniteLoss", "save", "load", "evaluate", "evaluate_details", "EvalDetails"]
+__all__ = ["SAEConfig", "SAETrainConfig", "SparseAutoencoder", "Code", "VARIANTS", "get_variant", "train",
+           "SAETrainResult", "NonFiniteLoss", "save", "load", "evaluate_saes", "evaluate_details", "EvalDetails"]

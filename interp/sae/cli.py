@@ -13,13 +13,13 @@ COLUMNS = ["variant", "mode", "n_latents", "l0", "nmse", "dead_fraction", "dense
 
 def register(subparsers) -> None:
     from interp.config import add_flags
-    from interp.sae.config import SAEConfig, TrainConfig
+    from interp.sae.config import SAEConfig, SAETrainConfig
     from interp.sae.job import DEFAULT_SAES, JobConfig
 
     p = subparsers.add_parser("train-sae", help="cache activations, train SAE(s), evaluate, write saes/<run>/ "
                               "(no arguments: TopK on zoo-dense blocks.2.hook_resid_pre)",
                               description="Every flag is a field of interp.sae.JobConfig, its [train] table "
-                              "(TrainConfig) or its [[sae]] tables (SAEConfig); a flag overrides the recipe.")
+                              "(SAETrainConfig) or its [[sae]] tables (SAEConfig); a flag overrides the recipe.")
     p.add_argument("--config", help="TOML recipe (e.g. saes/recipes/default.toml); flags override it "
                    "(default: the embedded job)")
     p.add_argument("--resume", action="store_true", help="continue from saes/<run>/checkpoint (default: off)")
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     job_defaults = JobConfig()
     add_flags(p.add_argument_group("job (top level of a recipe)"), JobConfig, exclude=("saes", "train"),
               defaults=job_defaults)
-    add_flags(p.add_argument_group("training loop (the recipe's [train] table)"), TrainConfig, group="train",
+    add_flags(p.add_argument_group("training loop (the recipe's [train] table)"), SAETrainConfig, group="train",
               defaults=job_defaults.train, flags={"n_tokens": ("--n-tokens", "--train-tokens")})
     add_flags(p.add_argument_group("every SAE of the recipe (its [[sae]] tables)"), SAEConfig, group="sae",
               exclude=("d_in",), defaults=DEFAULT_SAES[0], flags={"seed": "--sae-seed"})
@@ -49,11 +49,11 @@ def _train_sae(args) -> int:
     from interp.config import flag_values
     from interp.errors import UserError
     from interp.sae import job
-    from interp.sae.config import SAEConfig, TrainConfig
+    from interp.sae.config import SAEConfig, SAETrainConfig
     from interp.sae.trainer import NonFiniteLoss
 
     cfg = job.JobConfig.from_toml(args.config) if args.config else job.JobConfig()
-    cfg = job.with_overrides(cfg, sae=flag_values(args, SAEConfig, "sae"), train=flag_values(args, TrainConfig, "train"),
+    cfg = job.with_overrides(cfg, sae=flag_values(args, SAEConfig, "sae"), train=flag_values(args, SAETrainConfig, "train"),
                              **flag_values(args, job.JobConfig))
     print("interp train-sae config:\n" + json.dumps(cfg.to_json(), indent=1))
     try:
@@ -70,7 +70,7 @@ def _eval_sae(args) -> int:
     from interp.atomic import write_bytes
     from interp.models import load_model
     from interp.sae import saving
-    from interp.sae.evaluate import evaluate
+    from interp.sae.evaluate import evaluate_saes
 
     from interp.config import flag_values
     from interp.sae.job import JobConfig
@@ -81,7 +81,7 @@ def _eval_sae(args) -> int:
     model = load_model(args.model or meta["model_name"])
     ctx = meta.get("context_size") or model.cfg.n_ctx
     tokens = sources.resolve(cfg.eval_tokens, model, ctx, cfg.eval_seed).tokens
-    metrics = evaluate(sae, model, tokens, meta["hook_name"])
+    metrics = evaluate_saes(sae, model, tokens, meta["hook_name"])
     print_table(metrics)
     from pathlib import Path
 

@@ -1,5 +1,5 @@
 """Configuration of one SAE (`SAEConfig`) and of the training loop shared by a sweep
-(`TrainConfig`). Both are frozen dataclasses validated on construction: a bad value fails
+(`SAETrainConfig`). Both are frozen dataclasses validated on construction: a bad value fails
 before any compute, with a message naming the field, the value and what is allowed."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class SAEConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class SAETrainConfig:
     """The training loop shared by every SAE of a sweep (they read the same batches)."""
 
     batch_size: int = 4096
@@ -153,7 +153,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check_fields(self)
-        c = "TrainConfig"
+        c = "SAETrainConfig"
         for name in ("batch_size", "init_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 _fail(c, name, getattr(self, name), "a positive integer")
@@ -179,7 +179,7 @@ class TrainConfig:
             _fail(c, "backend", self.backend, f"one of {', '.join(cuda_ext.BACKENDS)}")
 
     @classmethod
-    def from_dict(cls, values: dict, where: str | None = None, **extra) -> "TrainConfig":
+    def from_dict(cls, values: dict, where: str | None = None, **extra) -> "SAETrainConfig":
         """Build from a TOML/JSON table; unknown keys fail naming the allowed ones."""
         return from_dict(cls, values, where, **extra)
 

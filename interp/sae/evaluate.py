@@ -153,7 +153,7 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
     return EvalDetails(pd.DataFrame.from_records(records).set_index("sae"), densities, l0s, zfs)
 
 
-def evaluate(saes: SparseAutoencoder | dict[str, SparseAutoencoder], model, tokens: torch.Tensor, hook: str,
+def evaluate_saes(saes: SparseAutoencoder | dict[str, SparseAutoencoder], model, tokens: torch.Tensor, hook: str,
              **kwargs) -> pd.DataFrame:
     """The metrics table of `evaluate_details` (one row per SAE and inference mode)."""
     return evaluate_details(saes, model, tokens, hook, **kwargs).metrics

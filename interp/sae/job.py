@@ -9,9 +9,8 @@ table and `[[sae]]` tables); the defaults are the embedded job on zoo-dense.
 from __future__ import annotations
 
 import json
-import tomllib
 import zlib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,10 +18,12 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from interp.atomic import write_bytes
+from interp.config import check_fields, check_value, from_dict, read_toml, to_dict
+from interp.errors import ConfigError
 from interp.sae import saving
-from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.config import SAEConfig, SAETrainConfig
 from interp.sae.evaluate import EvalDetails, evaluate_details
-from interp.sae.trainer import TrainResult, train
+from interp.sae.trainer import SAETrainResult, train
 
 DEFAULT_SAES = ({"variant": "topk", "n_latents": 2048, "k": 32, "dead_tokens": 250_000},)
 
@@ -42,19 +43,21 @@ class JobConfig:
     eval_tokens: int = 16_384
     """Held-out tokens (zoo corpus built with eval_seed) for the evaluation."""
     eval_seed: int = 1_000
+    """Seed of the held-out evaluation corpus."""
     out_dir: str = "saes"
     """Runs go to <out_dir>/<run>/ (and <out_dir>/<run>/<sae name>/ for a sweep)."""
     run: str | None = None
     """Run name; None: <model>-<hook>-<variant>-k<k> (first SAE)."""
     saes: tuple[dict, ...] = DEFAULT_SAES
     """SAEConfig fields per SAE (d_in comes from the store); optional `name` for a sweep's subdirectory."""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=4096, n_tokens=1_228_800, lr=1e-3,
+    train: SAETrainConfig = field(default_factory=lambda: SAETrainConfig(batch_size=4096, n_tokens=1_228_800, lr=1e-3,
                                                                    warmup_steps=20))
     """Default: two passes over the cache (300 steps of 4096 tokens)."""
     report: str | None = None
     """Also write a Markdown comparison of the SAEs (matched L0, the papers' claims) to this path."""
 
     def __post_init__(self):
+        check_fields(self)
         if not self.saes:
             raise ValueError("JobConfig.saes=() is not allowed: give at least one SAE table")
         for name in ("cache_tokens", "eval_tokens"):
@@ -63,26 +66,24 @@ class JobConfig:
         names = [s.get("name", f"sae{i}") for i, s in enumerate(self.saes)]
         if len(set(names)) != len(names):
             raise ValueError(f"JobConfig.saes: names {names} must be distinct")
-        for s in self.saes:  # field names and values are checked now, before any compute
-            SAEConfig.from_dict({"d_in": 1 << 20, **{k: v for k, v in s.items() if k != "name"}})
+        for i, s in enumerate(self.saes):  # field names and values are checked now, before any compute
+            where = f"JobConfig.saes[{i}]"
+            check_value(str, s.get("name", ""), f"{where}.name")
+            SAEConfig.from_dict({k: v for k, v in s.items() if k != "name"}, where, d_in=1 << 20)
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "JobConfig":
-        """Read a recipe; `overrides` (non-None) replace its top-level fields."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: not valid TOML ({e})") from e
-        allowed = {f.name for f in fields(cls)} | {"sae"}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+        """Read a recipe (top-level fields, a `[train]` table, `[[sae]]` tables); `overrides`
+        (non-None) replace its top-level fields."""
+        data = read_toml(path)
+        if "saes" in data:
+            raise ConfigError(f"{path}: write each SAE as an [[sae]] table, not a 'saes' key")
         if "sae" in data:
-            data["saes"] = tuple(data.pop("sae"))
-        if "train" in data:
-            data["train"] = TrainConfig.from_dict(data["train"])
+            if not isinstance(data["sae"], list):
+                raise ConfigError(f"{path}: [sae] must be an array of tables: write [[sae]] (one per SAE)")
+            data["saes"] = data.pop("sae")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        return from_dict(cls, data, str(path))
 
     def sae_names(self) -> list[str]:
         return [s.get("name", s.get("variant", "topk")) if len(self.saes) > 1 else "sae" for s in self.saes]
@@ -106,7 +107,7 @@ class JobConfig:
         return Path("caches") / Path(self.model).name / name  # beside out_dir: both relative to the current directory
 
     def to_json(self) -> dict:
-        return dict(asdict(self), saes=[dict(s) for s in self.saes])
+        return to_dict(self)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -122,7 +123,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 class JobResult:
     run_dir: Path
     metrics: pd.DataFrame
-    training: TrainResult
+    training: SAETrainResult
     details: EvalDetails
 
 
@@ -153,7 +154,7 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         saving.save(sae, out, model_name=cfg.model, hook_name=cfg.hook, context_size=store.manifest.context_size)
         rows = details.metrics[details.metrics.index.str.fullmatch(rf"{name}(\[grad\])?")]
         write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
-        training = {"job": cfg.to_json(), "sae": asdict(sae.cfg), "store": str(store.path), "steps": result.steps,
+        training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path), "steps": result.steps,
                     "tokens": result.tokens, "history": [h for h in result.history if h["sae"] == i]}
         write_bytes(out / "training.json", (json.dumps(training, indent=1) + "\n").encode())
         write_bytes(out / "feature_densities.safetensors",
@@ -167,9 +168,6 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
 
 
 def with_overrides(cfg: JobConfig, *, sae: dict | None = None, train: dict | None = None, **top) -> JobConfig:
-    """`cfg` with top-level fields, SAE fields (applied to every SAE) and train fields replaced (None: kept)."""
-    sae = {k: v for k, v in (sae or {}).items() if v is not None}
-    train_fields = {k: v for k, v in (train or {}).items() if v is not None}
-    top = {k: v for k, v in top.items() if v is not None}
+    """`cfg` with top-level fields, SAE fields (applied to every SAE) and train fields replaced."""
     saes = tuple({**s, **sae} for s in cfg.saes) if sae else cfg.saes
-    return replace(cfg, saes=saes, train=replace(cfg.train, **train_fields), **top)
+    return replace(cfg, saes=saes, train=replace(cfg.train, **(train or {})), **top)

@@ -74,7 +74,7 @@ def claims(metrics: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def results_markdown(metrics: pd.DataFrame, cfg, training) -> str:
-    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its TrainResult)."""
+    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its SAETrainResult)."""
     m = metrics.reset_index()
     levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if v != "top_afa"})
     m["level"] = [_level_of(r, levels) for _, r in m.iterrows()]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from interp.config import to_dict
 from interp.sae import checkpoint
-from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.config import SAEConfig, SAETrainConfig
 from interp.sae.init import initialize_from_data
 from interp.sae.module import SparseAutoencoder
 from interp.sae.objective import training_loss
@@ -35,7 +35,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 @dataclass
-class TrainResult:
+class SAETrainResult:
     saes: list[SparseAutoencoder]
     """The trained SAEs, in the order of the configs."""
     stats: list[LatentStats]
@@ -54,7 +54,7 @@ def _ranks() -> tuple[int, int]:
     return 0, 1
 
 
-def _check_inputs(store, configs: list[SAEConfig], train_cfg: TrainConfig, hook: str | None, world: int) -> None:
+def _check_inputs(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, hook: str | None, world: int) -> None:
     if store.n_tokens == 0:
         raise ValueError(f"the activation store {store.path} is empty (0 tokens): nothing to train on")
     d = store.d_model(hook)
@@ -66,14 +66,14 @@ def _check_inputs(store, configs: list[SAEConfig], train_cfg: TrainConfig, hook:
             raise ValueError(f"SAE {i} is a gradient SAE, which needs dL/dx: {store.path} holds no gradients "
                              "(cache it with grads=True / --grads)")
     if train_cfg.batch_size % world:
-        raise ValueError(f"TrainConfig.batch_size={train_cfg.batch_size} must be divisible by the world size {world}")
+        raise ValueError(f"SAETrainConfig.batch_size={train_cfg.batch_size} must be divisible by the world size {world}")
     n_tokens = train_cfg.n_tokens or store.n_tokens
     if n_tokens < train_cfg.batch_size or store.n_tokens < train_cfg.batch_size:
         raise ValueError(f"the store has {store.n_tokens} tokens and the run asks for {n_tokens}: both must be "
-                         f">= TrainConfig.batch_size={train_cfg.batch_size}")
+                         f">= SAETrainConfig.batch_size={train_cfg.batch_size}")
 
 
-def _batches(store, train_cfg: TrainConfig, hook, start_step: int, total_steps: int, with_grads: bool):
+def _batches(store, train_cfg: SAETrainConfig, hook, start_step: int, total_steps: int, with_grads: bool):
     """The minibatches of steps start_step..total_steps-1, identical to an uninterrupted run's."""
     rank, world = _ranks()
     local = train_cfg.batch_size // world
@@ -87,14 +87,14 @@ def _batches(store, train_cfg: TrainConfig, hook, start_step: int, total_steps: 
         yield step, batch
 
 
-def adam(sae: SparseAutoencoder, train_cfg: TrainConfig) -> torch.optim.Adam:
+def adam(sae: SparseAutoencoder, train_cfg: SAETrainConfig) -> torch.optim.Adam:
     """The SAE's optimizer: Adam as one fused kernel per step rather than a loop over tensors
     (the update of a 16k-latent SAE is a tenth of a CPU training step otherwise)."""
     return torch.optim.Adam(sae.parameters(), lr=train_cfg.lr_for(sae.cfg), eps=train_cfg.adam_eps,
                             betas=(train_cfg.adam_beta1, train_cfg.adam_beta2), fused=True)
 
 
-def build_saes(store, configs: list[SAEConfig], train_cfg: TrainConfig, hook: str | None) -> list[SparseAutoencoder]:
+def build_saes(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, hook: str | None) -> list[SparseAutoencoder]:
     """Fresh SAEs with data-dependent init (input scale, geometric-median b_dec) from the first
     `init_tokens` tokens of the store (the same sample on every rank)."""
     sample = next(iter(store.batches(min(train_cfg.init_tokens, store.n_tokens), hook=hook, shuffle=True,
@@ -107,14 +107,14 @@ def build_saes(store, configs: list[SAEConfig], train_cfg: TrainConfig, hook: st
     return saes
 
 
-def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: TrainConfig = TrainConfig(), *,
+def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig = SAETrainConfig(), *,
           hook: str | None = None, checkpoint_dir: str | Path | None = None, resume: bool = False,
-          progress: bool = True, log_every: int | None = None) -> TrainResult:
+          progress: bool = True, log_every: int | None = None) -> SAETrainResult:
     """Train the SAEs of `configs` on `store` (an `interp.cache.Store`) from one read of the data.
 
     `hook`: which hook of a multi-hook store. `checkpoint_dir`: where checkpoints go (every
     `train_cfg.checkpoint_every` steps and at the end). `resume`: continue from the checkpoint
-    there. Returns a `TrainResult`; raises `NonFiniteLoss` on a NaN/Inf loss.
+    there. Returns a `SAETrainResult`; raises `NonFiniteLoss` on a NaN/Inf loss.
     """
     configs = [configs] if isinstance(configs, SAEConfig) else list(configs)
     if not configs:
@@ -187,4 +187,4 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: TrainConfig = 
         checkpoint.save(checkpoint_dir, total_steps, saes, optimizers, stats, meta)
     for sae in saes:
         sae.eval()
-    return TrainResult(saes, stats, total_steps, total_steps * train_cfg.batch_size, history)
+    return SAETrainResult(saes, stats, total_steps, total_steps * train_cfg.batch_size, history)

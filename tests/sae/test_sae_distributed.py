@@ -7,12 +7,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from interp.sae import losses
-from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.config import SAEConfig, SAETrainConfig
 from interp.sae.module import SparseAutoencoder
 from interp.sae.trainer import train
 
 CFG = SAEConfig(d_in=32, n_latents=96, k=6, dead_tokens=1024)
-TRAIN = TrainConfig(batch_size=256, n_tokens=4096 * 2, lr=3e-3, warmup_steps=3)
+TRAIN = SAETrainConfig(batch_size=256, n_tokens=4096 * 2, lr=3e-3, warmup_steps=3)
 
 
 def _worker(rank, store_path, out_dir):

@@ -7,13 +7,13 @@ import torch
 from interp.config import flag_values
 from interp.errors import ConfigError
 from interp.sae import job, saving
-from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.config import SAEConfig, SAETrainConfig
 
 
 def test_job_writes_a_loadable_run_with_metrics(tiny_model, tiny_tokens, tmp_path):
     cfg = job.JobConfig(model="tiny", hook="blocks.1.hook_resid_pre", cache_dir=str(tmp_path / "cache"),
                         out_dir=str(tmp_path / "saes"), saes=({"variant": "topk", "n_latents": 128, "k": 8},),
-                        train=TrainConfig(batch_size=256, n_tokens=4096 * 3, lr=3e-3, warmup_steps=5),
+                        train=SAETrainConfig(batch_size=256, n_tokens=4096 * 3, lr=3e-3, warmup_steps=5),
                         report=str(tmp_path / "RESULTS.md"))
     result = job.run(cfg, progress=False, model=tiny_model, train_tokens=tiny_tokens,
                      eval_tokens=tiny_tokens[:16])
@@ -61,10 +61,10 @@ def test_cli_registers_train_and_eval(capsys):
     args = parser.parse_args(["train-sae", "--k", "16", "--variant", "mutual_choice", "--train-tokens", "8192",
                               "--lr", "none", "--dtype", "bfloat16"])
     assert flag_values(args, SAEConfig, "sae") == {"k": 16, "variant": "mutual_choice"}
-    assert flag_values(args, TrainConfig, "train") == {"n_tokens": 8192, "lr": None, "dtype": "bfloat16"}
+    assert flag_values(args, SAETrainConfig, "train") == {"n_tokens": 8192, "lr": None, "dtype": "bfloat16"}
     assert args.func.__name__ == "_train_sae"
     cfg = job.with_overrides(job.JobConfig(), sae=flag_values(args, SAEConfig, "sae"),
-                             train=flag_values(args, TrainConfig, "train"))
+                             train=flag_values(args, SAETrainConfig, "train"))
     assert cfg.train.lr is None and cfg.train.dtype is torch.bfloat16 and cfg.saes[0]["k"] == 16
     assert main(["train-sae", "--variant", "relu", "--no-progress"]) == 2
     assert "SAEConfig.variant='relu' is not allowed: one of topk" in capsys.readouterr().err
@@ -90,14 +90,14 @@ def test_default_cache_directory_follows_the_weights(tiny_model):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[train]\nlr = "fast"\n', "TrainConfig.lr='fast' is not allowed: None or a number"),
-    ("train = 5\n", "JobConfig.train=5 is not allowed: a table of TrainConfig fields"),
+    ('[train]\nlr = "fast"\n', "SAETrainConfig.lr='fast' is not allowed: None or a number"),
+    ("train = 5\n", "JobConfig.train=5 is not allowed: a table of SAETrainConfig fields"),
     ('[sae]\nvariant = "topk"\n', r"\[sae\] must be an array of tables: write \[\[sae\]\]"),
     ('[[sae]]\nmulti_topk = "yes"\n', r"JobConfig.saes\[0\]: SAEConfig.multi_topk='yes' is not allowed: true or false"),
     ("[[sae]]\ndead_tokens = true\n", "SAEConfig.dead_tokens=True is not allowed: an integer"),
     ('[[sae]]\nname = 3\n', r"JobConfig.saes\[0\].name=3 is not allowed: a string"),
     ("cache_tokens = 1.5\n", "JobConfig.cache_tokens=1.5 is not allowed: an integer"),
-    ('[train]\ndtype = "int8"\n', "TrainConfig.dtype='int8' is not allowed: a dtype name"),
+    ('[train]\ndtype = "int8"\n', "SAETrainConfig.dtype='int8' is not allowed: a dtype name"),
 ])
 def test_malformed_recipes_name_the_file_and_field(tmp_path, text, message):
     recipe = tmp_path / "recipe.toml"

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from interp.sae import losses
-from interp.sae.config import SAEConfig, TrainConfig
+from interp.sae.config import SAEConfig, SAETrainConfig
 from interp.sae.module import l0_per_token
 from interp.sae.trainer import NonFiniteLoss, build_saes, train
 
 HOOK_D = 32
-TRAIN = TrainConfig(batch_size=256, lr=3e-3, warmup_steps=3, checkpoint_every=2)
+TRAIN = SAETrainConfig(batch_size=256, lr=3e-3, warmup_steps=3, checkpoint_every=2)
 
 
 def _cfg(**kw):
@@ -42,7 +42,7 @@ class _Interrupting:
 
 def test_training_reduces_nmse_for_every_variant_from_one_read(tiny_store):
     configs = [_cfg(variant=v) for v in ("topk", "mutual_choice", "feature_choice", "gradient", "top_afa")]
-    train_cfg = TrainConfig(batch_size=256, n_tokens=4096 * 2, lr=3e-3, warmup_steps=3)
+    train_cfg = SAETrainConfig(batch_size=256, n_tokens=4096 * 2, lr=3e-3, warmup_steps=3)
     result = train(tiny_store, configs, train_cfg, progress=False)
     assert result.steps == 32 and result.tokens == 32 * 256
     untrained = build_saes(tiny_store, configs, train_cfg, None)
@@ -58,7 +58,7 @@ def test_training_reduces_nmse_for_every_variant_from_one_read(tiny_store):
 
 
 def test_bfloat16_training_runs_and_learns(tiny_store):
-    result = train(tiny_store, _cfg(), TrainConfig(batch_size=256, lr=3e-3, warmup_steps=3, dtype="bfloat16"),
+    result = train(tiny_store, _cfg(), SAETrainConfig(batch_size=256, lr=3e-3, warmup_steps=3, dtype="bfloat16"),
                    progress=False)
     assert result.saes[0].W_enc.dtype == torch.float32 and _eval_nmse(result.saes[0], tiny_store) < 0.6
 
@@ -99,8 +99,8 @@ def test_bad_inputs_fail_with_clear_messages(tiny_store, tmp_path):
         _cfg(variant="relu")
     with pytest.raises(ValueError, match="SAEConfig.k=200.*n_latents=96"):
         _cfg(k=200)
-    with pytest.raises(ValueError, match="TrainConfig.dtype"):
-        TrainConfig(dtype="float16")
+    with pytest.raises(ValueError, match="SAETrainConfig.dtype"):
+        SAETrainConfig(dtype="float16")
     with pytest.raises(ValueError, match="configs differ"):
         train(tiny_store, _cfg(), TRAIN, checkpoint_dir=tmp_path / "c", progress=False)
         train(tiny_store, _cfg(k=7), TRAIN, checkpoint_dir=tmp_path / "c", resume=True, progress=False)
