@@ -18,7 +18,7 @@ import errno
 import os
 import re
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from interp.cache import distributed, sources
 from interp.cache.format import (DTYPES, Manifest, ShardInfo, StoreError, as_tensor, dtype_name,
                                  file_crc32, read_manifest, shard_layout, shard_name,
                                  write_manifest, MANIFEST)
+from interp.config import check_fields
 
 SHARD_BYTES_TARGET = 128 * 2**20
 """Default shard size: about 128 MiB (rounded to whole batches)."""
@@ -42,7 +43,7 @@ class CacheConfig:
 
     hooks: tuple[str, ...]
     """TransformerLens hook names, cached in one model pass."""
-    dtype: str = "float32"
+    dtype: str = field(default="float32", metadata={"choices": tuple(DTYPES)})
     """Storage dtype: float32 | float16 | bfloat16."""
     batch_size: int = 32
     """Sequences per model pass."""
@@ -56,6 +57,7 @@ class CacheConfig:
     """Sequences per shard file; a multiple of `batch_size`."""
 
     def __post_init__(self):
+        check_fields(self)
         if not self.hooks or len(set(self.hooks)) != len(self.hooks):
             raise ValueError(f"CacheConfig.hooks={list(self.hooks)} must be a non-empty list of distinct hook names")
         if self.dtype not in DTYPES:
