@@ -12,10 +12,16 @@ controllers ("Guiding Giants", arXiv 2505.20309), and an evaluation harness.
 
     config = ControllerConfig(d_model=128, n_layers=4, alpha=2.0, read_position="max", scale_cap=4.0)  # zoo
     result = train_controller(model, d, harmful_prompts, benign_prompts, config)      # plain harmful vs benign
-    with steer(model, ControllerSteering(result.controller, mode="paper")):
+    with steer(model, ControllerSteering(result.controller, mode="paper")) as trace:
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
+    trace.last_output.scale                  # the controller's s for the last batch
     evaluate(model, {"controller": ControllerSteering(result.controller)})   # refusal / perplexity / IOI table
     sweep(model, d, [[2], [3]], [4.0, 8.0], {"controller": ControllerSteering(result.controller)})
+
+`Steering` and `ControllerSteering` are steering plans: immutable values (one can steer
+nested contexts or several models at once) that declare their layers, positions and
+read-outs and compute their coefficients from those read-outs; each `steer` context keeps
+its own state (`interp.steering.apply` says how, and how to write another plan).
 
 Layer l means the residual stream at `blocks.{l}.hook_{site}` (site "resid_post" by
 default: the output of block l, as a Hugging Face hidden state). Positions: "last_prompt",
@@ -23,12 +29,14 @@ default: the output of block l, as a Hugging Face hidden state). Positions: "las
 generated token is steered), "last", "all", or explicit token positions.
 """
 
-from interp.steering.apply import POSITIONS, Steering, SteeringTrace, steer
+from interp.steering.apply import (POSITIONS, Coefficients, ReadInfo, ReadOuts, Steering, SteeringPlan, SteeringTrace,
+                                   steer)
 from interp.steering.controller import ControllerConfig, ControllerOutput, ControllerSteering, SteeringController
 from interp.steering.directions import Direction
 from interp.steering.evaluate import EvalConfig, auroc, controller_auroc, evaluate, pareto_figure, sweep
 from interp.steering.train import TrainConfig, TrainResult, train_controller
 
-__all__ = ["Direction", "Steering", "SteeringTrace", "steer", "POSITIONS", "ControllerConfig", "ControllerOutput",
-           "ControllerSteering", "SteeringController", "TrainConfig", "TrainResult", "train_controller",
-           "EvalConfig", "evaluate", "sweep", "pareto_figure", "auroc", "controller_auroc"]
+__all__ = ["Direction", "Steering", "SteeringTrace", "steer", "POSITIONS", "SteeringPlan", "ReadOuts", "ReadInfo",
+           "Coefficients", "ControllerConfig", "ControllerOutput", "ControllerSteering", "SteeringController",
+           "TrainConfig", "TrainResult", "train_controller", "EvalConfig", "evaluate", "sweep", "pareto_figure", "auroc",
+           "controller_auroc"]

@@ -13,7 +13,10 @@ BOS and the token with the largest s gives (s, u), in training as in use. A jail
 wrapper leaves the wrapped request's own tokens in place, and "max" finds them there: on
 the zoo only "max" carries harmfulness through held-out wrappers (`results/steering.md`).
 
-`ControllerSteering` applies it with `interp.steering.steer`, in one of two modes:
+`ControllerSteering` is the steering plan that applies it with `interp.steering.steer`: an
+immutable value whose coefficients are `SteeringController.coefficients` of the controller's
+output on the read-outs it declares (`reads`); the `steer` session runs those read-outs and
+keeps the output of the last forward as `SteeringTrace.last_output`. Two modes:
 * "paper": a clean (unsteered) pass over the prompt gives s and u once per prompt; then
   every layer is patched at every position that predicts a reply token (positions
   "generated": t ≥ P − 1), so the first generated token is steered.
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,7 +48,7 @@ from torch import nn
 
 from interp.atomic import write_bytes
 from interp.steering import readout
-from interp.steering.apply import schedule_weights
+from interp.steering.apply import Coefficients, ReadInfo, ReadOuts, schedule_weights
 from interp.steering.directions import Direction, check_width
 
 MODES = ("paper", "reference")
@@ -210,80 +213,68 @@ class SteeringController(nn.Module):
         return controller.eval()
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
 class ControllerSteering:
-    """Steer with a trained controller (a `SteeringPlan` for `interp.steering.steer`).
+    """Steer with a trained controller: a steering plan for `interp.steering.steer`.
 
-    `mode`/`alpha`: override the controller's config (None = keep it).
-    After each forward pass `last_output` holds the controller's output for the batch.
+    `mode`/`alpha`: override the controller's config (None = keep it). An immutable value:
+    the `steer` session keeps every per-forward state, and the controller's output for the
+    batch of the last forward is `SteeringTrace.last_output`.
     """
 
     controller: SteeringController
     mode: str | None = None
     alpha: float | None = None
-    last_output: ControllerOutput | None = field(default=None, init=False)
 
     def __post_init__(self):
         if not isinstance(self.controller, SteeringController):
             raise ValueError(f"controller must be a SteeringController; got {type(self.controller).__name__}")
-        self.mode = self.controller.cfg.mode if self.mode is None else self.mode
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r} is not a controller mode; allowed: {', '.join(MODES)}")
-        self.alpha = self.controller.cfg.alpha if self.alpha is None else float(self.alpha)
-        if not self.alpha > 0:
-            raise ValueError(f"alpha={self.alpha} must be positive")
-        self.direction = self.controller.direction
-        self.site = SITE
-        self._coef_BL: torch.Tensor | None = None
-        self._captured: dict[int, torch.Tensor] = {}
+        mode = self.controller.cfg.mode if self.mode is None else self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not a controller mode; allowed: {', '.join(MODES)}")
+        alpha = self.controller.cfg.alpha if self.alpha is None else float(self.alpha)
+        if not alpha > 0:
+            raise ValueError(f"alpha={alpha} must be positive")
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "alpha", alpha)
+
+    # --- SteeringPlan ---------------------------------------------------------------------
+    @property
+    def direction(self) -> Direction:
+        return self.controller.direction
+
+    @property
+    def site(self) -> str:
+        return SITE
 
     @property
     def patch_layers(self) -> tuple[int, ...]:
         cfg = self.controller.cfg
         return tuple(range(cfg.n_layers)) if self.mode == "paper" else (max(cfg.read_layers),)
 
-    def _evaluate(self, x_BI: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            out = self.controller(x_BI.float().to(self.controller.fc1.weight.device))
-        self.last_output = out
-        return self.controller.coefficients(out, self.alpha)  # (B, n_layers)
+    @property
+    def reads(self) -> ReadOuts:
+        """Paper mode: a clean pass over the prompt; reference mode: the current forward."""
+        return ReadOuts(tuple(readout.hook_name(layer, SITE) for layer in self.controller.cfg.read_layers),
+                        "clean_prompt" if self.mode == "paper" else "current")
 
-    # --- SteeringPlan ---------------------------------------------------------------------
-    def bind(self, model) -> tuple[int, ...]:
+    def check(self, model) -> None:
         self.controller.check_model(model)
         check_width(self.direction, model.cfg.d_model)
-        self._coef_BL = None
-        return self.patch_layers
 
     def position_weights(self, t_T: torch.Tensor, prompt_length: int, last: int) -> torch.Tensor:
         return schedule_weights("generated" if self.mode == "paper" else "last", t_T, prompt_length, last)
 
-    def read_hooks(self, session) -> list[tuple[str, object]]:
-        if self.mode == "paper":
-            return []
-
-        def capture(layer):
-            def hook(act_BTD, hook):
-                if not session.inner:
-                    self._captured[layer] = read_at(act_BTD, act_BTD.shape[1], self.controller.cfg.read_position)
-            return hook
-
-        return [(readout.hook_name(layer, SITE), capture(layer)) for layer in self.controller.cfg.read_layers]
-
-    def begin_forward(self, session, seq: torch.Tensor | None, new_prompt: bool) -> None:
-        if self.mode != "paper" or seq is None or not (new_prompt or session.fixed_prompt_length is not None):
-            return
-        names = [readout.hook_name(layer, SITE) for layer in self.controller.cfg.read_layers]
-        P = min(session.prompt_length, seq.shape[1])
-        acts = session.clean_run(seq[:, :P], names)
-        x_BI = torch.cat([read_at(acts[n], P, self.controller.cfg.read_position) for n in names], dim=-1)
-        self._coef_BL = self._evaluate(x_BI)
-
-    def row_coefficients(self, layer: int, act_BTD: torch.Tensor, session) -> torch.Tensor:
-        if self.mode == "reference":
-            x_BI = torch.cat([self._captured[r] for r in self.controller.cfg.read_layers], dim=-1)
-            self._coef_BL = self._evaluate(x_BI)
-        return self._coef_BL[:, layer].to(act_BTD.device)
+    def patch_coefficients(self, info: ReadInfo) -> Coefficients:
+        """s · σ(u_l) · α at the patch layers, from the read layers' activations in `info`
+        (each read at `read_position` over all the positions it holds), and the output (s, u)."""
+        read_position = self.controller.cfg.read_position
+        x_BI = torch.cat([read_at(act, act.shape[1], read_position)
+                          for act in (info.acts[name] for name in self.reads.hooks)], dim=-1)
+        with torch.no_grad():
+            out = self.controller(x_BI.float().to(self.controller.fc1.weight.device))
+        coef_BL = self.controller.coefficients(out, self.alpha)[:, list(self.patch_layers)]
+        return Coefficients(coef_BL.to(info.device), out)
 
 
 def read_at(act_BTD: torch.Tensor, length: int, read_position: str) -> torch.Tensor:

@@ -263,12 +263,12 @@ class FeatureDashboard(widgets.VBox):
             if coefficient == 0:
                 self._generated[key] = greedy(self.model, [prompt], self.max_new_tokens)[0]
             else:
-                from interp.steering import Direction, Steering, steer
+                from interp.steering import Direction, Steering
+                from interp.steering.apply import generate_steered
 
                 spec = Steering(direction=Direction.from_sae_latent(self.sae, latent), layers=[self.steer_layer],
                                 coefficients=coefficient, positions="all", site=self.steer_site)
-                with steer(self.model, spec):
-                    self._generated[key] = greedy(self.model, [prompt], self.max_new_tokens)[0]
+                self._generated[key] = generate_steered(self.model, spec, [prompt], self.max_new_tokens)[0][0]
         return self._generated[key]
 
     def _render_steering(self) -> None:

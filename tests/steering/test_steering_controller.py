@@ -4,6 +4,7 @@ import torch
 from interp.generation import greedy
 from interp.steering import (ControllerConfig, ControllerOutput, ControllerSteering, SteeringController,
                              TrainConfig, steer, train_controller)
+from interp.steering.apply import ReadInfo
 from interp.steering.controller import read_at
 from interp.steering.evaluate import controller_auroc
 from interp.tasks import refusal
@@ -61,9 +62,10 @@ def test_scale_cap_caps_only_the_patch_scale(refusal_direction):
     with torch.no_grad():
         c.fc2.weight.zero_()
         c.fc2.bias.copy_(torch.tensor([9.0, 0.0, 0.0, 0.0, 0.0]))
-    coef = spec._evaluate(torch.randn(2, 512))
-    torch.testing.assert_close(coef, torch.full((2, 4), 1.5 * 0.5 * 2.0))
-    assert spec.last_output.scale.tolist() == [9.0, 9.0]  # the raw score is still reported
+    acts = {name: torch.randn(2, 3, 128) for name in spec.reads.hooks}
+    coef = spec.patch_coefficients(ReadInfo(acts, 3, 2, torch.device("cpu")))
+    torch.testing.assert_close(coef.values, torch.full((2, 4), 1.5 * 0.5 * 2.0))
+    assert coef.output.scale.tolist() == [9.0, 9.0]  # the raw score is still reported
 
 
 def _zeroed(controller):
@@ -79,9 +81,9 @@ def test_zero_scale_gives_identical_logits(zoo_dense, controller, mode):
     toks = zoo_dense.to_tokens(PROMPTS)
     base = zoo_dense(toks)
     spec = ControllerSteering(_zeroed(controller), mode=mode)
-    with steer(zoo_dense, spec):
+    with steer(zoo_dense, spec) as trace:
         steered = zoo_dense(toks)
-    assert spec.last_output.scale.abs().max() == 0
+    assert trace.last_output.scale.abs().max() == 0
     assert torch.equal(base, steered)
 
 
@@ -94,7 +96,7 @@ def test_paper_patch_is_s_sigmoid_u_alpha_d_at_generated_positions(zoo_dense, co
     try:
         for n in names:  # runs before the steering hook
             zoo_dense.hook_dict[n].add_hook(lambda a, hook: before.__setitem__(hook.name, a.clone()), prepend=True)
-        with steer(zoo_dense, spec, prompt_length=T - 2):
+        with steer(zoo_dense, spec, prompt_length=T - 2) as trace:
             for n in names:
                 zoo_dense.hook_dict[n].add_hook(lambda a, hook: after.__setitem__(hook.name, a.clone()))
             zoo_dense(toks)
@@ -104,7 +106,7 @@ def test_paper_patch_is_s_sigmoid_u_alpha_d_at_generated_positions(zoo_dense, co
     _, cache = zoo_dense.run_with_cache(toks[:, :T - 2])
     x = torch.cat([read_at(cache[n], T - 2, "mean") for n in names], dim=-1)
     out = controller(x)
-    torch.testing.assert_close(spec.last_output.scale, out.scale)
+    torch.testing.assert_close(trace.last_output.scale, out.scale)
     for layer, n in enumerate(names):
         coef_B = out.scale * torch.sigmoid(out.layer_logits[:, layer]) * 2.0
         delta = after[n] - before[n]
@@ -199,12 +201,12 @@ def test_controller_for_another_model_is_a_clear_error(zoo_dense, refusal_direct
 def test_paper_mode_under_model_generate_matches_greedy(zoo_dense, controller, kv_cache):
     prompt = refusal.generate(1, "jailbreak", "heldout")[0].prompt
     spec = ControllerSteering(controller)
-    with steer(zoo_dense, spec):
+    with steer(zoo_dense, spec) as trace:
         reply = greedy(zoo_dense, [prompt], max_new_tokens=4)[0]
-    s_greedy = spec.last_output.scale.clone()
+    s_greedy = trace.last_output.scale.clone()
     toks = zoo_dense.to_tokens(prompt)
-    with steer(zoo_dense, spec):
+    with steer(zoo_dense, spec) as trace:
         out = zoo_dense.generate(toks, max_new_tokens=4, do_sample=False, stop_at_eos=False, verbose=False,
                                  use_past_kv_cache=kv_cache)
-    torch.testing.assert_close(spec.last_output.scale, s_greedy)  # read from the prompt's embeddings
+    torch.testing.assert_close(trace.last_output.scale, s_greedy)  # read from the prompt's embeddings
     assert zoo_dense.tokenizer.decode(out[0, toks.shape[1]:].tolist()) == reply
