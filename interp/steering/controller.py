@@ -36,10 +36,11 @@ metadata, training summary).
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -47,12 +48,15 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from interp.atomic import write_bytes
+from interp.config import check_fields
 from interp.steering import readout
 from interp.steering.apply import Coefficients, ReadInfo, ReadOuts, schedule_weights
 from interp.steering.directions import Direction, check_width
 
-MODES = ("paper", "reference")
-READ_POSITIONS = ("last", "mean", "max")
+Mode = Literal["paper", "reference"]
+ReadPosition = Literal["last", "mean", "max"]
+MODES = typing.get_args(Mode)
+READ_POSITIONS = typing.get_args(ReadPosition)
 WEIGHTS_FILE = "controller.safetensors"
 CONFIG_FILE = "controller.json"
 SITE = "resid_post"
@@ -76,22 +80,22 @@ class ControllerConfig:
     """[ours] Use min(s, scale_cap) in the patch (None: raw s [paper]). Every prompt scored
     above the cap gets the same push, so α can be set for the weakest flagged prompts
     without over-steering the prompts the controller is most sure of."""
-    mode: str = "paper"
+    mode: Mode = "paper"
     """"paper" or "reference" (see the module doc); `ControllerSteering` can override it."""
-    read_position: str = "last"
+    read_position: ReadPosition = "last"
     """Where the read layers are read: "last" prompt token [paper], "mean" over the prompt
     tokens after BOS, or "max": the prompt token whose s is largest [ours, see the module doc]."""
     seed: int = 0
     """Seed of the weight initialisation."""
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("d_model", "n_layers", "hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int")
-        read = tuple(self.read_layers) or tuple(range(max(0, self.n_layers - 4), self.n_layers))
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
+        read = self.read_layers or tuple(range(max(0, self.n_layers - 4), self.n_layers))
         for layer in read:
-            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            if not 0 <= layer < self.n_layers:
                 raise ValueError(f"read_layers contains {layer!r}: a layer index must be an int "
                                  f"in [0, {self.n_layers})")
         if len(set(read)) != len(read):
@@ -101,15 +105,23 @@ class ControllerConfig:
             raise ValueError(f"alpha={self.alpha} must be a positive finite number")
         if self.scale_cap is not None and not (self.scale_cap > 0 and float(self.scale_cap) != float("inf")):
             raise ValueError(f"scale_cap={self.scale_cap} must be None or a positive finite number")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r} is not a controller mode; allowed: {', '.join(MODES)}")
-        if self.read_position not in READ_POSITIONS:
-            raise ValueError(f"read_position={self.read_position!r} is not allowed; "
-                             f"use one of {', '.join(READ_POSITIONS)}")
+
+    @classmethod
+    def for_zoo(cls, d_model: int, n_layers: int, **fields) -> ControllerConfig:
+        """The zoo's controller: `ZOO_SETTINGS` over the paper's defaults, then `fields`.
+        What `interp steer train` and `train_refusal_controller` use by default."""
+        return cls(d_model, n_layers, **{**ZOO_SETTINGS, **fields})
 
     @property
     def input_dim(self) -> int:
         return len(self.read_layers) * self.d_model
+
+
+ZOO_SETTINGS = {"alpha": 2.0, "read_position": "max", "scale_cap": 4.0}
+"""Where the zoo's controller differs from the paper's: the zoo's residual stream is small
+(α 2, not 4), only the "max" read-out carries harmfulness through held-out jailbreak
+wrappers, and a cap on s keeps the most confident prompts from being over-steered
+(`results/steering.md` measures each choice)."""
 
 
 class ControllerOutput(NamedTuple):
