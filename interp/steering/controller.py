@@ -35,20 +35,17 @@ metadata, training summary).
 
 from __future__ import annotations
 
-import json
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from interp.atomic import write_bytes
-from interp.config import check_fields
+from interp.artifacts import read_artifact, write_artifact
+from interp.config import check_fields, from_dict, to_dict
 from interp.steering import readout
 from interp.steering.apply import Coefficients, ReadInfo, ReadOuts, schedule_weights
 from interp.steering.directions import Direction, check_width
@@ -186,33 +183,24 @@ class SteeringController(nn.Module):
     # --- disk -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write `path`/controller.safetensors + `path`/controller.json (atomic)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()}
         tensors["direction"] = self.direction.vector.contiguous()
-        write_bytes(path / WEIGHTS_FILE, save_safetensors(tensors))
         d = self.direction
-        meta = {"config": asdict(self.cfg),
+        meta = {"config": to_dict(self.cfg),
                 "direction": {"method": d.method, "name": d.name, "layer": d.layer, "site": d.site,
                               "provenance": d.provenance},
                 "summary": self.summary}
-        write_bytes(path / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
-        return path
+        return write_artifact(path, WEIGHTS_FILE, tensors, CONFIG_FILE, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringController:
         """Read a controller written by `save`."""
         path = Path(path)
-        for f in (WEIGHTS_FILE, CONFIG_FILE):
-            if not (path / f).is_file():
-                raise FileNotFoundError(f"{path / f} is missing: a controller directory holds {WEIGHTS_FILE} "
-                                        f"and {CONFIG_FILE}")
+        tensors, meta = read_artifact(path, WEIGHTS_FILE, CONFIG_FILE, "a controller directory")
         try:
-            meta = json.loads((path / CONFIG_FILE).read_text())
-            cfg = ControllerConfig(**{**meta["config"], "read_layers": tuple(meta["config"]["read_layers"])})
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            cfg = from_dict(ControllerConfig, meta["config"], str(path / CONFIG_FILE))
+        except (KeyError, TypeError) as e:
             raise ValueError(f"{path / CONFIG_FILE}: not a controller config ({e!r})") from e
-        tensors = load_safetensors((path / WEIGHTS_FILE).read_bytes())
         dmeta = meta.get("direction", {})
         direction = Direction(tensors.pop("direction"), dmeta.get("method", "unknown"), dmeta.get("name", ""),
                               dmeta.get("layer"), dmeta.get("site"), dmeta.get("provenance", {}))

@@ -15,16 +15,13 @@ On disk a direction is a directory: `direction.safetensors` (the vector) and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
-from interp.atomic import write_bytes
+from interp.artifacts import read_artifact, write_artifact
 from interp.steering import readout
 
 VECTOR_FILE = "direction.safetensors"
@@ -158,27 +155,15 @@ class Direction:
     # --- disk -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the direction as `path`/direction.safetensors + `path`/direction.json (atomic)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        write_bytes(path / VECTOR_FILE, save_safetensors({"vector": self.vector.contiguous()}))
         meta = {"method": self.method, "name": self.name, "layer": self.layer, "site": self.site,
                 "d_model": self.d_model, "provenance": self.provenance}
-        write_bytes(path / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
-        return path
+        return write_artifact(path, VECTOR_FILE, {"vector": self.vector.contiguous()}, META_FILE, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Direction:
         """Read a direction written by `save`."""
         path = Path(path)
-        for f in (VECTOR_FILE, META_FILE):
-            if not (path / f).is_file():
-                raise FileNotFoundError(f"{path / f} is missing: a direction directory holds {VECTOR_FILE} "
-                                        f"and {META_FILE}")
-        try:
-            meta = json.loads((path / META_FILE).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path / META_FILE}: not valid JSON ({e})") from e
-        tensors = load_safetensors((path / VECTOR_FILE).read_bytes())
+        tensors, meta = read_artifact(path, VECTOR_FILE, META_FILE, "a direction directory")
         if "vector" not in tensors:
             raise ValueError(f"{path / VECTOR_FILE} has no 'vector' tensor")
         return cls(tensors["vector"], meta["method"], meta.get("name", ""), meta.get("layer"), meta.get("site"),
