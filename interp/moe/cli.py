@@ -101,16 +101,40 @@ def _scan(args) -> int:
     return 0
 
 
+# MoteConfig field -> `interp moe ablate` option (argparse dest): the config is built from the
+# parsed flags and its reproduce command from the config, so neither retypes the other.
+_MOTE_OPTIONS = {"model": "model", "top_n": "top", "policies": "policy", "seeds": "seeds", "n_train": "train",
+                 "n_heldout": "heldout", "n_prose": "prose", "n_ioi": "ioi", "statistic": "statistic", "last": "last"}
+
+# `interp moe ablate --experts` table: measurement key -> printed column, in printed order.
+_ABLATE_COLUMNS = {"policy": "policy", "refusal_rate": "refusal_harmful", "refusal_rate_benign": "refusal_benign",
+                   "prose_ce": "prose_ce", "ioi_accuracy": "ioi_accuracy"}
+
+
+def _mote_config(args):
+    from interp.moe.experiment import MoteConfig
+
+    values = {field: getattr(args, dest) for field, dest in _MOTE_OPTIONS.items()}
+    return MoteConfig(**{field: tuple(v) if isinstance(v, list) else v for field, v in values.items()})
+
+
+def _mote_command(config, report: str | None = None) -> str:
+    """The `interp moe ablate` command line that runs `config` (a `MoteConfig` of the flags'
+    fields) and writes the report to `report`; every flag written out, defaults included."""
+    words = ["interp", "moe", "ablate"]
+    for field, dest in _MOTE_OPTIONS.items():
+        value = getattr(config, field)
+        if value is not None:
+            words += [f"--{dest}", *map(str, value if isinstance(value, tuple) else (value,))]
+    return shlex.join(words + (["--report", str(report)] if report else []))
+
+
 def _ablate(args) -> int:
     from interp import load_model, moe
-    from interp.moe.experiment import MoteConfig, run_mote, write_report
-    from interp.tasks import ioi, refusal
-    from interp.zoo.evaluate import ioi_scores, prose_ce, refusal_rate
+    from interp.moe.experiment import HeldOut, measure, run_mote, write_report
 
     if args.top:
-        config = MoteConfig(model=args.model, n_train=args.train, n_heldout=args.heldout, n_prose=args.prose,
-                            n_ioi=args.ioi, top_n=tuple(args.top), policies=tuple(args.policy), seeds=tuple(args.seeds),
-                            statistic=args.statistic, last=args.last)
+        config = _mote_config(args)
         result = run_mote(config)
         print("\nsummary (top-N against random controls)")
         _show(result.summary)
@@ -118,42 +142,26 @@ def _ablate(args) -> int:
             print("\nforcing the top-N experts on")
             _show(result.forcing)
         if args.report:
-            write_report(result, args.report, "interp moe ablate " + shlex.join(_argv_of(args)))
+            write_report(result, args.report, _mote_command(config, args.report))
             print(f"wrote {args.report}")
         return 0
     model = load_model(args.model)
     experts = moe.check_experts(model, args.experts, field="--experts")
-    harmful = refusal.generate(args.heldout, "harmful", "heldout")
-    benign = refusal.generate(args.heldout, "benign", "heldout")
-    pairs = ioi.generate(args.ioi, "heldout")
-
-    def measure() -> dict:
-        return dict(refusal_harmful=refusal_rate(model, harmful), refusal_benign=refusal_rate(model, benign),
-                    prose_ce=prose_ce(model, args.prose), ioi_accuracy=ioi_scores(model, pairs)[0])
-
-    rows = [dict(policy="(none)", **measure())]
+    heldout = HeldOut.draw(args.heldout, args.ioi, args.prose)
+    rows = [dict(policy="(none)", **measure(model, heldout, benign=True))]
     for policy in args.policy:
         with moe.ablate(model, experts, policy):
-            rows.append(dict(policy=policy, **measure()))
+            rows.append(dict(policy=policy, **measure(model, heldout, benign=True)))
     print(f"{args.model}: experts {experts} switched off")
-    _show(pd.DataFrame(rows))
+    _show(pd.DataFrame(rows)[list(_ABLATE_COLUMNS)].rename(columns=_ABLATE_COLUMNS))
     return 0
-
-
-def _argv_of(args) -> list[str]:
-    out = ["--model", args.model, "--top", *map(str, args.top), "--policy", *args.policy,
-           "--seeds", *map(str, args.seeds), "--train", str(args.train), "--heldout", str(args.heldout),
-           "--prose", str(args.prose), "--ioi", str(args.ioi), "--statistic", args.statistic]
-    if args.last:
-        out += ["--last", str(args.last)]
-    return out + (["--report", args.report] if args.report else [])
 
 
 def _force(args) -> int:
     from interp import load_model, moe
     from interp.generation import greedy
     from interp.tasks import refusal
-    from interp.zoo.evaluate import refusal_rate
+    from interp.tasks.refusal import refusal_rate
 
     model = load_model(args.model)
     experts = args.experts if args.experts else moe.top_experts(_scores(model, args)[2], args.top)

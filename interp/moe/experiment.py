@@ -27,7 +27,9 @@ from interp.moe.experts import STATISTICS, refused, score_experts, top_experts
 from interp.moe.interventions import POLICIES, ablate, force, random_control
 from interp.moe.routing import by_layer, shape
 from interp.tasks import ioi, refusal
-from interp.zoo.evaluate import ioi_scores, prose_ce, refusal_rate
+from interp.tasks.ioi import ioi_scores
+from interp.tasks.prose import prose_ce
+from interp.tasks.refusal import refusal_rate
 
 # The issue's targets: some N with at most this fraction of experts ...
 MAX_FRACTION = 0.05
@@ -106,9 +108,32 @@ class MoteResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _metrics(model, harmful, pairs, n_prose: int) -> dict[str, float]:
-    accuracy, _ = ioi_scores(model, pairs)
-    return dict(refusal_rate=refusal_rate(model, harmful), prose_ce=prose_ce(model, n_prose), ioi_accuracy=accuracy)
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out data every MoE measurement (`measure`) runs on."""
+
+    harmful: list[refusal.ChatPrompt]
+    benign: list[refusal.ChatPrompt]
+    ioi_pairs: list[ioi.IOIPrompt]
+    n_prose: int
+    """Held-out prose paragraphs for cross-entropy (`interp.tasks.prose`)."""
+
+    @classmethod
+    def draw(cls, n_refusal: int, n_ioi: int, n_prose: int, seed: int = 0) -> HeldOut:
+        """`n_refusal` harmful and benign prompts, `n_ioi` IOI prompts, all held out, drawn with `seed`."""
+        return cls(harmful=refusal.generate(n_refusal, "harmful", "heldout", seed),
+                   benign=refusal.generate(n_refusal, "benign", "heldout", seed),
+                   ioi_pairs=ioi.generate(n_ioi, "heldout", seed), n_prose=n_prose)
+
+
+def measure(model, heldout: HeldOut, benign: bool = False) -> dict[str, float]:
+    """The model's behaviour under whatever hooks are active (ablations, forcing): refusal_rate
+    (held-out harmful), prose_ce (nats/token), ioi_accuracy and, with `benign`, refusal_rate_benign."""
+    out = dict(refusal_rate=refusal_rate(model, heldout.harmful), prose_ce=prose_ce(model, heldout.n_prose),
+               ioi_accuracy=ioi_scores(model, heldout.ioi_pairs).accuracy)
+    if benign:
+        out["refusal_rate_benign"] = refusal_rate(model, heldout.benign)
+    return out
 
 
 def run_mote(config: MoteConfig = MoteConfig(), model=None,
@@ -133,11 +158,8 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
     scores = score_experts(capture_routing(model, prompts), classes, config.statistic, config.last)
     say(f"top experts:\n{scores.head(max(config.top_n)).to_string(index=False)}")
 
-    harmful = refusal.generate(config.n_heldout, "harmful", "heldout", config.seed)
-    benign = refusal.generate(config.n_heldout, "benign", "heldout", config.seed)
-    pairs = ioi.generate(config.n_ioi, "heldout", config.seed)
-    baseline = _metrics(model, harmful, pairs, config.n_prose)
-    baseline["refusal_rate_benign"] = refusal_rate(model, benign)
+    heldout = HeldOut.draw(config.n_heldout, config.n_ioi, config.n_prose, config.seed)
+    baseline = measure(model, heldout, benign=True)
     say(f"baseline: {baseline}")
 
     rows = []
@@ -150,7 +172,7 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
                 if policy == "refill" and max(map(len, by_layer(experts).values())) > n_experts - k:
                     continue  # too many in one layer to refill the top-k
                 with ablate(model, experts, policy):
-                    m = _metrics(model, harmful, pairs, config.n_prose)
+                    m = measure(model, heldout)
                 rows.append(dict(policy=policy, n=n, fraction=n / total, selection=selection, seed=seed,
                                  experts=str(experts), **m))
                 say(f"{policy:12s} N={n} {selection:6s} seed={seed}: {m}")
@@ -167,8 +189,8 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
         for weight in config.force_weights:
             with force(model, top, weight=weight):
                 forcing_rows.append(dict(n=n, experts=str(top), weight="above max" if weight is None else weight,
-                                         refusal_rate_benign=refusal_rate(model, benign),
-                                         refusal_rate_harmful=refusal_rate(model, harmful)))
+                                         refusal_rate_benign=refusal_rate(model, heldout.benign),
+                                         refusal_rate_harmful=refusal_rate(model, heldout.harmful)))
             say(f"force N={n}: {forcing_rows[-1]}")
     result = MoteResult(config=config, scores=scores, classes=class_table, baseline=baseline,
                         ablations=ablations, summary=summarize(ablations), forcing=pd.DataFrame(forcing_rows),

@@ -44,10 +44,18 @@ def _ints(text: str, field: str) -> tuple[int, ...]:
 
 
 def _ioi(args) -> int:
-    from interp.patching.protocol import patch_ioi
+    from pathlib import Path
 
-    scores, csv, png = patch_ioi(args.model, args.method, args.out, args.n, args.split, args.template,
-                                 tuple(c.strip() for c in args.components.split(",") if c.strip()), args.steps, args.seed)
+    from interp import load_model
+    from interp.patching.protocol import ioi_inputs, score_ioi
+    from interp.patching.report import write_scores
+
+    model = load_model(args.model)
+    inputs = ioi_inputs(model, args.n, args.split, args.template, args.seed)
+    components = tuple(c.strip() for c in args.components.split(",") if c.strip())
+    scores = score_ioi(model, args.method, inputs, components, args.steps)
+    csv, png = write_scores(scores, Path(args.out) / f"ioi-{Path(args.model).name}-{args.method}",
+                            model.to_str_tokens(inputs.clean[0]))
     top = scores.reindex(scores["score"].abs().sort_values(ascending=False).index).head(10)
     print(top[["node", "score"]].to_string(index=False))
     print(f"wrote {csv}\nwrote {png}")
@@ -55,10 +63,12 @@ def _ioi(args) -> int:
 
 
 def _protocol(args) -> int:
+    from interp.patching.protocol import ioi_study
     from interp.patching.report import write_ioi_report
 
     sae = None if args.sae.lower() == "none" else args.sae
-    path = write_ioi_report(args.model, args.n, args.split, _ints(args.templates, "templates"), sae, args.out,
-                            ig_steps=args.ig_steps, seed=args.seed)
+    study = ioi_study(args.model, args.n, args.split, _ints(args.templates, "templates"), sae,
+                      ig_steps=args.ig_steps, seed=args.seed)
+    path = write_ioi_report(study, args.out)
     print(path.read_text())
     return 0

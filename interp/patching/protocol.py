@@ -5,7 +5,8 @@ difference (IO - S) at the last position normalised so clean = 1 and corrupt = 0
 direction; [layer, position] maps of resid_pre, attn_out, mlp_out by AP (ground truth), AtP
 and RelP; Pearson r of each with AP per component; wall-clock of RelP vs the full AP sweep.
 Plus the sparse-feature-circuit comparison: SAE latents ranked by RelP and by IG, and the
-faithfulness of their top-n circuits.
+faithfulness of their top-n circuits. `ioi_study` runs all of it over several templates and
+returns every number of the report (`IOIStudy`); `interp.patching.report` renders it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from interp.atomic import replacing
 from interp.patching.attribution import attribution_patching, relevance_patching
 from interp.patching.exact import activation_patching
 from interp.patching.faithfulness import faithfulness_curve
@@ -50,12 +50,11 @@ def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed
         raise ValueError(f"template={template!r} must be an index 0..{len(pool) - 1} into the {split} templates")
     pairs = _equal_length_pairs(model, ioi.generate(4 * n, split, seed, template=pool[template]), n)
     clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
-    io = torch.tensor([model.to_single_token(" " + p.io) for p in pairs])
-    s = torch.tensor([model.to_single_token(" " + p.s) for p in pairs])
+    io, s = ioi.answer_ids(model, pairs)
     metric = NormalisedLogitDiff.calibrate(model, clean, corrupt, io, s)
     with torch.no_grad():
-        last = model(clean)[:, -1]
-    accuracy = (last.gather(1, io[:, None]) > last.gather(1, s[:, None])).float().mean().item()
+        logits = model(clean)
+    accuracy = (ioi.logit_diff(logits, io.to(logits.device), s.to(logits.device)) > 0).float().mean().item()
     return IOIInputs(clean, corrupt, metric, accuracy, pairs)
 
 
@@ -117,27 +116,116 @@ def sae_circuits(model, inputs: IOIInputs, sae: SAEHook, sizes=DEFAULT_SIZES, ig
     return scores, curves
 
 
-def patch_ioi(model_name: str, method: str, out_dir: str = "results/patching", n: int = 32, split: str = "train",
-              template: int = 0, components=DEFAULT_COMPONENTS, steps: int = 10, seed: int = 0) -> tuple[pd.DataFrame, str, str]:
-    """Score IOI with one method and write `<out_dir>/ioi-<model>-<method>.csv` and `.png` (heatmaps).
-
-    Returns (scores, csv path, png path)."""
-    from pathlib import Path
-
-    import interp
+def score_ioi(model, method: str, inputs: IOIInputs, components=DEFAULT_COMPONENTS, steps: int = 10) -> pd.DataFrame:
+    """Node scores of one `method` ('ap', 'atp', 'relp', or 'ig' with `steps` interpolation steps)
+    on `inputs`: the tidy frame every method returns (`interp.patching.COLUMNS`)."""
     from interp.patching import METHODS
-    from interp.patching.plot import heatmaps
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}; allowed: {', '.join(METHODS)}")
-    model = interp.load_model(model_name)
-    inputs = ioi_inputs(model, n, split, template, seed)
     kwargs = {"steps": steps} if method == "ig" else {}
-    scores = METHODS[method](model, inputs.clean, inputs.corrupt, inputs.metric, components=tuple(components), **kwargs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"ioi-{Path(model_name).name}-{method}"
-    with replacing(stem.with_suffix(".csv")) as tmp:
-        scores.to_csv(tmp, index=False)
-    heatmaps(scores, path=stem.with_suffix(".png"), tokens=model.to_str_tokens(inputs.clean[0]))
-    return scores, str(stem.with_suffix(".csv")), str(stem.with_suffix(".png"))
+    return METHODS[method](model, inputs.clean, inputs.corrupt, inputs.metric, components=tuple(components), **kwargs)
+
+
+@dataclass
+class SAEComparison:
+    """SAE latents ranked by RelP and by IG on one template (`sae_circuits`)."""
+
+    path: str
+    hook: str
+    n_latents: int
+    ig_steps: int
+    scores: pd.DataFrame
+    """Tidy scores of both methods, one row per (method, latent, position) node."""
+    curves: pd.DataFrame
+    """Faithfulness against circuit size per method: columns size, method, faithfulness, ..."""
+    pearson: float
+    """Pearson r between the RelP and IG scores over every latent node."""
+
+    @property
+    def n_nodes(self) -> int:
+        """(latent, position) nodes scored by each method."""
+        return len(self.scores) // 2
+
+
+@dataclass
+class IOIStudy:
+    """Every number of the IOI protocol report (`results/relp_ioi.md`): the protocol on each
+    template, the verification of the first template's top nodes and the SAE comparison."""
+
+    model_name: str
+    n_layers: int
+    d_model: int
+    n: int
+    split: str
+    seed: int
+    templates: pd.DataFrame
+    """One row per template: template (index in the split), text, prompts, accuracy, ld_clean, ld_corrupt."""
+    correlations: pd.DataFrame
+    """Pearson r with AP on the first template: one row per component; columns component, atp, relp."""
+    across_templates: pd.DataFrame | None
+    """With several templates, per component the mean and min of the per-template r (else None)."""
+    seconds: dict[str, float]
+    """Wall-clock of AP (the full sweep), AtP and RelP on the first template."""
+    checks: pd.DataFrame
+    """`verify(...).summary()` of the top-10 AtP and RelP nodes against exact patching."""
+    maps: pd.DataFrame = field(repr=False)
+    """The first template's tidy scores of AP, AtP and RelP (drawn as heatmaps)."""
+    tokens: list[str] = field(default_factory=list)
+    """The first clean prompt's tokens, labelling the heatmaps' positions."""
+    sae: SAEComparison | None = None
+
+    @property
+    def speedup(self) -> float:
+        """Wall-clock of the full AP sweep / wall-clock of RelP."""
+        return self.seconds["ap"] / self.seconds["relp"]
+
+
+def correlation_table(results: list[ProtocolResult], labels: list[str]) -> pd.DataFrame:
+    """Pearson r per (template label, component) with one column per method."""
+    rows = []
+    for label, res in zip(labels, results):
+        wide = res.correlations.pivot(index="component", columns="method", values="pearson")
+        for component, row in wide.iterrows():
+            rows.append({"template": label, "component": component, **row.to_dict()})
+    return pd.DataFrame(rows)
+
+
+def ioi_study(model_name: str = "zoo-dense", n: int = 32, split: str = "train", templates: tuple[int, ...] = (0,),
+              sae_path: str | None = None, sizes: tuple[int, ...] | None = None, ig_steps: int = 10, seed: int = 0,
+              model=None) -> IOIStudy:
+    """Run the IOI protocol on each of `templates` of `split` (`n` pairs each); the first template
+    also gets the top-10 verification and, with `sae_path`, the SAE-circuit comparison (`sizes`:
+    circuit sizes of the faithfulness curves, `ig_steps`: IG steps). `model`: the loaded
+    `model_name`, if the caller has it."""
+    from interp.models import load_model
+    from interp.patching.verify import verify
+
+    if not templates:
+        raise ValueError("templates must name at least one template index")
+    model = load_model(model_name) if model is None else model
+    inputs = [ioi_inputs(model, n, split, t, seed) for t in templates]
+    results = [run_protocol(model, x) for x in inputs]
+    first, res = inputs[0], results[0]
+    pool = ioi.templates(split)
+    table = pd.DataFrame([dict(template=t, text=pool[t], prompts=n, accuracy=x.accuracy,
+                               ld_clean=x.metric.clean_value, ld_corrupt=x.metric.corrupt_value)
+                          for t, x in zip(templates, inputs)])
+    wide = res.correlations.pivot(index="component", columns="method", values="pearson").reset_index()
+    across = None
+    if len(results) > 1:
+        per_template = correlation_table(results, [f"{t}" for t in templates])
+        across = per_template.groupby("component")[["atp", "relp"]].agg(["mean", "min"])
+        across.columns = [f"{'AtP' if m == 'atp' else 'RelP'} {s}" for m, s in across.columns]
+        across = across.reset_index()
+    checks = pd.DataFrame([verify(res.scores[res.scores["method"] == m], 10, model, first.clean, first.corrupt,
+                                  first.metric).summary() for m in ("atp", "relp")])
+    sae = None
+    if sae_path:
+        hook = SAEHook.load(sae_path)
+        scores, curves = sae_circuits(model, first, hook, sizes or DEFAULT_SIZES, ig_steps)
+        r = scores.pivot(index="node", columns="method", values="score").corr().loc["relp", "ig"]
+        sae = SAEComparison(str(sae_path), hook.hook, hook.sae.cfg.n_latents, ig_steps, scores, curves, float(r))
+    return IOIStudy(model_name=model_name, n_layers=model.cfg.n_layers, d_model=model.cfg.d_model, n=n, split=split,
+                    seed=seed, templates=table, correlations=wide, across_templates=across, seconds=res.seconds,
+                    checks=checks, maps=res.scores, tokens=model.to_str_tokens(first.clean[0]), sae=sae)

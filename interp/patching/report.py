@@ -1,92 +1,104 @@
-"""`results/relp_ioi.md`: the IOI protocol's tables, targets and figures as markdown."""
+"""What the patching commands write: `results/relp_ioi.md`, an `IOIStudy`
+(`interp.patching.protocol.ioi_study`) rendered as markdown plus its PNG figures, and one
+method's scores as CSV plus heatmaps (`write_scores`). Rendering computes nothing new: the
+targets' met/NO and every verdict sentence follow from the study's numbers and the bounds
+stated here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from interp import markdown
-from interp.atomic import write_text
-from interp.patching.protocol import ProtocolResult
+from interp.atomic import replacing, write_text
+from interp.patching.protocol import IOIStudy
+from interp.targets import Target
+from interp.targets import table as targets_table
 
 TARGETS = (("relp", "resid_pre", 0.9), ("relp", "mlp_out", 0.9))
 """(method, component, minimum Pearson r with AP) [issue #7]."""
 MIN_SPEEDUP = 10.0
-
-
-@dataclass
-class Target:
-    name: str
-    value: float
-    bound: str
-    met: bool
-
-
-def targets(result: ProtocolResult) -> list[Target]:
-    """The issue's targets measured on one protocol run."""
-    r = result.correlations.set_index(["method", "component"])["pearson"]
-    out = [Target(f"RelP Pearson r, {c}", r[m, c], f">= {lo}", bool(r[m, c] >= lo)) for m, c, lo in TARGETS]
-    out.append(Target("RelP >= AtP, mlp_out", r["relp", "mlp_out"] - r["atp", "mlp_out"], ">= 0 (difference)",
-                      bool(r["relp", "mlp_out"] >= r["atp", "mlp_out"])))
-    out.append(Target("AP sweep / RelP wall-clock", result.speedup, f">= {MIN_SPEEDUP:g}x",
-                      bool(result.speedup >= MIN_SPEEDUP)))
-    return out
-
-
-def correlation_table(results: list[ProtocolResult], labels: list[str]) -> pd.DataFrame:
-    """Pearson r per (template label, component) with one column per method."""
-    rows = []
-    for label, res in zip(labels, results):
-        wide = res.correlations.pivot(index="component", columns="method", values="pearson")
-        for component, row in wide.iterrows():
-            rows.append({"template": label, "component": component, **row.to_dict()})
-    return pd.DataFrame(rows)
-
+FAIL_R = 0.9
+"""[ours] A method fails to track AP on a component where its Pearson r is below this (the targets' bound)."""
+CLOSE_R = 0.05
+"""[ours] AtP and RelP differ by little where their Pearson r differ by at most this."""
 
 PAPER_GPT2 = {"resid_pre": (0.753, 0.968), "attn_out": (0.979, 0.962), "mlp_out": (0.195, 0.992)}
 """[paper] GPT-2 small, Pearson r with AP: component -> (AtP, RelP)."""
 
 
-def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "train",
-                     templates: tuple[int, ...] = (0,), sae_path: str | None = None, out: str | Path = "results/relp_ioi.md",
-                     sizes: tuple[int, ...] | None = None, ig_steps: int = 10, seed: int = 0) -> Path:
-    """Run the IOI protocol on each of `templates` (the first one also for the heatmaps, the
-    verification and the SAE comparison) and write the markdown report plus its PNG figures
-    (`<out stem>_maps.png`, `<out stem>_faithfulness.png`) beside it. Returns the report's path."""
-    import interp
-    from interp.patching.nodes import SAEHook
-    from interp.patching.plot import faithfulness_plot, heatmaps
-    from interp.patching.protocol import DEFAULT_SIZES, ioi_inputs, run_protocol, sae_circuits
-    from interp.patching.verify import verify
-    from interp.tasks import ioi
+def targets(study: IOIStudy) -> list[Target]:
+    """The issue's targets measured on the study's first template."""
+    r = study.correlations.set_index("component")
+    out = [Target(f"RelP Pearson r, {c}", r.loc[c, m], ">=", lo) for m, c, lo in TARGETS]
+    out.append(Target("RelP >= AtP, mlp_out", r.loc["mlp_out", "relp"] - r.loc["mlp_out", "atp"], ">=", 0,
+                      " (difference)"))
+    out.append(Target("AP sweep / RelP wall-clock", study.speedup, ">=", MIN_SPEEDUP, "x"))
+    return out
 
+
+def _listed(components, r: pd.DataFrame) -> str:
+    return ", ".join(f"{c} (AtP {r.loc[c, 'atp']:.3f}, RelP {r.loc[c, 'relp']:.3f})" for c in components)
+
+
+def comparison(study: IOIStudy) -> str:
+    """The verdict on AtP against RelP, from the first template's correlations with AP: where
+    each method fails (r < `FAIL_R`) and the other does not, whether the paper's AtP failure
+    appears, and whether the two differ by more than `CLOSE_R`."""
+    r = study.correlations.set_index("component")
+    atp, relp = r["atp"], r["relp"]
+    model = f"{study.model_name} ({study.n_layers} layers, d_model {study.d_model})"
+    paper = f"The paper's large AtP failure (GPT-2 small mlp_out r = {PAPER_GPT2['mlp_out'][0]})"
+    atp_fails = [c for c in r.index if atp[c] < FAIL_R <= relp[c]]
+    relp_fails = [c for c in r.index if relp[c] < FAIL_R <= atp[c]]
+    both_fail = [c for c in r.index if max(atp[c], relp[c]) < FAIL_R]
+    lowest = atp.idxmin()
+    lines = [f"AtP's lowest r here is {atp[lowest]:.3f} ({lowest}); RelP >= AtP on {int((relp >= atp).sum())} of "
+             f"{len(r)} components."]
+    if atp_fails:
+        where = ("on mlp_out, as in the paper" if "mlp_out" in atp_fails
+                 else "though not on mlp_out, where the paper saw it")
+        lines.append(f"{paper} appears on {model}, {where}: AtP's r is below {FAIL_R:g} where RelP's is not on "
+                     f"{_listed(atp_fails, r)}.")
+    else:
+        lines.append(f"{paper} does not appear on {model}"
+                     + (f": AtP's r is at least {FAIL_R:g} on every component." if not both_fail else "."))
+    if both_fail:
+        lines.append(f"Neither method reaches r {FAIL_R:g} on {_listed(both_fail, r)}.")
+    if relp_fails:
+        lines.append(f"RelP's r is below {FAIL_R:g} where AtP's is not on {_listed(relp_fails, r)}.")
+    gap = relp - atp
+    widest = gap.abs().idxmax()
+    lines.append(("The two methods differ by little here" if abs(gap[widest]) <= CLOSE_R else "The two methods differ")
+                 + f" (largest gap RelP - AtP = {gap[widest]:+.3f}, {widest}); the rules themselves are checked by "
+                 "tests/patching.")
+    return " ".join(lines)
+
+
+def _figure_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_name(out.stem + "_maps.png"), out.with_name(out.stem + "_faithfulness.png")
+
+
+def ioi_markdown(study: IOIStudy, out: str | Path) -> str:
+    """The report's markdown text for `study`, written to `out` (which names the figures beside it)."""
     out = Path(out)
-    if not templates:
-        raise ValueError("templates must name at least one template index")
-    model = interp.load_model(model_name)
-    inputs = [ioi_inputs(model, n, split, t, seed) for t in templates]
-    results = [run_protocol(model, x) for x in inputs]
-    first, res = inputs[0], results[0]
-    maps_png = out.with_name(out.stem + "_maps.png")
-    heatmaps(res.scores, path=maps_png, tokens=model.to_str_tokens(first.clean[0]))
-    relp = res.scores[res.scores["method"] == "relp"]
-    atp = res.scores[res.scores["method"] == "atp"]
-    checks = [verify(s, 10, model, first.clean, first.corrupt, first.metric).summary() for s in (atp, relp)]
-    pool = ioi.templates(split)
+    maps_png, faith_png = _figure_paths(out)
+    templates = study.templates["template"].tolist()
     labels = [f"{t}" for t in templates]
-    lines = [f"# Relevance patching on IOI: {model_name}", "",
+    sae_flag = f" --sae {study.sae.path}" if study.sae else " --sae none"
+    lines = [f"# Relevance patching on IOI: {study.model_name}", "",
              "Reproduce (writes this file and its figures):", "",
-             "```bash", f"interp patch protocol --model {model_name} --n {n} --split {split} "
-             f"--templates {','.join(map(str, templates))}" + (f" --sae {sae_path}" if sae_path else " --sae none")
-             + f" --out {out}", "```", "",
+             "```bash", f"interp patch protocol --model {study.model_name} --n {study.n} --split {study.split} "
+             f"--templates {','.join(labels)}{sae_flag} --out {out}", "```", "",
              "## Setup", "",
-             f"* Prompts: {n} clean/corrupt IOI pairs per template from `interp.tasks.ioi`, split `{split}`, seed {seed}; "
-             "the corrupt prompt swaps the second subject mention for the IO name. Each run uses one template so "
-             "that token positions align between all prompts.",
-             f"* Split `{split}`: " + ("templates and names that the zoo's training data uses." if split == "train"
-             else "templates and names that never occur in an IOI prompt of the zoo's training data.")
+             f"* Prompts: {study.n} clean/corrupt IOI pairs per template from `interp.tasks.ioi`, split "
+             f"`{study.split}`, seed {study.seed}; the corrupt prompt swaps the second subject mention for the IO "
+             "name. Each run uses one template so that token positions align between all prompts.",
+             f"* Split `{study.split}`: " + ("templates and names that the zoo's training data uses."
+                                             if study.split == "train" else
+                                             "templates and names that never occur in an IOI prompt of the zoo's "
+                                             "training data.")
              + " The model's accuracy on each template is in the table: patching a behaviour the model does not "
              "have would measure noise.",
              "* Metric [paper]: logit(IO) - logit(S) at the last position, mean over prompts, normalised so that "
@@ -95,51 +107,70 @@ def write_ioi_report(model_name: str = "zoo-dense", n: int = 32, split: str = "t
              "ground truth = activation patching (AP) of every (layer, position); Pearson r of flattened maps.",
              "* RelP rules: the paper's default (LN + identity + half; AH off).", "",
              "| template | text | prompts | accuracy | LD clean | LD corrupt |", "|---|---|---|---|---|---|"]
-    for t, x in zip(templates, inputs):
-        lines.append(f"| {t} | `{pool[t]}` | {n} | {x.accuracy:.3f} | {x.metric.clean_value:.2f} | "
-                     f"{x.metric.corrupt_value:.2f} |")
-    wide = res.correlations.pivot(index="component", columns="method", values="pearson").reset_index()
+    for row in study.templates.itertuples():
+        lines.append(f"| {row.template} | `{row.text}` | {row.prompts} | {row.accuracy:.3f} | {row.ld_clean:.2f} | "
+                     f"{row.ld_corrupt:.2f} |")
+    wide = study.correlations.copy()
     wide["paper GPT-2 AtP"] = [PAPER_GPT2[c][0] for c in wide["component"]]
     wide["paper GPT-2 RelP"] = [PAPER_GPT2[c][1] for c in wide["component"]]
-    lowest = wide.loc[wide["atp"].idxmin()]
-    n_better = int((wide["relp"] >= wide["atp"]).sum())
     lines += ["", f"## Pearson r with activation patching (template {templates[0]})", "",
               markdown.table(wide.rename(columns={"atp": "AtP", "relp": "RelP"})), "",
-              f"AtP's lowest r here is {lowest['atp']:.3f} ({lowest['component']}); RelP >= AtP on {n_better} of "
-              f"{len(wide)} components. The paper's large AtP failure (GPT-2 small mlp_out r = 0.195) does not "
-              f"appear on {model_name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}), so the two "
-              "methods differ by little here; the rules themselves are checked by tests/patching.", ""]
-    if len(results) > 1:
-        table = correlation_table(results, labels)
-        summary = table.groupby("component")[["atp", "relp"]].agg(["mean", "min"])
-        summary.columns = [f"{'AtP' if m == 'atp' else 'RelP'} {s}" for m, s in summary.columns]
+              comparison(study), ""]
+    if study.across_templates is not None:
         lines += [f"Across templates {', '.join(labels)} (mean and min of the per-template r):", "",
-                  markdown.table(summary.reset_index()), ""]
+                  markdown.table(study.across_templates), ""]
     lines += ["## Wall-clock (same machine, same inputs)", "",
               "| method | seconds |", "|---|---|",
-              *[f"| {k} | {v:.3f} |" for k, v in res.seconds.items()],
-              "", f"AP sweep / RelP = **{res.speedup:.1f}x** (AP: every node of the three components, batched over "
+              *[f"| {k} | {v:.3f} |" for k, v in study.seconds.items()],
+              "", f"AP sweep / RelP = **{study.speedup:.1f}x** (AP: every node of the three components, batched over "
               "nodes; AtP/RelP: median of 3 runs, each a clean forward + corrupt forward + one backward).", "",
-              "## Targets (issue #7)", "", "| target | value | bound | met |", "|---|---|---|---|",
-              *[f"| {t.name} | {t.value:.3f} | {t.bound} | {'yes' if t.met else 'NO'} |" for t in targets(res)],
+              "## Targets (issue #7)", "", targets_table(targets(study)),
               "", "## Verification of the top-10 nodes against exact patching (`interp.patching.verify`)", "",
-              markdown.table(pd.DataFrame(checks)), "",
+              markdown.table(study.checks), "",
               "## Maps", "", f"![AP, AtP and RelP maps]({maps_png.name})", ""]
-    if sae_path:
-        sae = SAEHook.load(sae_path)
-        scores, curves = sae_circuits(model, first, sae, sizes or DEFAULT_SIZES, ig_steps)
-        faith_png = out.with_name(out.stem + "_faithfulness.png")
-        faithfulness_plot(curves, faith_png, title=f"SAE latents at {sae.hook}: faithfulness")
-        wide_f = curves.pivot(index="size", columns="method", values="faithfulness").reset_index()
-        r_sae = scores.pivot(index="node", columns="method", values="score").corr().loc["relp", "ig"]
+    if study.sae:
+        sae = study.sae
+        wide_f = sae.curves.pivot(index="size", columns="method", values="faithfulness").reset_index()
         lines += ["## Sparse feature circuits: SAE latents ranked by RelP and by IG", "",
-                  f"* SAE: `{sae_path}` (hook `{sae.hook}`, {sae.sae.cfg.n_latents} latents), spliced in with its "
+                  f"* SAE: `{sae.path}` (hook `{sae.hook}`, {sae.n_latents} latents), spliced in with its "
                   "error term so the forward is unchanged; nodes = (latent, position), "
-                  f"{len(scores) // 2} in all.",
-                  f"* Ranking: |RelP| and |IG| ({ig_steps} steps) on the same prompts (template {templates[0]}); "
-                  f"Pearson r between the two scores over all latent nodes: {r_sae:.3f}.",
+                  f"{sae.n_nodes} in all.",
+                  f"* Ranking: |RelP| and |IG| ({sae.ig_steps} steps) on the same prompts (template {templates[0]}); "
+                  f"Pearson r between the two scores over all latent nodes: {sae.pearson:.3f}.",
                   "* Faithfulness F(C) = (m(C) - m(empty)) / (m(M) - m(empty)) on the clean prompts, latents "
                   "outside C mean-ablated (mean over the prompts, per position); the error term is kept.", "",
                   markdown.table(wide_f.rename(columns={"relp": "RelP", "ig": "IG"})), "",
                   f"![faithfulness vs circuit size]({faith_png.name})", ""]
-    return write_text(out, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_ioi_figures(study: IOIStudy, out: str | Path) -> list[Path]:
+    """Write the heatmaps (`<out stem>_maps.png`) and, with an SAE comparison, the faithfulness
+    curves (`<out stem>_faithfulness.png`) beside `out`; returns the paths written."""
+    from interp.patching.plot import faithfulness_plot, heatmaps
+
+    maps_png, faith_png = _figure_paths(Path(out))
+    heatmaps(study.maps, path=maps_png, tokens=study.tokens)
+    if not study.sae:
+        return [maps_png]
+    faithfulness_plot(study.sae.curves, faith_png, title=f"SAE latents at {study.sae.hook}: faithfulness")
+    return [maps_png, faith_png]
+
+
+def write_ioi_report(study: IOIStudy, out: str | Path = "results/relp_ioi.md") -> Path:
+    """Write the figures and the markdown report of `study` to `out` (atomically); returns its path."""
+    write_ioi_figures(study, out)
+    return write_text(Path(out), ioi_markdown(study, out))
+
+
+def write_scores(scores: pd.DataFrame, stem: str | Path, tokens: list[str] | None = None) -> tuple[Path, Path]:
+    """Write tidy node `scores` to `<stem>.csv` (atomically) and their [layer, position] heatmaps,
+    positions labelled with `tokens`, to `<stem>.png`; returns the two paths."""
+    from interp.patching.plot import heatmaps
+
+    stem = Path(stem)
+    csv, png = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".png")
+    with replacing(csv) as tmp:
+        scores.to_csv(tmp, index=False)
+    heatmaps(scores, path=png, tokens=tokens)
+    return csv, png

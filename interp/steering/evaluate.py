@@ -3,7 +3,7 @@ harmful and benign requests), prose perplexity and IOI accuracy under steering; 
 fixed steering over layers × coefficients beside trained controllers; its Pareto plot.
 
 Refusal is judged exactly: does the greedy reply start with the zoo's refusal phrase
-(`interp.zoo.evaluate.refusal_rate`). Prose perplexity is measured with the first
+(`interp.tasks.refusal.refusal_rate`). Prose perplexity is measured with the first
 `prose_prompt_length` tokens of each held-out paragraph as the prompt and the rest as the
 reply, so "generated"-position steering and controllers act on it as during generation.
 IOI accuracy is the capability check: the answer position is the last prompt token.
@@ -26,7 +26,9 @@ from interp.steering.apply import Steering, SteeringPlan, steer
 from interp.steering.controller import ControllerSteering, SteeringController
 from interp.steering.directions import Direction
 from interp.tasks import ioi, refusal
-from interp.zoo.evaluate import ioi_scores, prose_ce, refusal_rate
+from interp.tasks.ioi import ioi_scores
+from interp.tasks.prose import prose_ce
+from interp.tasks.refusal import refusal_rate
 
 METRICS = ("refusal_harmful", "refusal_jailbreak", "refusal_benign", "prose_ppl", "prose_ppl_change",
            "ioi_accuracy", "ioi_accuracy_change")

@@ -8,10 +8,11 @@ store is needed. Prompts are grouped by token length, so no padding enters a for
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
+
+from interp.batching import equal_length_batches
 
 SITES = ("resid_pre", "resid_mid", "resid_post")
 READ_POSITIONS = ("last", "mean", "all")
@@ -71,28 +72,22 @@ def residuals(model, prompts: Sequence[str], layers: Sequence[int], position: st
     if position not in READ_POSITIONS:
         raise ValueError(f"position={position!r} is not a read-out position; allowed: {', '.join(READ_POSITIONS)}")
     names = [hook_name(layer, site) for layer in layers]
-    by_length: dict[int, list[tuple[int, torch.Tensor]]] = defaultdict(list)
-    for i, prompt in enumerate(prompts):
-        toks = model.to_tokens(prompt, prepend_bos=True)[0]
-        by_length[len(toks)].append((i, toks))
+    tokens = [model.to_tokens(prompt, prepend_bos=True)[0] for prompt in prompts]
     shape = (len(layers), model.cfg.d_model)
     if position == "all":
-        shape = (max(1, max(by_length) - 1), *shape)
+        shape = (max(1, max(map(len, tokens)) - 1), *shape)
     out = torch.empty(len(prompts), *shape)
-    for group in by_length.values():
-        for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
-            toks = torch.stack([t for _, t in chunk]).to(model.cfg.device)  # (B, T)
-            _, cache = model.run_with_cache(toks, names_filter=names)
-            acts = torch.stack([cache[n] for n in names], dim=1)  # (B, L, T, D)
-            after_bos = acts[:, :, 1:, :] if acts.shape[2] > 1 else acts
-            if position == "last":
-                picked = acts[:, :, -1, :]
-            elif position == "mean":
-                picked = after_bos.mean(dim=2)
-            else:  # (B, T', L, D), padded to the longest prompt with copies of the last token
-                picked = after_bos.transpose(1, 2)
-                pad = out.shape[1] - picked.shape[1]
-                picked = torch.cat([picked, picked[:, -1:].expand(-1, pad, -1, -1)], dim=1)
-            out[[i for i, _ in chunk]] = picked.float().cpu()
+    for batch in equal_length_batches(tokens, batch_size):
+        _, cache = model.run_with_cache(batch.tokens.to(model.cfg.device), names_filter=names)
+        acts = torch.stack([cache[n] for n in names], dim=1)  # (B, L, T, D)
+        after_bos = acts[:, :, 1:, :] if acts.shape[2] > 1 else acts
+        if position == "last":
+            picked = acts[:, :, -1, :]
+        elif position == "mean":
+            picked = after_bos.mean(dim=2)
+        else:  # (B, T', L, D), padded to the longest prompt with copies of the last token
+            picked = after_bos.transpose(1, 2)
+            pad = out.shape[1] - picked.shape[1]
+            picked = torch.cat([picked, picked[:, -1:].expand(-1, pad, -1, -1)], dim=1)
+        out[batch.indices] = picked.float().cpu()
     return out

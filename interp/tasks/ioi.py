@@ -5,14 +5,20 @@ The indirect object (IO) is the name mentioned once; the subject (S) is repeated
 The corrupt prompt of each pair replaces the second subject mention with the IO
 name, which swaps which name is the right answer while keeping every position.
 Train and held-out splits share neither names nor templates.
+
+The metric, `ioi_scores`, is the accuracy (logit(IO) > logit(S)) and the mean logit
+difference at the last prompt position.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
+from interp.batching import equal_length_batches
 from interp.tasks.base import check_count, check_split, rng_for
 from interp.tasks.vocab import HELDOUT_NAMES, OBJECTS, PLACES, TRAIN_NAMES
 
@@ -106,3 +112,36 @@ def logit_diff(logits: torch.Tensor, io_ids: torch.Tensor, s_ids: torch.Tensor) 
     """logit(IO) - logit(S) at the last position. logits: (B, T, V); ids: (B,) -> (B,)."""
     last = logits[:, -1, :]  # (B, V)
     return last.gather(1, io_ids[:, None])[:, 0] - last.gather(1, s_ids[:, None])[:, 0]
+
+
+def answer_ids(model, prompts: Sequence[IOIPrompt]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(IO ids, S ids), each (B,): the single token of " <name>" for each prompt's two names."""
+    io = torch.tensor([model.to_single_token(" " + p.io) for p in prompts])
+    s = torch.tensor([model.to_single_token(" " + p.s) for p in prompts])
+    return io, s
+
+
+class IOIScores(NamedTuple):
+    accuracy: float
+    """Fraction of prompts with logit(IO) > logit(S) at the last position."""
+    logit_diff: float
+    """Mean over prompts of logit(IO) - logit(S) at the last position (nats)."""
+
+
+@torch.no_grad()
+def ioi_scores(model, prompts: Sequence[IOIPrompt], batch_size: int = 64) -> IOIScores:
+    """Accuracy and mean logit difference of `model` on `prompts` (BOS prepended; active hooks apply).
+
+    One template per forward pass: the zoo's committed IOI figures were measured so, and an
+    MoE model's logits move in the last bits with the batch's other prompts.
+    """
+    if not prompts:
+        raise ValueError("prompts is empty: IOI scores need at least one prompt")
+    io, s = answer_ids(model, prompts)
+    tokens = [model.to_tokens(p.prompt)[0] for p in prompts]
+    diff_N = torch.empty(len(prompts))
+    for batch in equal_length_batches(tokens, batch_size, keys=[p.template for p in prompts]):
+        logits = model(batch.tokens.to(model.cfg.device))
+        idx = torch.tensor(batch.indices)
+        diff_N[idx] = logit_diff(logits, io[idx].to(logits.device), s[idx].to(logits.device)).float().cpu()
+    return IOIScores((diff_N > 0).float().mean().item(), diff_N.mean().item())

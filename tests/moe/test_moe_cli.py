@@ -40,6 +40,26 @@ def test_ablate_top_writes_the_report(capsys, tmp_path):
     assert "| zero_output | 1 | 0.03125 |" in text and "## 3. Forcing" in text
 
 
+def test_reproduce_line_is_built_from_the_config():
+    import shlex
+    from pathlib import Path
+
+    from interp.cli import build_parser
+    from interp.moe.cli import _mote_command, _mote_config
+
+    # the committed report's command parses back into a config that writes the same command
+    report = (Path(__file__).parents[2] / "results" / "moe_refusal.md").read_text()
+    command = next(line for line in report.splitlines() if line.startswith("interp moe ablate"))
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    config = _mote_config(args)
+    assert (config.n_heldout, config.n_prose, config.top_n, config.last) == (80, 40, (1, 2, 4, 8), None)
+    assert _mote_command(config, args.report) == command
+    args = build_parser().parse_args(["moe", "ablate", "--top", "2", "--last", "3"])
+    assert _mote_command(_mote_config(args)) == ("interp moe ablate --model zoo-moe --top 2 --policy renormalize "
+                                                 "refill zero_output --seeds 0 1 2 --train 100 --heldout 100 "
+                                                 "--prose 50 --ioi 100 --statistic count --last 3")
+
+
 def test_force_prints_rates_and_replies(capsys):
     assert main(["moe", "force", "--experts", "2:5", "--weight", "1.0", "--heldout", "3"]) == 0
     out = capsys.readouterr().out

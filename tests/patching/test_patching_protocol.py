@@ -29,16 +29,68 @@ def test_protocol_correlations_and_timing(zoo_dense, ioi_small):
 
 
 def test_protocol_report_with_sae_circuits(tmp_path, zoo_dense):
+    from interp.patching.protocol import ioi_study
     from interp.patching.report import write_ioi_report
 
-    out = write_ioi_report("zoo-dense", n=4, templates=(0,), sae_path="saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32",
-                           out=tmp_path / "relp.md", sizes=(0, 10, 100), ig_steps=2)
+    study = ioi_study("zoo-dense", n=4, templates=(0,), sae_path="saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32",
+                      sizes=(0, 10, 100), ig_steps=2, model=zoo_dense)
+    assert study.correlations.columns.tolist() == ["component", "atp", "relp"]
+    assert study.sae.n_nodes == study.sae.n_latents * len(study.tokens)  # every (latent, position)
+    out = write_ioi_report(study, tmp_path / "relp.md")
     text = out.read_text()
     for needed in ("interp patch protocol --model zoo-dense", "## Targets", "RelP Pearson r, mlp_out",
                    "AP sweep / RelP", "faithfulness", "| 100 |"):
         assert needed in text
     assert (tmp_path / "relp_maps.png").stat().st_size > 10_000
     assert (tmp_path / "relp_faithfulness.png").stat().st_size > 5_000
+
+
+def _study(atp: dict, relp: dict, ap_seconds: float = 8.0):
+    """A study with the given Pearson r per component (AtP, RelP) and no SAE comparison."""
+    from interp.patching.protocol import IOIStudy
+
+    components = sorted(atp)
+    return IOIStudy(
+        model_name="zoo-dense", n_layers=4, d_model=128, n=32, split="heldout", seed=0,
+        templates=pd.DataFrame([dict(template=0, text="When {A} and {B} went to the {place}, {S} gave a {obj} to",
+                                     prompts=32, accuracy=1.0, ld_clean=7.8, ld_corrupt=-7.0)]),
+        correlations=pd.DataFrame(dict(component=components, atp=[atp[c] for c in components],
+                                       relp=[relp[c] for c in components])),
+        across_templates=None, seconds={"ap": ap_seconds, "atp": 0.2, "relp": 0.2},
+        checks=pd.DataFrame([dict(method="relp", top_k=10, pearson=0.99)]), maps=pd.DataFrame())
+
+
+def _verdict(markdown_text: str) -> str:
+    return next(line for line in markdown_text.splitlines() if line.startswith("AtP's lowest r"))
+
+
+def test_verdict_follows_the_measured_correlations():
+    from interp.patching.report import ioi_markdown, targets
+
+    close = _study(atp=dict(attn_out=0.997, mlp_out=0.997, resid_pre=0.960),
+                   relp=dict(attn_out=0.998, mlp_out=0.998, resid_pre=0.998))
+    fails = _study(atp=dict(attn_out=0.979, mlp_out=0.195, resid_pre=0.753),
+                   relp=dict(attn_out=0.962, mlp_out=0.992, resid_pre=0.968), ap_seconds=1.0)
+    v_close, v_fails = _verdict(ioi_markdown(close, "r.md")), _verdict(ioi_markdown(fails, "r.md"))
+    assert "does not appear on zoo-dense (4 layers, d_model 128)" in v_close
+    assert "differ by little here (largest gap RelP - AtP = +0.038, resid_pre)" in v_close
+    assert "appears on zoo-dense (4 layers, d_model 128), on mlp_out, as in the paper" in v_fails
+    assert "mlp_out (AtP 0.195, RelP 0.992), resid_pre (AtP 0.753, RelP 0.968)" in v_fails
+    assert "differ by little" not in v_fails and "largest gap RelP - AtP = +0.797, mlp_out" in v_fails
+    # the targets' met column comes from the same numbers: 1.0 s / 0.2 s = 5x misses the 10x bound
+    assert [t.met for t in targets(close)] == [True, True, True, True]
+    assert [t.met for t in targets(fails)] == [True, True, True, False]
+    assert "| AP sweep / RelP wall-clock | 5.000 | >= 10x | NO |" in ioi_markdown(fails, "r.md")
+
+
+def test_verdict_when_relp_fails_too():
+    from interp.patching.report import comparison
+
+    both = comparison(_study(atp=dict(attn_out=0.95, mlp_out=0.5, resid_pre=0.95),
+                             relp=dict(attn_out=0.7, mlp_out=0.6, resid_pre=0.96)))
+    assert "does not appear on zoo-dense (4 layers, d_model 128)." in both
+    assert "Neither method reaches r 0.9 on mlp_out (AtP 0.500, RelP 0.600)." in both
+    assert "RelP's r is below 0.9 where AtP's is not on attn_out (AtP 0.950, RelP 0.700)." in both
 
 
 def test_cli_writes_csv_and_heatmap(tmp_path, capsys):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from interp.tasks import ioi
@@ -35,8 +36,6 @@ def test_logit_diff():
 
 
 def test_bad_input():
-    import pytest
-
     with pytest.raises(ValueError, match="split='test'"):
         ioi.generate(5, "test")
     with pytest.raises(ValueError, match="n=0"):
@@ -51,3 +50,20 @@ def test_names_from_another_split():
     assert {p.io for p in mixed} | {p.s for p in mixed} <= set(ioi.names("train"))
     assert [p.prompt for p in ioi.generate(20, "train", names_split="train")] == \
         [p.prompt for p in ioi.generate(20, "train")]
+
+
+def test_scores_match_one_prompt_at_a_time(zoo_dense):
+    prompts = ioi.generate(12, "heldout", seed=5)
+    io, s = ioi.answer_ids(zoo_dense, prompts)
+    one_by_one = torch.cat([ioi.logit_diff(zoo_dense(zoo_dense.to_tokens(p.prompt)), io[i:i + 1], s[i:i + 1])
+                            for i, p in enumerate(prompts)])
+    scores = ioi.ioi_scores(zoo_dense, prompts, batch_size=5)
+    assert scores.accuracy == (one_by_one > 0).float().mean().item()
+    assert scores.logit_diff == pytest.approx(one_by_one.mean().item(), abs=1e-4)
+    accuracy, logit_diff = scores  # a named tuple: unpacks as (accuracy, mean logit difference)
+    assert accuracy > 0.9 and logit_diff > 0
+
+
+def test_scores_need_prompts(zoo_dense):
+    with pytest.raises(ValueError, match="prompts is empty"):
+        ioi.ioi_scores(zoo_dense, [])

@@ -34,3 +34,15 @@ def test_chat_format_and_judge():
 def test_bad_kind():
     with pytest.raises(ValueError, match="kind='evil'.*harmful, benign, jailbreak"):
         refusal.generate(3, "evil")
+
+
+def test_refusal_rate_judges_greedy_replies(zoo_dense):
+    from interp.generation import greedy
+
+    prompts = refusal.generate(4, "harmful", "heldout") + refusal.generate(4, "benign", "heldout")
+    replies = greedy(zoo_dense, [p.prompt for p in prompts], refusal.reply_tokens(zoo_dense))
+    assert refusal.refusal_rate(zoo_dense, prompts) == sum(map(refusal.is_refusal, replies)) / 8
+    assert refusal.refusal_rate(zoo_dense, prompts[:4]) == 1.0  # the zoo refuses held-out harmful requests
+    assert refusal.refusal_rate(zoo_dense, prompts[4:]) == 0.0  # and answers benign ones
+    with pytest.raises(ValueError, match="prompts is empty"):
+        refusal.refusal_rate(zoo_dense, [])
