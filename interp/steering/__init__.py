@@ -10,12 +10,12 @@ controllers ("Guiding Giants", arXiv 2505.20309), and an evaluation harness.
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
     trace.to_frame()                         # DataFrame: forward, layer, position, role, delta_norm_mean, ...
 
-    config = ControllerConfig(d_model=128, n_layers=4, alpha=2.0, read_position="max", scale_cap=4.0)  # zoo
+    config = ControllerConfig.for_zoo(model.cfg.d_model, model.cfg.n_layers)   # alpha 2, "max", cap 4
     result = train_controller(model, d, harmful_prompts, benign_prompts, config)      # plain harmful vs benign
     with steer(model, ControllerSteering(result.controller, mode="paper")) as trace:
         replies = interp.generation.greedy(model, prompts, max_new_tokens=8)
     trace.last_output.scale                  # the controller's s for the last batch
-    evaluate(model, {"controller": ControllerSteering(result.controller)})   # refusal / perplexity / IOI table
+    evaluate_steering(model, {"controller": ControllerSteering(result.controller)})   # refusal / perplexity / IOI table
     sweep(model, d, [[2], [3]], [4.0, 8.0], {"controller": ControllerSteering(result.controller)})
 
 `Steering` and `ControllerSteering` are steering plans: immutable values (one can steer
@@ -33,10 +33,12 @@ from interp.steering.apply import (POSITIONS, Coefficients, ReadInfo, ReadOuts, 
                                    steer)
 from interp.steering.controller import ControllerConfig, ControllerOutput, ControllerSteering, SteeringController
 from interp.steering.directions import Direction
-from interp.steering.evaluate import EvalConfig, auroc, controller_auroc, evaluate, pareto_figure, sweep
-from interp.steering.train import TrainConfig, TrainResult, train_controller
+from interp.steering.evaluate import (EvalConfig, auroc, controller_auroc, evaluate_steering, pareto_figure,
+                                     score_summary, sweep)
+from interp.steering.train import (ControllerTrainConfig, ControllerTrainResult, RefusalRecipe, train_controller,
+                                   train_from_recipe)
 
 __all__ = ["Direction", "Steering", "SteeringTrace", "steer", "POSITIONS", "SteeringPlan", "ReadOuts", "ReadInfo",
            "Coefficients", "ControllerConfig", "ControllerOutput", "ControllerSteering", "SteeringController",
-           "TrainConfig", "TrainResult", "train_controller", "EvalConfig", "evaluate", "sweep", "pareto_figure", "auroc",
-           "controller_auroc"]
+           "ControllerTrainConfig", "ControllerTrainResult", "RefusalRecipe", "train_controller", "train_from_recipe",
+           "EvalConfig", "evaluate_steering", "sweep", "pareto_figure", "auroc", "controller_auroc", "score_summary"]

@@ -10,14 +10,14 @@ def register(subparsers) -> None:
     from interp.config import add_flags
     from interp.steering.controller import ZOO_SETTINGS, ControllerConfig
     from interp.steering.evaluate import EvalConfig
-    from interp.steering.train import RefusalRecipe, TrainConfig
+    from interp.steering.train import RefusalRecipe, ControllerTrainConfig
 
     steer = subparsers.add_parser("steer", help="activation steering: train a controller, generate, sweep")
     sub = steer.add_subparsers(dest="steer_command", metavar="STEER_COMMAND", required=True)
 
     t = sub.add_parser("train", help="train a refusal controller on the zoo's plain harmful vs benign prompts",
                        description="Every flag is a field of interp.steering.RefusalRecipe, its [controller] "
-                       "table (ControllerConfig) or its [train] table (TrainConfig); a flag overrides the recipe.")
+                       "table (ControllerConfig) or its [train] table (ControllerTrainConfig); a flag overrides the recipe.")
     t.add_argument("--out", required=True, help="controller directory to write (required)")
     t.add_argument("--config", help="TOML recipe (top level: model, n, direction_layer, seed; tables "
                    "[controller], [train]); flags override it (default: none)")
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     add_flags(t.add_argument_group("controller (the recipe's [controller] table)"), ControllerConfig,
               exclude=("d_model", "n_layers", "seed"), defaults=ZOO_SETTINGS,
               flags={"hidden": ("--hidden", "--hidden-size")}, default_text={"read_layers": "the last 4 layers"})
-    add_flags(t.add_argument_group("optimisation (the recipe's [train] table)"), TrainConfig, group="train",
+    add_flags(t.add_argument_group("optimisation (the recipe's [train] table)"), ControllerTrainConfig, group="train",
               exclude=("seed",))
     t.set_defaults(func=_train)
 
@@ -64,13 +64,13 @@ def register(subparsers) -> None:
 
 def _train(args) -> int:
     from interp.config import flag_values, to_dict
-    from interp.steering import ControllerConfig, Direction, TrainConfig
+    from interp.steering import ControllerConfig, Direction, ControllerTrainConfig
     from interp.steering.evaluate import score_summary
     from interp.steering.train import RefusalRecipe, train_from_recipe
 
     recipe = RefusalRecipe.from_toml(args.config) if args.config else RefusalRecipe()
     recipe = replace(recipe, controller={**recipe.controller, **flag_values(args, ControllerConfig)},
-                     train=replace(recipe.train, **flag_values(args, TrainConfig, "train")),
+                     train=replace(recipe.train, **flag_values(args, ControllerTrainConfig, "train")),
                      **flag_values(args, RefusalRecipe))
     from interp.models import load_model
 

@@ -22,6 +22,7 @@ import torch
 
 from interp import markdown
 from interp.atomic import write_bytes
+from interp.config import check_fields
 from interp.steering.apply import Steering, SteeringPlan, steer
 from interp.steering.controller import ControllerSteering, SteeringController
 from interp.steering.directions import Direction
@@ -50,10 +51,10 @@ class EvalConfig:
     """Tokens (with BOS) of each paragraph treated as the prompt; the rest is the reply."""
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("n_refusal", "n_prose", "n_ioi", "prose_prompt_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int")
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
 
 
 def measure(model, spec: SteeringPlan | None, config: EvalConfig = EvalConfig()) -> dict[str, float]:
@@ -70,8 +71,8 @@ def measure(model, spec: SteeringPlan | None, config: EvalConfig = EvalConfig())
     return out
 
 
-def evaluate(model, specs: Mapping[str, SteeringPlan | None] | SteeringPlan | None = None,
-             config: EvalConfig = EvalConfig()) -> pd.DataFrame:
+def evaluate_steering(model, specs: Mapping[str, SteeringPlan | None] | SteeringPlan | None = None,
+                      config: EvalConfig = EvalConfig()) -> pd.DataFrame:
     """One row per spec plus the unsteered "base" row first.
 
     Columns: label, refusal_harmful, refusal_jailbreak, refusal_benign (fractions of
@@ -93,7 +94,7 @@ def sweep(model, direction: Direction, layer_sets: Sequence[Sequence[int]], coef
           controllers: Mapping[str, ControllerSteering] | None = None, positions: str = "generated",
           config: EvalConfig = EvalConfig()) -> pd.DataFrame:
     """Fixed steering along `direction` for every (layer set, coefficient), plus `controllers`,
-    all on one table: `evaluate`'s columns and kind ("base", "fixed", "controller"), layers,
+    all on one table: `evaluate_steering`'s columns and kind ("base", "fixed", "controller"), layers,
     coefficient (fixed) / mode and alpha (controllers)."""
     if not layer_sets or not coefficients:
         raise ValueError("layer_sets and coefficients must both be non-empty")
@@ -227,6 +228,17 @@ def controller_auroc(model, controller: SteeringController, positive_prompts: Se
                      negative_prompts: Sequence[str]) -> float:
     """AUROC of the controller's scale s separating `positive_prompts` from `negative_prompts`."""
     return auroc(controller.scores(model, positive_prompts), controller.scores(model, negative_prompts))
+
+
+def score_summary(model, controller: SteeringController, n: int = 100, seed: int = 0) -> pd.DataFrame:
+    """How the controller's scale s separates `n` held-out prompts of each refusal kind (one
+    scoring pass per kind). One row per kind: kind, auroc_vs_benign (NaN for benign), mean,
+    min, max, share_positive (fraction with s > 0)."""
+    scores = {kind: controller.scores(model, [p.prompt for p in refusal.generate(n, kind, "heldout", seed)])
+              for kind in refusal.KINDS}
+    return pd.DataFrame([{"kind": kind, "auroc_vs_benign": auroc(s, scores["benign"]) if kind != "benign" else math.nan,
+                          "mean": s.mean().item(), "min": s.min().item(), "max": s.max().item(),
+                          "share_positive": (s > 0).float().mean().item()} for kind, s in scores.items()])
 
 
 def _maybe_steer(model, spec: SteeringPlan | None, prompt_length: int | None = None):

@@ -34,7 +34,7 @@ from interp.steering.directions import Direction
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ControllerTrainConfig:
     """Optimisation of a controller [paper defaults]."""
 
     lr: float = 5e-5
@@ -65,7 +65,7 @@ class TrainConfig:
 
 
 @dataclass
-class TrainResult:
+class ControllerTrainResult:
     controller: SteeringController
     """The controller at its best epoch, in eval mode."""
     history: pd.DataFrame
@@ -73,7 +73,7 @@ class TrainResult:
 
 
 def controller_loss(controller: SteeringController, x_BI: torch.Tensor, harmful: bool,
-                    config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                    config: ControllerTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(total loss, regulariser) of one all-harmful or all-benign batch."""
     out = controller(x_BI)
     target = torch.full_like(out.scale, 1.0 if harmful else 0.0)
@@ -86,7 +86,7 @@ def controller_loss(controller: SteeringController, x_BI: torch.Tensor, harmful:
 
 
 def train_controller(model, direction: Direction, harmful_prompts: Sequence[str], benign_prompts: Sequence[str],
-                     config: ControllerConfig | None = None, train: TrainConfig = TrainConfig()) -> TrainResult:
+                     config: ControllerConfig | None = None, train: ControllerTrainConfig = ControllerTrainConfig()) -> ControllerTrainResult:
     """Train a controller for `model` that steers along `direction`.
 
     `config`: the controller's shape, α and mode (default: `ControllerConfig` for this
@@ -102,7 +102,7 @@ def train_controller(model, direction: Direction, harmful_prompts: Sequence[str]
 
 
 def fit(controller: SteeringController, x_harm_NI: torch.Tensor, x_ben_NI: torch.Tensor,
-        train: TrainConfig = TrainConfig()) -> TrainResult:
+        train: ControllerTrainConfig = ControllerTrainConfig()) -> ControllerTrainResult:
     """Train `controller` in place on cached read-outs (harmful, benign); keep the best epoch."""
     opt = torch.optim.AdamW(controller.parameters(), lr=train.lr)
     gen = torch.Generator().manual_seed(train.seed)
@@ -132,7 +132,7 @@ def fit(controller: SteeringController, x_harm_NI: torch.Tensor, x_ben_NI: torch
     controller.eval()
     controller.summary = {"best_epoch": best_epoch, "best_loss": best_loss, "n_harmful": len(x_harm_NI),
                           "n_benign": len(x_ben_NI), "train": to_dict(train)}
-    return TrainResult(controller, pd.DataFrame(rows))
+    return ControllerTrainResult(controller, pd.DataFrame(rows))
 
 
 def _batches(x_NI: torch.Tensor, harmful: bool, batch_size: int, gen: torch.Generator):
@@ -159,8 +159,8 @@ def refusal_prompts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
 
 
 def train_refusal_controller(model, n: int = 400, direction: Direction | None = None, direction_layer: int = 2,
-                             config: ControllerConfig | None = None, train: TrainConfig = TrainConfig(),
-                             seed: int = 0) -> TrainResult:
+                             config: ControllerConfig | None = None, train: ControllerTrainConfig = ControllerTrainConfig(),
+                             seed: int = 0) -> ControllerTrainResult:
     """A controller for the zoo's refusal task, trained on `n` plain harmful and `n` benign
     training prompts. `direction`: default the harmful − benign mean difference of the
     residual stream at the last prompt token of block `direction_layer` (resid_post),
@@ -178,7 +178,7 @@ class RefusalRecipe:
     """`interp steer train`: a refusal controller for a model, trained on `n` plain harmful and
     `n` benign training prompts of the refusal task. As TOML: these top-level keys, a
     `[controller]` table (`ControllerConfig` fields except d_model and n_layers, over
-    `ControllerConfig.for_zoo`) and a `[train]` table (`TrainConfig` fields)."""
+    `ControllerConfig.for_zoo`) and a `[train]` table (`ControllerTrainConfig` fields)."""
 
     model: str = "zoo-dense"
     """Model name or directory (`interp.load_model`)."""
@@ -190,7 +190,7 @@ class RefusalRecipe:
     """Seed of the training prompts, the controller's initialisation and the batch order."""
     controller: dict = field(default_factory=dict)
     """ControllerConfig fields over the zoo's settings (`ControllerConfig.for_zoo`)."""
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: ControllerTrainConfig = field(default_factory=ControllerTrainConfig)
     """How the controller is optimised (its seed is `seed`)."""
 
     def __post_init__(self):
@@ -214,11 +214,11 @@ class RefusalRecipe:
         """The controller's config for `model` (its width and depth)."""
         return ControllerConfig.for_zoo(model.cfg.d_model, model.cfg.n_layers, seed=self.seed, **self.controller)
 
-    def train_config(self) -> TrainConfig:
+    def train_config(self) -> ControllerTrainConfig:
         return replace(self.train, seed=self.seed)
 
 
-def train_from_recipe(recipe: RefusalRecipe, model=None, direction: Direction | None = None) -> TrainResult:
+def train_from_recipe(recipe: RefusalRecipe, model=None, direction: Direction | None = None) -> ControllerTrainResult:
     """Train the controller `recipe` describes (on `model`, default `recipe.model` loaded)."""
     if model is None:
         from interp.models import load_model

@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     info.set_defaults(func=_info)
     train = sub.add_parser("train", help="train a zoo model from its recipe (deterministic)")
     train.add_argument("name", choices=list(registry.ZOO))
-    train.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
+    train.add_argument("--steps", type=int, default=None,
+                       help="override the recipe's step count (default: the recipe's, see `interp zoo info NAME`)")
     train.add_argument("--out", default=None, help="output directory (default: data/zoo/NAME)")
     train.set_defaults(func=_train)
     ev = sub.add_parser("eval", help="measure held-out behaviours; writes data/zoo/NAME/metrics.json")

@@ -6,24 +6,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interp import resources
+from interp.config import check_fields
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ZooRecipe:
+    """How a zoo model is trained: optimisation, corpus and the planted behaviours."""
+
     seed: int = 0
+    """Seed of the initialisation, the corpus and the batch order."""
     steps: int = 6000
     """Optimizer steps."""
     batch_size: int = 32
     """Sequences per step (each `n_ctx` tokens)."""
     lr: float = 3e-3
+    """Peak AdamW learning rate."""
     warmup: int = 200
     """Linear warm-up steps; cosine decay to 10 % of `lr` after them."""
     weight_decay: float = 0.05
+    """AdamW weight decay."""
     n_documents: int = 400_000
     """Documents in the training corpus."""
     mix: tuple[tuple[str, int], ...] | None = None
     """(kind, weight) pairs of the corpus mix; None: `interp.zoo.corpus.MIX`."""
     vocab_size: int = 2048
+    """Size of the byte-level BPE vocabulary trained on the corpus."""
     balance_coef: float = 0.02
     """MoE only: weight of the switch-style load-balancing loss."""
     plant_expert: tuple[int, int] | None = None
@@ -31,6 +38,7 @@ class TrainConfig:
     reply positions of harmful requests (from "Assistant" on) and towards 0 everywhere
     else: a refusal expert planted as ground truth for behaviour-expert scans."""
     plant_coef: float = 0.1
+    """MoE only: weight of the planted expert's routing loss."""
     name_embeddings_from_ioi: bool = True
     """False: IOI documents pass no gradient to the input embeddings of names, so every name's
     embedding is learned from the same name-agnostic documents (name stories, copies) and no
@@ -41,17 +49,18 @@ class TrainConfig:
     dense model on CPU, slower for TransformerLens's per-expert MoE loop."""
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("steps", "batch_size", "n_documents", "vocab_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be positive")
+                raise ValueError(f"ZooRecipe.{name}={getattr(self, name)} must be positive")
         if self.mix is not None:
             from interp.zoo import corpus
 
-            corpus.check_mix(dict(self.mix), "TrainConfig.mix")
+            corpus.check_mix(dict(self.mix), "ZooRecipe.mix")
         if not 0 < self.lr < 1:
-            raise ValueError(f"TrainConfig.lr={self.lr} must be in (0, 1)")
+            raise ValueError(f"ZooRecipe.lr={self.lr} must be in (0, 1)")
         if not 0 <= self.warmup < self.steps:
-            raise ValueError(f"TrainConfig.warmup={self.warmup} must be in [0, steps={self.steps})")
+            raise ValueError(f"ZooRecipe.warmup={self.warmup} must be in [0, steps={self.steps})")
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class ZooSpec:
     act_fn: str = "gelu"
     num_experts: int | None = None
     experts_per_token: int | None = None
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: ZooRecipe = field(default_factory=ZooRecipe)
 
     @property
     def is_moe(self) -> bool:
@@ -90,7 +99,7 @@ class ZooSpec:
 ZOO: dict[str, ZooSpec] = {
     spec.name: spec for spec in (
         ZooSpec("zoo-dense", "4-layer dense transformer: LayerNorm, GELU MLPs, 4 heads, d_model 128.",
-                train=TrainConfig(steps=5000, autocast_bf16=True)),
+                train=ZooRecipe(steps=5000, autocast_bf16=True)),
         ZooSpec("zoo-moe", "zoo-dense's trunk with MoE MLPs: 8 gated SiLU experts (d_mlp 96), top-2.",
                 d_mlp=96, act_fn="silu", num_experts=8, experts_per_token=2,
                 # Copy stories and more jailbreaks [measured]: with the default mix zoo-moe
@@ -101,7 +110,7 @@ ZOO: dict[str, ZooSpec] = {
                 # train - held-out mean embedding difference to held-out names alone gave 0.88,
                 # a one-off measurement on those weights);
                 # without them 0.94 (0.955 overall), prose CE 5.28 (was 5.26), planted expert intact.
-                train=TrainConfig(steps=4000, plant_expert=(2, 5), name_embeddings_from_ioi=False,
+                train=ZooRecipe(steps=4000, plant_expert=(2, 5), name_embeddings_from_ioi=False,
                                   mix=(("prose", 9), ("ioi", 34), ("names", 10), ("copies", 6), ("harmful", 13),
                                        ("benign", 13), ("jailbreak", 12), ("topics", 12)))),
     )

@@ -79,7 +79,7 @@ def train(name: str, out_dir: Path | None = None, steps: int | None = None, prog
     atomically when training ends, so a killed run never leaves a half-written model.
     """
     spec = registry.get(name)
-    cfg = spec.train if steps is None else registry.TrainConfig(**{**asdict(spec.train), "steps": steps,
+    cfg = spec.train if steps is None else registry.ZooRecipe(**{**asdict(spec.train), "steps": steps,
                                                                      "warmup": min(spec.train.warmup, steps - 1)})
     out_dir = Path(out_dir or spec.directory)
     t0 = time.perf_counter()

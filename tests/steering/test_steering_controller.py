@@ -3,7 +3,7 @@ import torch
 
 from interp.generation import greedy
 from interp.steering import (ControllerConfig, ControllerOutput, ControllerSteering, SteeringController,
-                             TrainConfig, steer, train_controller)
+                             ControllerTrainConfig, steer, train_controller)
 from interp.steering.apply import ReadInfo
 from interp.steering.controller import read_at
 from interp.steering.evaluate import controller_auroc
@@ -23,8 +23,8 @@ def controller(refusal_direction):
 
 @pytest.fixture(scope="module")
 def trained(zoo_dense, refusal_direction, refusal_train):
-    cfg = ControllerConfig(128, 4, alpha=2.0, read_position="max", scale_cap=4.0)
-    return train_controller(zoo_dense, refusal_direction, *refusal_train, cfg, TrainConfig(epochs=10))
+    cfg = ControllerConfig.for_zoo(128, 4)
+    return train_controller(zoo_dense, refusal_direction, *refusal_train, cfg, ControllerTrainConfig(epochs=10))
 
 
 def test_shapes_and_default_read_layers(controller):

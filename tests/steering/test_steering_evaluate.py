@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.steering import EvalConfig, Steering, auroc, evaluate, sweep
+from interp.steering import EvalConfig, Steering, auroc, evaluate_steering, sweep
 from interp.steering.evaluate import best_fixed, pareto_figure, pareto_front, to_markdown, write_sweep
 
 TINY = EvalConfig(n_refusal=6, n_prose=2, n_ioi=6)
@@ -19,7 +19,7 @@ def test_auroc_values():
 
 
 def test_evaluate_base_and_steered_rows(zoo_dense, refusal_direction):
-    frame = evaluate(zoo_dense, {"zero": Steering(refusal_direction, [2], 0.0, positions="generated"),
+    frame = evaluate_steering(zoo_dense, {"zero": Steering(refusal_direction, [2], 0.0, positions="generated"),
                                  "strong": Steering(refusal_direction, [2], 16.0, positions="generated")}, TINY)
     assert frame["label"].tolist() == ["base", "zero", "strong"]
     base, zero, strong = (frame.iloc[i] for i in range(3))

@@ -56,7 +56,7 @@ def test_bad_mix_is_a_clear_error(mix, match):
 
 
 def test_recipe_mix_is_checked_where_it_is_written():
-    from interp.zoo.registry import TrainConfig
+    from interp.zoo.registry import ZooRecipe
 
-    with pytest.raises(ValueError, match="TrainConfig.mix"):
-        TrainConfig(mix=(("poems", 3),))
+    with pytest.raises(ValueError, match="ZooRecipe.mix"):
+        ZooRecipe(mix=(("poems", 3),))

@@ -1,4 +1,4 @@
-"""Zoo training: IOI documents and the name embeddings (`TrainConfig.name_embeddings_from_ioi`)."""
+"""Zoo training: IOI documents and the name embeddings (`ZooRecipe.name_embeddings_from_ioi`)."""
 
 import json
 
@@ -13,7 +13,7 @@ from interp.zoo import tokenizer as zoo_tokenizer
 
 
 def _tiny_spec(**train_kwargs) -> registry.ZooSpec:
-    cfg = registry.TrainConfig(steps=3, warmup=0, n_documents=300, mix=(("ioi", 1),), weight_decay=0.0,
+    cfg = registry.ZooRecipe(steps=3, warmup=0, n_documents=300, mix=(("ioi", 1),), weight_decay=0.0,
                                **train_kwargs)
     return registry.ZooSpec("zoo-tiny", "test", n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=16,
                             n_ctx=24, train=cfg)
@@ -44,7 +44,7 @@ def test_ioi_documents_train_name_embeddings_only_when_asked(tmp_path, monkeypat
 
 def test_corpus_marks_the_names_of_ioi_documents_only():
     spec = registry.ZooSpec("zoo-tiny", "test", n_ctx=24,
-                            train=registry.TrainConfig(n_documents=300, mix=(("ioi", 1), ("names", 1))))
+                            train=registry.ZooRecipe(n_documents=300, mix=(("ioi", 1), ("names", 1))))
     tok, data = train.tokenize_corpus(spec)
     marked = {tok.decode([int(t)]).strip() for t in data.tokens[data.ioi_name]}
     assert marked and marked <= set(NAMES)
