@@ -1,4 +1,4 @@
-"""Kernel benchmarks for cuda_ext (not tests; outputs committed under benchmarks/results/).
+"""Kernel benchmarks for sae_kernels (cuda_ext/) (not tests; outputs committed under benchmarks/results/).
 
 CPU (default): peak extra memory and tokens/s of one TopK encode + backward at B=4096, d=768,
 n=65536, k=32, per backend (reference, chunked, cpu); each measurement runs in a fresh
@@ -36,7 +36,7 @@ def _rss_kib(field: str) -> int:
 
 def cpu_encode_backward(backend: str, B: int, d: int, n: int, k: int, repeats: int) -> dict:
     """One measurement, run inside a fresh process: peak MiB above the inputs, and tokens/s."""
-    import cuda_ext
+    import sae_kernels
 
     torch.manual_seed(0)
     x = torch.randn(B, d)
@@ -45,7 +45,7 @@ def cpu_encode_backward(backend: str, B: int, d: int, n: int, k: int, repeats: i
     b_dec = torch.zeros(d, requires_grad=True)
     weights = torch.randn(B, k)
     # warm-up at a small batch (thread pools, lazy imports), then reset the peak counter
-    out = cuda_ext.topk_encode(x[:8], W_enc, b_enc, b_dec, k, backend=backend)
+    out = sae_kernels.topk_encode(x[:8], W_enc, b_enc, b_dec, k, backend=backend)
     (out.top_acts * weights[:8]).sum().backward()
     W_enc.grad = b_enc.grad = b_dec.grad = None
     Path("/proc/self/clear_refs").write_text("5")
@@ -53,7 +53,7 @@ def cpu_encode_backward(backend: str, B: int, d: int, n: int, k: int, repeats: i
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        out = cuda_ext.topk_encode(x, W_enc, b_enc, b_dec, k, backend=backend)
+        out = sae_kernels.topk_encode(x, W_enc, b_enc, b_dec, k, backend=backend)
         (out.top_acts * weights).sum().backward()
         seconds.append(time.perf_counter() - start)
         del out
@@ -108,7 +108,7 @@ def _matmul_flops_per_s(dtype: torch.dtype) -> float:
 
 
 def gpu_train_step_tokens_per_s(backend: str, B: int, d: int, n: int, k: int, steps: int) -> float:
-    import cuda_ext
+    import sae_kernels
 
     torch.manual_seed(0)
     dev, dt = "cuda", torch.bfloat16
@@ -120,8 +120,8 @@ def gpu_train_step_tokens_per_s(backend: str, B: int, d: int, n: int, k: int, st
     x = torch.randn(B, d, device=dev, dtype=dt)
 
     def step():
-        out = cuda_ext.topk_encode(x, W_enc, b_enc, b_dec, k, backend=backend)
-        x_hat = cuda_ext.sparse_decode(out.top_acts, out.top_indices, W_dec, b_dec, backend=backend)
+        out = sae_kernels.topk_encode(x, W_enc, b_enc, b_dec, k, backend=backend)
+        x_hat = sae_kernels.sparse_decode(out.top_acts, out.top_indices, W_dec, b_dec, backend=backend)
         loss = (x_hat.float() - x.float()).pow(2).sum(-1).mean()
         loss.backward()
         opt.step()

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--backend", default="auto", help="cuda_ext backend of the interp step")
+    p.add_argument("--backend", default="auto", help="sae_kernels backend of the interp step")
     p.add_argument("--profile", action="store_true",
                    help="instead: print where one interp step's time goes (torch.profiler, top ops by self time)")
     args = p.parse_args(argv)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     x = torch.randn(args.batch, args.d)
     if args.profile:
         return _profile(interp_step(x, args.d, args.n, args.k, dtype, args.backend))
-    from cuda_ext import resolve_backend
+    from sae_kernels import resolve_backend
 
     result = {"d": args.d, "n": args.n, "k": args.k, "batch": args.batch, "dtype": args.dtype,
               "backend": resolve_backend(args.backend, torch.device("cpu")), "repeats": repeats,

@@ -1,11 +1,11 @@
 """The chunked torch backend: TopK / Mutual / Feature Choice selection in latent blocks
-(cuda_ext.selection), sparse backward passes with torch primitives (cuda_ext.segment_ops).
+(sae_kernels.selection), sparse backward passes with torch primitives (sae_kernels.segment_ops).
 Runs on any device and never materialises the B x n pre-activations, on CPU as on GPU."""
 
 from __future__ import annotations
 
-from cuda_ext import segment_ops, selection
-from cuda_ext.sparse_backend import SparseBackend
+from sae_kernels import segment_ops, selection
+from sae_kernels.sparse_backend import SparseBackend
 
 _BACKEND = SparseBackend(selection.topk, segment_ops)
 

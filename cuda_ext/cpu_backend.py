@@ -2,14 +2,14 @@
 each block's pre-activations go through one C++ pass that keeps every row's running top-k
 (and AuxK top-k over dead latents) in a heap (cuda_ext/csrc/cpu_kernels.cpp). The sparse
 backward uses `embedding_bag` for segment sums and a C++ gathered dot product for pair_dots.
-Mutual and Feature Choice select in torch latent blocks (cuda_ext.selection), as elsewhere."""
+Mutual and Feature Choice select in torch latent blocks (sae_kernels.selection), as elsewhere."""
 
 from __future__ import annotations
 
 import torch
 
-from cuda_ext import cpu_ext, segment_ops, selection
-from cuda_ext.sparse_backend import SparseBackend
+from sae_kernels import cpu_ext, segment_ops, selection
+from sae_kernels.sparse_backend import SparseBackend
 
 
 class _Ops:
@@ -31,7 +31,7 @@ def _heap(B: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block: int | None = None) -> selection.TopkSelection:
-    """Same contract as cuda_ext.selection.topk, with the per-block merge fused in C++ (its heaps
+    """Same contract as sae_kernels.selection.topk, with the per-block merge fused in C++ (its heaps
     hold float32, so float64 inputs take the torch selection instead)."""
     if torch.promote_types(xc.dtype, W_enc.dtype) == torch.float64:
         return selection.topk(xc, W_enc, b_enc, k, dead_latents, k_aux, block)

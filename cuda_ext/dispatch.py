@@ -1,10 +1,10 @@
 """The one entry point `interp.sae` calls: argument checks, then the chosen backend.
 
 Backends:
-  "reference"  pure torch, materialises the B x n pre-activations (cuda_ext.reference);
+  "reference"  pure torch, materialises the B x n pre-activations (sae_kernels.reference);
   "chunked"    torch in latent blocks with a sparse backward, never a B x n matrix (any device);
   "cpu"        the chunked scheme with its selection and dot products fused in C++ (CPU tensors;
-               built on first use, cuda_ext.cpu_ext);
+               built on first use, sae_kernels.cpu_ext);
   "triton"     fused Triton kernels (GPU; CPU only under TRITON_INTERPRET=1);
   "auto"       "triton" for CUDA tensors when Triton imports; "cpu" for CPU tensors when the C++
                kernels build here; else "chunked".
@@ -19,12 +19,12 @@ from types import ModuleType
 
 import torch
 
-from cuda_ext import cpu_ext
-from cuda_ext.outputs import EncoderOutput, SparseCode
+from sae_kernels import cpu_ext
+from sae_kernels.outputs import EncoderOutput, SparseCode
 
 BACKENDS = ("auto", "reference", "chunked", "cpu", "triton")
-_MODULES = {"reference": "cuda_ext.reference", "chunked": "cuda_ext.chunked", "cpu": "cuda_ext.cpu_backend",
-            "triton": "cuda_ext.triton_backend"}
+_MODULES = {"reference": "sae_kernels.reference", "chunked": "sae_kernels.chunked", "cpu": "sae_kernels.cpu_backend",
+            "triton": "sae_kernels.triton_backend"}
 
 
 def triton_available(device: torch.device) -> bool:

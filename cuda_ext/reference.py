@@ -2,14 +2,14 @@
 plain autograd differentiates it. Every other backend is tested against these functions.
 
 Shapes follow sae-lens: x (B, d), W_enc (d, n), b_enc (n,), b_dec (d,), W_dec (n, d).
-Arguments are assumed valid here; `cuda_ext.dispatch` checks them where they enter.
+Arguments are assumed valid here; `sae_kernels.dispatch` checks them where they enter.
 """
 
 from __future__ import annotations
 
 import torch
 
-from cuda_ext.outputs import EncoderOutput, SparseCode
+from sae_kernels.outputs import EncoderOutput, SparseCode
 
 
 def pre_activations(

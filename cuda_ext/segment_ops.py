@@ -2,7 +2,7 @@
 
 `segment_sum` is a gather-and-weighted-sum over destination segments (CSR form), `pair_dots`
 a dot product per (row, row) pair. The Triton backend supplies the same two functions
-(cuda_ext.triton_kernels); cuda_ext.sparse_autograd composes them into encoder and decoder
+(sae_kernels.triton_kernels); sae_kernels.sparse_autograd composes them into encoder and decoder
 backward passes. Neither ever forms a B x n matrix, and pair_dots works in chunks so that its
 (chunk, d) temporaries stay small.
 """

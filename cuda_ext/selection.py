@@ -1,7 +1,7 @@
 """Block-wise selection passes (torch, any device, no autograd): the pre-activations are
 computed one block of latents at a time, and only running candidates survive between blocks,
 so no B x n matrix is ever held. Each returns the chosen entries and their pre-activation
-values; cuda_ext.sparse_autograd turns those into differentiable outputs.
+values; sae_kernels.sparse_autograd turns those into differentiable outputs.
 
 xc = x - b_dec (B, d); W_enc (d, n); b_enc (n,).
 """

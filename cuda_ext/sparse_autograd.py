@@ -1,5 +1,5 @@
 """Autograd functions with sparse backward passes, parameterised by the primitives module
-(`cuda_ext.segment_ops` for torch, `cuda_ext.triton_kernels` for Triton): any object with
+(`sae_kernels.segment_ops` for torch, `sae_kernels.triton_kernels` for Triton): any object with
 `segment_sum(src, src_idx, weights, offsets, out)` and `pair_dots(a, a_idx, b, b_idx)`.
 """
 
@@ -9,7 +9,7 @@ from types import ModuleType
 
 import torch
 
-from cuda_ext.segment_ops import csr_offsets
+from sae_kernels.segment_ops import csr_offsets
 
 
 class SelectedPre(torch.autograd.Function):

@@ -3,7 +3,7 @@
 The chunked torch backend and the Triton backend are both instances of `SparseBackend`:
 they differ only in how the TopK selection runs (torch latent blocks or one fused Triton
 kernel) and in who computes `segment_sum` / `pair_dots`. Batch-level selections (Mutual and
-Feature Choice) always run as torch latent blocks (cuda_ext.selection), on any device.
+Feature Choice) always run as torch latent blocks (sae_kernels.selection), on any device.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from typing import Callable
 
 import torch
 
-from cuda_ext import selection
-from cuda_ext.outputs import EncoderOutput, SparseCode
-from cuda_ext.sparse_autograd import CooDecode, SelectedPre
+from sae_kernels import selection
+from sae_kernels.outputs import EncoderOutput, SparseCode
+from sae_kernels.sparse_autograd import CooDecode, SelectedPre
 
 TopkSelect = Callable[..., selection.TopkSelection]
 
 
 class SparseBackend:
-    """The five kernels of cuda_ext with the B x n pre-activations never materialised.
+    """The five kernels of sae_kernels with the B x n pre-activations never materialised.
 
     select_topk(xc, W_enc, b_enc, k, dead_latents, k_aux) -> TopkSelection; ops: a module
-    with segment_sum and pair_dots (see cuda_ext.segment_ops).
+    with segment_sum and pair_dots (see sae_kernels.segment_ops).
     """
 
     def __init__(self, select_topk: TopkSelect, ops: ModuleType):

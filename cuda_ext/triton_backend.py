@@ -1,11 +1,11 @@
 """The Triton backend: fused TopK/AuxK selection kernel and Triton sparse primitives
-(cuda_ext.triton_kernels); Mutual/Feature Choice select in torch latent blocks on the same
-device (cuda_ext.selection) and share the Triton sparse backward."""
+(sae_kernels.triton_kernels); Mutual/Feature Choice select in torch latent blocks on the same
+device (sae_kernels.selection) and share the Triton sparse backward."""
 
 from __future__ import annotations
 
-from cuda_ext import triton_kernels
-from cuda_ext.sparse_backend import SparseBackend
+from sae_kernels import triton_kernels
+from sae_kernels.sparse_backend import SparseBackend
 
 _BACKEND = SparseBackend(triton_kernels.topk_select, triton_kernels)
 

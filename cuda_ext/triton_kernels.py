@@ -6,9 +6,9 @@
   never reaches memory. Value and index travel together as one int64 sort key:
   high 32 bits = order-preserving integer image of the fp32 value, low 32 bits = 2^32-1-index
   (so among equal values the lower index wins).
-* `segment_sum`, `pair_dots`: the sparse primitives of cuda_ext.segment_ops, same contracts.
+* `segment_sum`, `pair_dots`: the sparse primitives of sae_kernels.segment_ops, same contracts.
 
-Importing this module needs the `triton` package; cuda_ext.dispatch only imports it when the
+Importing this module needs the `triton` package; sae_kernels.dispatch only imports it when the
 Triton backend is asked for and can run.
 """
 
@@ -20,8 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from cuda_ext import selection
-from cuda_ext.selection import TopkSelection
+from sae_kernels import selection
+from sae_kernels.selection import TopkSelection
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Beyond these the running lists no longer fit in registers (large-k variants such as top-AFA's
@@ -120,12 +120,12 @@ def topk_select(
     block_d: int | None = None,
     splits: int | None = None,
 ) -> TopkSelection:
-    """Fused TopK (+ AuxK) selection; same contract as cuda_ext.selection.topk.
+    """Fused TopK (+ AuxK) selection; same contract as sae_kernels.selection.topk.
 
     The grid is (row blocks, latent splits): each program keeps the running top-k of its rows
     over its share of the latents, and the (B, splits * K) candidate keys are merged with one
     torch top-k. `splits` defaults to enough programs to fill the GPU (about 4 per SM).
-    k > MAX_FUSED_K or k_aux > MAX_FUSED_K_AUX: cuda_ext.selection.topk instead."""
+    k > MAX_FUSED_K or k_aux > MAX_FUSED_K_AUX: sae_kernels.selection.topk instead."""
     B, D = xc.shape
     N = W_enc.shape[1]
     use_aux = dead_latents is not None and k_aux > 0

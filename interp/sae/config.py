@@ -149,7 +149,7 @@ class SAETrainConfig:
     checkpoint_every: int = 0
     """Write a resumable checkpoint every this many steps (0: only at the end)."""
     backend: str = "auto"
-    """Kernel backend passed to cuda_ext: auto, reference, chunked, triton."""
+    """Kernel backend passed to sae_kernels: auto, reference, chunked, triton."""
 
     def __post_init__(self):
         check_fields(self)
@@ -173,10 +173,10 @@ class SAETrainConfig:
                 _fail(c, name, getattr(self, name), "a number in [0, 1)")
         if not self.adam_eps > 0:
             _fail(c, "adam_eps", self.adam_eps, "a number > 0")
-        import cuda_ext
+        import sae_kernels
 
-        if self.backend not in cuda_ext.BACKENDS:
-            _fail(c, "backend", self.backend, f"one of {', '.join(cuda_ext.BACKENDS)}")
+        if self.backend not in sae_kernels.BACKENDS:
+            _fail(c, "backend", self.backend, f"one of {', '.join(sae_kernels.BACKENDS)}")
 
     @classmethod
     def from_dict(cls, values: dict, where: str | None = None, **extra) -> "SAETrainConfig":

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-import cuda_ext
+import sae_kernels
 from interp.sae.module import SparseAutoencoder
 
 
@@ -48,8 +48,8 @@ def initialize_from_data(sae: SparseAutoencoder, sample_TD: torch.Tensor) -> Non
 def _least_squares_scale(sae: SparseAutoencoder, x_TD: torch.Tensor) -> float:
     """s minimising ||x - b_dec - s * (x_hat - b_dec)||^2 over the sample, for the TopK-k code
     (every variant's training L0 is k on average); 1 when the code is empty."""
-    code = cuda_ext.topk_encode(x_TD, sae.W_enc, sae.b_enc, sae.b_dec, sae.cfg.k, backend=sae.backend)
-    r_TD = cuda_ext.sparse_decode(code.top_acts, code.top_indices, sae.W_dec, torch.zeros_like(sae.b_dec),
+    code = sae_kernels.topk_encode(x_TD, sae.W_enc, sae.b_enc, sae.b_dec, sae.cfg.k, backend=sae.backend)
+    r_TD = sae_kernels.sparse_decode(code.top_acts, code.top_indices, sae.W_dec, torch.zeros_like(sae.b_dec),
                                   backend=sae.backend)
     norm = float(r_TD.pow(2).sum())
     return max(float(((x_TD - sae.b_dec) * r_TD).sum()) / norm, 0.0) if norm > 0 else 1.0

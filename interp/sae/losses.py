@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-import cuda_ext
+import sae_kernels
 
 
 def nmse(x_hat_BD: torch.Tensor, x_BD: torch.Tensor) -> torch.Tensor:
@@ -27,7 +27,7 @@ def auxk_loss(residual_BD: torch.Tensor, aux_acts_BK: torch.Tensor | None, aux_i
     if aux_acts_BK is None:
         return residual_BD.new_zeros((), dtype=torch.float32)
     acts = aux_acts_BK if weights_N is None else aux_acts_BK * weights_N[aux_indices_BK].to(aux_acts_BK.dtype)
-    e_hat_BD = cuda_ext.sparse_decode(acts, aux_indices_BK, W_dec_ND, None, backend=backend)
+    e_hat_BD = sae_kernels.sparse_decode(acts, aux_indices_BK, W_dec_ND, None, backend=backend)
     loss = nmse(e_hat_BD, residual_BD.detach())
     return torch.nan_to_num(loss, nan=0.0)
 

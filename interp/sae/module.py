@@ -1,6 +1,6 @@
 """`SparseAutoencoder`: the weights every variant shares, its decoder constraint, and the
 encode/decode entry points. Which latents fire is the variant's business
-(`interp.sae.variants`); the arithmetic goes through the kernels in `cuda_ext`.
+(`interp.sae.variants`); the arithmetic goes through the kernels in `sae_kernels` (the `cuda_ext/` directory).
 
 Shapes follow sae-lens: W_enc (d, n), b_enc (n,), W_dec (n, d) with unit-norm rows d_i,
 b_dec (d,). The SAE always takes raw activations x (B, d) and maps them into its own input
@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import cuda_ext
-from cuda_ext.outputs import EncoderOutput, SparseCode
-from cuda_ext.reference import pre_activations
+import sae_kernels
+from sae_kernels.outputs import EncoderOutput, SparseCode
+from sae_kernels.reference import pre_activations
 from interp.sae.config import SAEConfig
 from interp.sae.registry import get_variant
 
@@ -118,8 +118,8 @@ class SparseAutoencoder(nn.Module):
     def decode_scaled(self, code: Code) -> torch.Tensor:
         """(B, d) reconstruction in the SAE's (scaled) input space, b_dec included."""
         if isinstance(code, SparseCode):
-            return cuda_ext.coo_decode(code, self.W_dec, self.b_dec, backend=self.backend)
-        return cuda_ext.sparse_decode(code.top_acts, code.top_indices, self.W_dec, self.b_dec, backend=self.backend)
+            return sae_kernels.coo_decode(code, self.W_dec, self.b_dec, backend=self.backend)
+        return sae_kernels.sparse_decode(code.top_acts, code.top_indices, self.W_dec, self.b_dec, backend=self.backend)
 
     def forward(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> torch.Tensor:
         """(B, d) reconstruction x_hat of raw activations x (B, d)."""
@@ -138,7 +138,7 @@ class SparseAutoencoder(nn.Module):
     def aux_encode(self, x_BD: torch.Tensor, dead_mask_N: torch.Tensor) -> EncoderOutput:
         """AuxK selection alone (the top-k_aux dead latents per token) for variants whose main
         selection does not produce it."""
-        return cuda_ext.topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, 1, dead_mask=dead_mask_N,
+        return sae_kernels.topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, 1, dead_mask=dead_mask_N,
                                     k_aux=self.cfg.k_aux_effective, backend=self.backend)
 
     # --- decoder constraint (Gao et al.) ----------------------------------------------------

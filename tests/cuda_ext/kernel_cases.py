@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-import cuda_ext
-from cuda_ext import reference
+import sae_kernels
+from sae_kernels import reference
 
 TOL = {torch.float64: dict(atol=1e-9, rtol=1e-9), torch.float32: dict(atol=1e-4, rtol=1e-4),
        torch.float16: dict(atol=2e-2, rtol=2e-2)}
@@ -44,7 +44,7 @@ def assert_grads_close(got, expected, dtype):
 
 def check_topk(backend, B, d, n, k, *, dtype=torch.float64, dead=None, k_aux=0, seed=0, bias=0.0, ties=False):
     params = encoder(B, d, n, dtype, seed, bias, ties)
-    out = cuda_ext.topk_encode(*params, k, dead_mask=dead, k_aux=k_aux, backend=backend)
+    out = sae_kernels.topk_encode(*params, k, dead_mask=dead, k_aux=k_aux, backend=backend)
     ref = reference.topk_encode(*params, k, dead_mask=dead, k_aux=k_aux)
     torch.testing.assert_close(out.top_acts, ref.top_acts, **TOL[dtype])
     assert out.top_indices.dtype == torch.int64 and out.top_indices.shape == (B, k)
@@ -68,7 +68,7 @@ def check_topk(backend, B, d, n, k, *, dtype=torch.float64, dead=None, k_aux=0, 
 
 def check_code(backend, kind, B, d, n, arg, *, dtype=torch.float64, seed=0, bias=0.0, ties=False):
     params = encoder(B, d, n, dtype, seed, bias, ties)
-    encode = {"mutual": cuda_ext.mutual_choice_encode, "feature": cuda_ext.feature_choice_encode}[kind]
+    encode = {"mutual": sae_kernels.mutual_choice_encode, "feature": sae_kernels.feature_choice_encode}[kind]
     ref_encode = {"mutual": reference.mutual_choice_encode, "feature": reference.feature_choice_encode}[kind]
     code = encode(*params, arg, backend=backend)
     ref = ref_encode(*params, arg)
@@ -93,7 +93,7 @@ def check_decode(backend, B, n, d, k, *, dtype=torch.float64, seed=0, with_bias=
     indices = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(B)])
     W_dec = torch.randn(n, d, generator=g).to(dtype).requires_grad_()
     b_dec = torch.randn(d, generator=g).to(dtype).requires_grad_() if with_bias else None
-    out = cuda_ext.sparse_decode(acts, indices, W_dec, b_dec, backend=backend)
+    out = sae_kernels.sparse_decode(acts, indices, W_dec, b_dec, backend=backend)
     ref = reference.sparse_decode(acts, indices, W_dec, b_dec)
     torch.testing.assert_close(out, ref, **TOL[dtype])
     w = torch.randn(B, d, generator=g).to(dtype)
@@ -105,9 +105,9 @@ def check_coo_decode(backend, B, n, d, budget, *, dtype=torch.float64, seed=0):
     x, W_enc, b_enc, b_dec = encoder(B, d, n, dtype, seed)
     code = reference.mutual_choice_encode(x.detach(), W_enc.detach(), b_enc.detach(), b_dec.detach(), budget)
     values = code.values.detach().requires_grad_()
-    code = cuda_ext.SparseCode(values, code.rows, code.cols, B)
+    code = sae_kernels.SparseCode(values, code.rows, code.cols, B)
     W_dec = torch.randn(n, d, generator=torch.Generator().manual_seed(seed)).to(dtype).requires_grad_()
-    out = cuda_ext.coo_decode(code, W_dec, b_dec, backend=backend)
+    out = sae_kernels.coo_decode(code, W_dec, b_dec, backend=backend)
     ref = reference.coo_decode(code, W_dec, b_dec)
     torch.testing.assert_close(out, ref, **TOL[dtype])
     w = torch.randn(B, d, generator=torch.Generator().manual_seed(seed + 2)).to(dtype)

@@ -4,7 +4,7 @@ against the reference and plain autograd, in latent blocks of 16."""
 import pytest
 import torch
 
-from cuda_ext import cpu_ext
+from sae_kernels import cpu_ext
 from kernel_cases import check_code, check_coo_decode, check_decode, check_topk
 
 pytestmark = pytest.mark.usefixtures("small_blocks")
@@ -87,7 +87,7 @@ def test_coo_decode(backend, budget):
 def test_fused_pair_dots_match_torch(a_dtype, b_dtype):
     if not cpu_ext.available():
         pytest.skip(f"fused CPU kernels unavailable: {cpu_ext.reason()}")
-    from cuda_ext import cpu_backend, segment_ops
+    from sae_kernels import cpu_backend, segment_ops
 
     g = torch.Generator().manual_seed(4)
     a, b = torch.randn(7, 37, generator=g).to(a_dtype), torch.randn(11, 37, generator=g).to(b_dtype)
@@ -102,7 +102,7 @@ def test_fused_selection_equals_torch_selection_across_many_blocks():
     """Same chosen latents and values as the torch selection, with AuxK, over 8 blocks of 16."""
     if not cpu_ext.available():
         pytest.skip(f"fused CPU kernels unavailable: {cpu_ext.reason()}")
-    from cuda_ext import cpu_backend, selection
+    from sae_kernels import cpu_backend, selection
 
     g = torch.Generator().manual_seed(6)
     xc, W, b = torch.randn(33, 12, generator=g), torch.randn(12, 128, generator=g), torch.randn(128, generator=g)
@@ -115,13 +115,13 @@ def test_fused_selection_equals_torch_selection_across_many_blocks():
 
 def test_nan_input_is_selected_like_torch_topk(backend):
     """NaN ranks above every number, as in torch.topk, so a NaN input reaches the loss."""
-    import cuda_ext
-    from cuda_ext import reference
+    import sae_kernels
+    from sae_kernels import reference
 
     g = torch.Generator().manual_seed(8)
     x, W, b_enc, b_dec = torch.randn(5, 4, generator=g), torch.randn(4, 40, generator=g), torch.zeros(40), torch.zeros(4)
     x[2, 1] = float("nan")
-    out = cuda_ext.topk_encode(x, W, b_enc, b_dec, 3, backend=backend)
+    out = sae_kernels.topk_encode(x, W, b_enc, b_dec, 3, backend=backend)
     ref = reference.topk_encode(x, W, b_enc, b_dec, 3)
     assert out.top_acts[2].isnan().all() and ((out.top_indices >= 0) & (out.top_indices < 40)).all()
     torch.testing.assert_close(out.top_acts, ref.top_acts, equal_nan=True)

@@ -1,9 +1,9 @@
-"""Spec properties of the pure-torch reference kernels (cuda_ext.reference)."""
+"""Spec properties of the pure-torch reference kernels (sae_kernels.reference)."""
 
 import pytest
 import torch
 
-from cuda_ext import reference
+from sae_kernels import reference
 
 
 def _encoder(B=6, d=5, n=12, seed=0, dtype=torch.float64):

@@ -6,8 +6,8 @@ import torch
 
 pytest.importorskip("triton")
 
-import cuda_ext  # noqa: E402
-from cuda_ext import triton_kernels  # noqa: E402
+import sae_kernels  # noqa: E402
+from sae_kernels import triton_kernels  # noqa: E402
 from kernel_cases import check_code, check_coo_decode, check_decode, check_topk  # noqa: E402
 
 BACKEND = "triton"
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("small_blocks")
 
 
 def test_interpreter_is_active_on_cpu():
-    assert cuda_ext.resolve_backend("triton", torch.device("cpu")) == "triton"
+    assert sae_kernels.resolve_backend("triton", torch.device("cpu")) == "triton"
 
 
 @pytest.mark.parametrize("k", [1, 5, 37])  # k = n = 37: not a power of two, not a block multiple
@@ -81,7 +81,7 @@ def test_sort_key_round_trip_orders_values_then_lower_index():
 
 @pytest.mark.parametrize("splits", [1, 3])
 def test_fused_selection_matches_block_selection_for_any_latent_split(splits):
-    from cuda_ext import selection
+    from sae_kernels import selection
 
     g = torch.Generator().manual_seed(8)
     xc, W_enc, b_enc = torch.randn(5, 7, generator=g), torch.randn(7, 70, generator=g), torch.randn(70, generator=g)

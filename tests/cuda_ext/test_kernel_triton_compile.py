@@ -17,7 +17,7 @@ import json, os, subprocess, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from cuda_ext import triton_kernels as tk
+from sae_kernels import triton_kernels as tk
 
 target = GPUTarget("cuda", 90, 32)
 cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")

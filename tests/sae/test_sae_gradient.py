@@ -2,7 +2,7 @@
 
 import torch
 
-from cuda_ext.outputs import EncoderOutput
+from sae_kernels.outputs import EncoderOutput
 from interp.sae.config import SAEConfig
 from interp.sae.module import SparseAutoencoder, code_to_dense
 from interp.sae.variants.gradient import gradient_select

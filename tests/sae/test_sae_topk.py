@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import cuda_ext
+import sae_kernels
 from interp.sae import losses
 from interp.sae.config import SAEConfig
 from interp.sae.module import SparseAutoencoder, code_to_dense
@@ -118,7 +118,7 @@ def test_geometric_median_init_and_scale():
     initialize_from_data(sae, x)
     assert abs(float((x * sae.input_scale).norm(dim=1).mean()) - 4.0) < 1e-3
     x_code = sae.encode(x)
-    assert isinstance(x_code, cuda_ext.EncoderOutput)
+    assert isinstance(x_code, sae_kernels.EncoderOutput)
 
 
 def test_layer_norm_inputs_make_the_code_per_token_affine_invariant():
@@ -151,12 +151,12 @@ def test_initial_reconstruction_is_the_least_squares_scale_of_the_tied_code(vari
     sae = SparseAutoencoder(SAEConfig(d_in=32, n_latents=256, k=64, variant=variant))
     tied_W_enc = sae.W_enc.detach().clone()
     initialize_from_data(sae, x)
-    code = cuda_ext.topk_encode(x, sae.W_enc, sae.b_enc, sae.b_dec, 64)
-    x_hat = cuda_ext.sparse_decode(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
+    code = sae_kernels.topk_encode(x, sae.W_enc, sae.b_enc, sae.b_dec, 64)
+    x_hat = sae_kernels.sparse_decode(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
     baseline = (x - sae.b_dec).pow(2).sum()  # the code switched off: x_hat = b_dec
     assert (x - x_hat).pow(2).sum() < baseline  # no overshoot: better than no code at all
     for s in (0.9, 1.1):  # and a minimum along the encoder's scale
-        scaled = cuda_ext.sparse_decode(code.top_acts * s, code.top_indices, sae.W_dec, sae.b_dec)
+        scaled = sae_kernels.sparse_decode(code.top_acts * s, code.top_indices, sae.W_dec, sae.b_dec)
         assert (x - scaled).pow(2).sum() > (x - x_hat).pow(2).sum()
-    tied = cuda_ext.topk_encode(x, tied_W_enc, sae.b_enc, sae.b_dec, 64)  # the same selection as the tied init
+    tied = sae_kernels.topk_encode(x, tied_W_enc, sae.b_enc, sae.b_dec, 64)  # the same selection as the tied init
     assert torch.equal(code.top_indices.sort(1).values, tied.top_indices.sort(1).values)

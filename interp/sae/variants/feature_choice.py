@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-import cuda_ext
+import sae_kernels
 from interp.sae.losses import zipf_weights
 from interp.sae.variants.base import Variant
 
@@ -41,7 +41,7 @@ class FeatureChoice(Variant):
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         cap = self.capacity(x_BD.shape[0], stats).to(x_BD.device)
-        return cuda_ext.feature_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, cap, backend=sae.backend)
+        return sae_kernels.feature_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, cap, backend=sae.backend)
 
     def encode(self, sae, x_BD, grads_BD):
         return sae.threshold_encode(x_BD)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-import cuda_ext
-from cuda_ext.outputs import EncoderOutput
+import sae_kernels
+from sae_kernels.outputs import EncoderOutput
 from interp.sae.variants.base import Variant
 from interp.sae.variants.topk import multi_topk_loss
 
@@ -38,7 +38,7 @@ class GradientTopK(Variant):
 
     def encode(self, sae, x_BD, grads_BD):
         if grads_BD is None:  # plain mode: ordinary TopK
-            return cuda_ext.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
+            return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
         attribution_BN = grads_BD.detach().to(sae.W_dec.dtype) @ sae.W_dec.detach().T  # d_i . g
         return gradient_select(sae.pre_acts(x_BD), attribution_BN, self.cfg.beta, self.cfg.k)
 

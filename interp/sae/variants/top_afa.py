@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-import cuda_ext
-from cuda_ext.outputs import EncoderOutput
+import sae_kernels
+from sae_kernels.outputs import EncoderOutput
 from interp.sae import afa
 from interp.sae.variants.base import Variant
 
@@ -28,7 +28,7 @@ class TopAFA(Variant):
 
     def encode(self, sae, x_BD, grads_BD):
         k_max = self.cfg.k_max or self.cfg.n_latents
-        cand = cuda_ext.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, k_max, backend=sae.backend)
+        cand = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, k_max, backend=sae.backend)
         scores_BK = (cand.top_acts * sae.W_dec.norm(dim=1)[cand.top_indices]).pow(2).detach()
         order_BK = scores_BK.argsort(dim=1, descending=True, stable=True)
         acts_BK, indices_BK = cand.top_acts.gather(1, order_BK), cand.top_indices.gather(1, order_BK)

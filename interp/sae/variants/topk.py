@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-import cuda_ext
+import sae_kernels
 from interp.sae import losses
 from interp.sae.variants.base import Variant
 
@@ -17,11 +17,11 @@ class TopK(Variant):
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         k_aux = self.cfg.k_aux_effective if aux_mask_N is not None else 0
-        return cuda_ext.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k,
+        return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k,
                                     dead_mask=aux_mask_N, k_aux=k_aux, backend=sae.backend)
 
     def encode(self, sae, x_BD, grads_BD):
-        return cuda_ext.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
+        return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
 
     def extra_losses(self, sae, x_BD, code, x_hat_BD):
         return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k)} if self.cfg.multi_topk else {}
@@ -29,5 +29,5 @@ class TopK(Variant):
 
 def multi_topk_loss(sae, x_BD: torch.Tensor, k: int) -> torch.Tensor:
     """Multi-TopK term NMSE of the plain top-4k code, divided by 8 (Gao et al.)."""
-    wide = cuda_ext.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, 4 * k, backend=sae.backend)
+    wide = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, 4 * k, backend=sae.backend)
     return losses.nmse(sae.decode_scaled(wide), x_BD) / 8
