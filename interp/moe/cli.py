@@ -7,8 +7,6 @@ import shlex
 
 import pandas as pd
 
-from interp.moe.interventions import POLICIES
-
 
 def parse_experts(text: str) -> list[tuple[int, int]]:
     """'2:5,3:4' -> [(2, 5), (3, 4)]."""
@@ -23,46 +21,55 @@ def parse_experts(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# MoteConfig field -> flag, in the order the reproduce command writes them: the flags are
+# generated from the config's fields, and the command is written back from a config.
+MOTE_FLAGS = {"model": "--model", "top_n": "--top", "policies": "--policy", "seeds": "--seeds",
+              "n_train": "--train", "n_heldout": "--heldout", "n_prose": "--prose", "n_ioi": "--ioi",
+              "statistic": "--statistic", "last": "--last"}
+_COMMON = ("model", "n_train", "statistic", "last")  # how experts are scored, for every subcommand
+
+
+def _flags(parser, *fields: str, **kwargs) -> None:
+    from interp.config import add_flags
+    from interp.moe.experiment import MoteConfig
+
+    add_flags(parser, MoteConfig, include=fields, flags=MOTE_FLAGS, **kwargs)
+
+
 def register(subparsers) -> None:
     moe = subparsers.add_parser("moe", help="MoE experts: routing statistics, ablation, forcing (MoTE)")
     sub = moe.add_subparsers(dest="moe_command", metavar="MOE_COMMAND", required=True)
 
     scan = sub.add_parser("scan", help="routing statistics and fTRI behaviour experts on refusal prompts")
-    _common(scan)
-    scan.add_argument("--top", type=int, default=10, help="behaviour experts to print (default 10)")
-    scan.add_argument("--csv", help="also write every expert's score to this CSV file")
+    _flags(scan, *_COMMON)
+    scan.add_argument("--top", type=int, default=10, help="behaviour experts to print (default: 10)")
+    scan.add_argument("--csv", help="also write every expert's score to this CSV file (default: none)")
     scan.set_defaults(func=_scan)
 
     ab = sub.add_parser("ablate", help="switch experts off; with --top, the MoTE experiment with random controls")
-    _common(ab)
+    _flags(ab, *_COMMON, "policies", "seeds", "n_heldout", "n_prose", "n_ioi")
     which = ab.add_mutually_exclusive_group(required=True)
-    which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to switch off")
-    which.add_argument("--top", type=int, nargs="+", help="switch off the top-N fTRI experts for each N, "
-                       "against random controls (the MoTE experiment)")
-    ab.add_argument("--policy", choices=POLICIES, nargs="+", default=list(POLICIES))
-    ab.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random-control seeds (with --top)")
-    ab.add_argument("--heldout", type=int, default=100, help="held-out prompts per kind (default 100)")
-    ab.add_argument("--prose", type=int, default=50, help="held-out prose paragraphs for CE (default 50)")
-    ab.add_argument("--ioi", type=int, default=100, help="held-out IOI prompts (default 100)")
-    ab.add_argument("--report", help="with --top: write the markdown report here")
+    which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to switch off (required, or --top)")
+    _flags(which, "top_n", default_text={"top_n": "required, or --experts"})
+    ab.add_argument("--report", help="with --top: write the markdown report here (default: none)")
     ab.set_defaults(func=_ablate)
 
     fo = sub.add_parser("force", help="force experts into every token's top-k; refusal rates and replies")
-    _common(fo)
+    _flags(fo, *_COMMON, "n_heldout")
     which = fo.add_mutually_exclusive_group(required=True)
-    which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to force")
-    which.add_argument("--top", type=int, help="force the top-N fTRI experts")
+    which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to force (required, or --top)")
+    which.add_argument("--top", type=int, help="force the top-N fTRI experts (required, or --experts)")
     fo.add_argument("--weight", type=float, default=None,
                     help="router probability of forced experts (default: just above the largest other one)")
-    fo.add_argument("--heldout", type=int, default=100, help="held-out prompts per kind (default 100)")
     fo.set_defaults(func=_force)
 
 
-def _common(p) -> None:
-    p.add_argument("--model", default="zoo-moe", help="MoE model (default zoo-moe)")
-    p.add_argument("--train", type=int, default=100, help="training prompts per kind for fTRI (default 100)")
-    p.add_argument("--statistic", choices=["count", "weight"], default="count")
-    p.add_argument("--last", type=int, default=None, help="score over the last N prompt tokens only")
+def _config(args):
+    """The `MoteConfig` of the flags given (the rest at its defaults)."""
+    from interp.config import flag_values
+    from interp.moe.experiment import MoteConfig
+
+    return MoteConfig(**flag_values(args, MoteConfig))
 
 
 def _show(df: pd.DataFrame) -> None:
@@ -76,24 +83,25 @@ def _train_prompts(n: int):
     return [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(n, kind, "train")]
 
 
-def _scores(model, args):
+def _scores(model, config):
     from interp import moe
 
-    prompts = _train_prompts(args.train)
+    prompts = _train_prompts(config.n_train)
     classes = moe.refused(model, prompts)
     cap = moe.capture_routing(model, prompts)
-    return cap, classes, moe.score_experts(cap, classes, args.statistic, args.last)
+    return cap, classes, moe.score_experts(cap, classes, config.statistic, config.last)
 
 
 def _scan(args) -> int:
     from interp import load_model, moe
 
-    model = load_model(args.model)
-    cap, classes, scores = _scores(model, args)
-    print(f"{args.model}: {sum(classes)} of {len(classes)} training prompts refused")
+    config = _config(args)
+    model = load_model(config.model)
+    cap, classes, scores = _scores(model, config)
+    print(f"{config.model}: {sum(classes)} of {len(classes)} training prompts refused")
     print("\nper layer: load balance and routing entropy")
     _show(moe.layer_table(cap))
-    print(f"\ntop {args.top} behaviour experts (fTRI, {args.statistic}, refused - answered)")
+    print(f"\ntop {args.top} behaviour experts (fTRI, {config.statistic}, refused - answered)")
     _show(scores.head(args.top))
     if args.csv:
         scores.to_csv(args.csv, index=False)
@@ -101,31 +109,19 @@ def _scan(args) -> int:
     return 0
 
 
-# MoteConfig field -> `interp moe ablate` option (argparse dest): the config is built from the
-# parsed flags and its reproduce command from the config, so neither retypes the other.
-_MOTE_OPTIONS = {"model": "model", "top_n": "top", "policies": "policy", "seeds": "seeds", "n_train": "train",
-                 "n_heldout": "heldout", "n_prose": "prose", "n_ioi": "ioi", "statistic": "statistic", "last": "last"}
-
 # `interp moe ablate --experts` table: measurement key -> printed column, in printed order.
 _ABLATE_COLUMNS = {"policy": "policy", "refusal_rate": "refusal_harmful", "refusal_rate_benign": "refusal_benign",
                    "prose_ce": "prose_ce", "ioi_accuracy": "ioi_accuracy"}
-
-
-def _mote_config(args):
-    from interp.moe.experiment import MoteConfig
-
-    values = {field: getattr(args, dest) for field, dest in _MOTE_OPTIONS.items()}
-    return MoteConfig(**{field: tuple(v) if isinstance(v, list) else v for field, v in values.items()})
 
 
 def _mote_command(config, report: str | None = None) -> str:
     """The `interp moe ablate` command line that runs `config` (a `MoteConfig` of the flags'
     fields) and writes the report to `report`; every flag written out, defaults included."""
     words = ["interp", "moe", "ablate"]
-    for field, dest in _MOTE_OPTIONS.items():
+    for field, flag in MOTE_FLAGS.items():
         value = getattr(config, field)
         if value is not None:
-            words += [f"--{dest}", *map(str, value if isinstance(value, tuple) else (value,))]
+            words += [flag, *map(str, value if isinstance(value, tuple) else (value,))]
     return shlex.join(words + (["--report", str(report)] if report else []))
 
 
@@ -133,8 +129,8 @@ def _ablate(args) -> int:
     from interp import load_model, moe
     from interp.moe.experiment import HeldOut, measure, run_mote, write_report
 
-    if args.top:
-        config = _mote_config(args)
+    config = _config(args)
+    if args.experts is None:
         result = run_mote(config)
         print("\nsummary (top-N against random controls)")
         _show(result.summary)
@@ -145,14 +141,14 @@ def _ablate(args) -> int:
             write_report(result, args.report, _mote_command(config, args.report))
             print(f"wrote {args.report}")
         return 0
-    model = load_model(args.model)
+    model = load_model(config.model)
     experts = moe.check_experts(model, args.experts, field="--experts")
-    heldout = HeldOut.draw(args.heldout, args.ioi, args.prose)
+    heldout = HeldOut.draw(config.n_heldout, config.n_ioi, config.n_prose)
     rows = [dict(policy="(none)", **measure(model, heldout, benign=True))]
-    for policy in args.policy:
+    for policy in config.policies:
         with moe.ablate(model, experts, policy):
             rows.append(dict(policy=policy, **measure(model, heldout, benign=True)))
-    print(f"{args.model}: experts {experts} switched off")
+    print(f"{config.model}: experts {experts} switched off")
     _show(pd.DataFrame(rows)[list(_ABLATE_COLUMNS)].rename(columns=_ABLATE_COLUMNS))
     return 0
 
@@ -163,11 +159,12 @@ def _force(args) -> int:
     from interp.tasks import refusal
     from interp.tasks.refusal import refusal_rate
 
-    model = load_model(args.model)
-    experts = args.experts if args.experts else moe.top_experts(_scores(model, args)[2], args.top)
+    config = _config(args)
+    model = load_model(config.model)
+    experts = args.experts if args.experts else moe.top_experts(_scores(model, config)[2], args.top)
     experts = moe.check_experts(model, experts, field="--experts")
-    benign = refusal.generate(args.heldout, "benign", "heldout")
-    harmful = refusal.generate(args.heldout, "harmful", "heldout")
+    benign = refusal.generate(config.n_heldout, "benign", "heldout")
+    harmful = refusal.generate(config.n_heldout, "harmful", "heldout")
     rows = [dict(forced="(none)", refusal_benign=refusal_rate(model, benign),
                  refusal_harmful=refusal_rate(model, harmful))]
     with moe.force(model, experts, weight=args.weight):

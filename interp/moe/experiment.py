@@ -22,6 +22,7 @@ import pandas as pd
 
 from interp import markdown
 from interp.atomic import write_text
+from interp.config import check_fields
 from interp.moe.capture import capture_routing
 from interp.moe.experts import STATISTICS, refused, score_experts, top_experts
 from interp.moe.interventions import POLICIES, ablate, force, random_control
@@ -53,11 +54,11 @@ class MoteConfig:
     """Held-out IOI prompts."""
     top_n: tuple[int, ...] = (1, 2, 4, 8)
     """Numbers of top experts to switch off."""
-    policies: tuple[str, ...] = POLICIES
+    policies: tuple[str, ...] = field(default=POLICIES, metadata={"choices": POLICIES})
     """Ablation policies (`interp.moe.POLICIES`)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of the random-expert controls (one random set per seed and N)."""
-    statistic: str = "count"
+    statistic: str = field(default="count", metadata={"choices": STATISTICS})
     """fTRI statistic: 'count' (selection rate) or 'weight' (router probability)."""
     last: int | None = None
     """Score over the last `last` prompt tokens only (None: all prompt tokens)."""
@@ -67,11 +68,11 @@ class MoteConfig:
     """Seed of the prompt sets."""
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("n_train", "n_heldout", "n_prose", "n_ioi"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
-        if not self.top_n or any(not isinstance(n, int) or n < 1 for n in self.top_n):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        if not self.top_n or any(n < 1 for n in self.top_n):
             raise ValueError(f"top_n={self.top_n!r} must be a non-empty tuple of positive integers")
         bad = [p for p in self.policies if p not in POLICIES]
         if not self.policies or bad:
@@ -80,7 +81,7 @@ class MoteConfig:
             raise ValueError(f"seeds={self.seeds!r} must be distinct integers, at least one")
         if self.statistic not in STATISTICS:
             raise ValueError(f"statistic={self.statistic!r}; allowed: {', '.join(STATISTICS)}")
-        if self.last is not None and (not isinstance(self.last, int) or self.last < 1):
+        if self.last is not None and self.last < 1:
             raise ValueError(f"last={self.last!r} must be a positive integer or None")
         if any(w is not None and not 0 < w <= 1 for w in self.force_weights):
             raise ValueError(f"force_weights={self.force_weights!r}: each must be in (0, 1] or None")

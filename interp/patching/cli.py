@@ -5,37 +5,44 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from interp import resources
+    from interp.patching import METHODS
+    from interp.patching.nodes import COMPONENTS, DEFAULT_COMPONENTS
+    from interp.tasks.base import SPLITS
+
     p = subparsers.add_parser("patch", help="circuit discovery: activation patching, AtP, RelP, IG")
     sub = p.add_subparsers(dest="patch_command", metavar="TASK")
     i = sub.add_parser("ioi", help="score IOI nodes with one method; write CSV and heatmap PNG")
-    i.add_argument("--model", default="zoo-dense")
-    i.add_argument("--method", default="relp", choices=["relp", "atp", "ap", "ig"])
-    i.add_argument("--components", default="resid_pre,attn_out,mlp_out",
-                   help="comma-separated: resid_pre, attn_out, mlp_out, head, neuron")
-    i.add_argument("--n", type=int, default=32, help="prompt pairs")
-    i.add_argument("--split", default="train", choices=["train", "heldout"])
-    i.add_argument("--template", type=int, default=0, help="template index within the split")
-    i.add_argument("--steps", type=int, default=10, help="IG interpolation steps")
-    i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--out", default="results/patching", help="output directory")
+    i.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
+    i.add_argument("--method", default="relp", choices=list(METHODS), help="(default: relp)")
+    i.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
+                   help=f"comma-separated, of {', '.join(c for c in COMPONENTS if c != 'sae')} "
+                   f"(default: {','.join(DEFAULT_COMPONENTS)})")
+    i.add_argument("--n", type=int, default=32, help="prompt pairs (default: 32)")
+    i.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
+    i.add_argument("--template", type=int, default=0, help="template index within the split (default: 0)")
+    i.add_argument("--steps", type=int, default=10, help="interpolation steps of the methods that take them "
+                   "(ig) (default: 10)")
+    i.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
+    i.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
     i.set_defaults(func=_ioi)
     r = sub.add_parser("protocol", help="the paper's IOI protocol: AP vs AtP vs RelP, timing, SAE circuits")
-    r.add_argument("--model", default="zoo-dense")
-    r.add_argument("--n", type=int, default=32)
-    r.add_argument("--split", default="train", choices=["train", "heldout"])
+    r.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
+    r.add_argument("--n", type=int, default=32, help="prompt pairs per template (default: 32)")
+    r.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
     r.add_argument("--templates", default="0", help="comma-separated template indices (the first one drives "
-                   "the maps, verification and SAE comparison)")
-    r.add_argument("--sae", default="saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32",
-                   help="SAE directory for the feature-circuit comparison, or 'none'")
-    r.add_argument("--ig-steps", type=int, default=10)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out", default="results/relp_ioi.md")
+                   "the maps, verification and SAE comparison) (default: 0)")
+    r.add_argument("--sae", default=None, help="SAE directory for the feature-circuit comparison, or 'none' "
+                   f"(default: the shipped {resources.DEFAULT_SAE})")
+    r.add_argument("--ig-steps", type=int, default=10, help="IG steps of the SAE comparison (default: 10)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
+    r.add_argument("--out", default="results/relp_ioi.md", help="report path (default: results/relp_ioi.md)")
     r.set_defaults(func=_protocol)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
 def _ints(text: str, field: str) -> tuple[int, ...]:
-    from interp.cli import UserError
+    from interp.errors import UserError
 
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
@@ -66,7 +73,15 @@ def _protocol(args) -> int:
     from interp.patching.protocol import ioi_study
     from interp.patching.report import write_ioi_report
 
-    sae = None if args.sae.lower() == "none" else args.sae
+    from pathlib import Path
+
+    from interp import resources
+
+    if args.sae is None:  # the shipped SAE, written in the report relative to here when it is below here
+        shipped = resources.sae_path().resolve()
+        sae = str(shipped.relative_to(Path.cwd())) if shipped.is_relative_to(Path.cwd()) else str(shipped)
+    else:
+        sae = None if args.sae.lower() == "none" else args.sae
     study = ioi_study(args.model, args.n, args.split, _ints(args.templates, "templates"), sae,
                       ig_steps=args.ig_steps, seed=args.seed)
     path = write_ioi_report(study, args.out)

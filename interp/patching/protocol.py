@@ -11,6 +11,7 @@ returns every number of the report (`IOIStudy`); `interp.patching.report` render
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -123,8 +124,9 @@ def score_ioi(model, method: str, inputs: IOIInputs, components=DEFAULT_COMPONEN
 
     if method not in METHODS:
         raise ValueError(f"method={method!r}; allowed: {', '.join(METHODS)}")
-    kwargs = {"steps": steps} if method == "ig" else {}
-    return METHODS[method](model, inputs.clean, inputs.corrupt, inputs.metric, components=tuple(components), **kwargs)
+    fn = METHODS[method]
+    kwargs = {"steps": steps} if "steps" in inspect.signature(fn).parameters else {}  # path methods (IG)
+    return fn(model, inputs.clean, inputs.corrupt, inputs.metric, components=tuple(components), **kwargs)
 
 
 @dataclass

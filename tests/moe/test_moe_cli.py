@@ -45,17 +45,17 @@ def test_reproduce_line_is_built_from_the_config():
     from pathlib import Path
 
     from interp.cli import build_parser
-    from interp.moe.cli import _mote_command, _mote_config
+    from interp.moe.cli import _config, _mote_command
 
     # the committed report's command parses back into a config that writes the same command
     report = (Path(__file__).parents[2] / "results" / "moe_refusal.md").read_text()
     command = next(line for line in report.splitlines() if line.startswith("interp moe ablate"))
     args = build_parser().parse_args(shlex.split(command)[1:])
-    config = _mote_config(args)
+    config = _config(args)
     assert (config.n_heldout, config.n_prose, config.top_n, config.last) == (80, 40, (1, 2, 4, 8), None)
     assert _mote_command(config, args.report) == command
     args = build_parser().parse_args(["moe", "ablate", "--top", "2", "--last", "3"])
-    assert _mote_command(_mote_config(args)) == ("interp moe ablate --model zoo-moe --top 2 --policy renormalize "
+    assert _mote_command(_config(args)) == ("interp moe ablate --model zoo-moe --top 2 --policy renormalize "
                                                  "refill zero_output --seeds 0 1 2 --train 100 --heldout 100 "
                                                  "--prose 50 --ioi 100 --statistic count --last 3")
 

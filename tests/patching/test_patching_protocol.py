@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from interp import resources
 from interp.patching import COLUMNS
 from interp.patching.protocol import ioi_inputs, run_protocol
 
@@ -32,7 +33,7 @@ def test_protocol_report_with_sae_circuits(tmp_path, zoo_dense):
     from interp.patching.protocol import ioi_study
     from interp.patching.report import write_ioi_report
 
-    study = ioi_study("zoo-dense", n=4, templates=(0,), sae_path="saes/zoo-dense-blocks.2.hook_resid_pre-topk-k32",
+    study = ioi_study("zoo-dense", n=4, templates=(0,), sae_path=resources.sae_path(),
                       sizes=(0, 10, 100), ig_steps=2, model=zoo_dense)
     assert study.correlations.columns.tolist() == ["component", "atp", "relp"]
     assert study.sae.n_nodes == study.sae.n_latents * len(study.tokens)  # every (latent, position)

@@ -36,14 +36,11 @@ def test_job_writes_a_loadable_run_with_metrics(tiny_model, tiny_tokens, tmp_pat
 
 
 def test_recipes_parse_and_bad_recipes_fail_before_compute(tmp_path):
-    from pathlib import Path
+    from interp import resources
 
-    import pytest
-
-    root = Path(__file__).resolve().parents[2] / "saes" / "recipes"
-    default = job.JobConfig.from_toml(root / "default.toml")
+    default = job.JobConfig.from_toml(resources.recipe_path("default"))
     assert default == job.JobConfig()  # the recipe is the embedded default
-    compare = job.JobConfig.from_toml(root / "compare.toml")
+    compare = job.JobConfig.from_toml(resources.recipe_path("compare"))
     assert {s["variant"] for s in compare.saes} == {"topk", "mutual_choice", "feature_choice", "gradient", "top_afa"}
     bad = tmp_path / "bad.toml"
     bad.write_text('[[sae]]\nvariant = "relu"\n')
