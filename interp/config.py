@@ -337,6 +337,8 @@ def add_flags(parser, cls: type, *, group: str | None = None, defaults=None,
 
 
 def flag_values(args: argparse.Namespace, cls: type, group: str | None = None) -> dict:
-    """{field: value} of the flags of `cls` (added by `add_flags`) given on the command line."""
-    prefix = f"{group or cls.__name__}."
-    return {k.removeprefix(prefix): v for k, v in vars(args).items() if k.startswith(prefix)}
+    """{field: value} of the flags of `cls` (added by `add_flags`) given on the command line,
+    in the API's types (a dtype name becomes a `torch.dtype`, a list a tuple)."""
+    prefix, hints = f"{group or cls.__name__}.", _hints(cls)
+    values = {k.removeprefix(prefix): v for k, v in vars(args).items() if k.startswith(prefix)}
+    return {k: check_value(hints[k], v, f"{cls.__name__}.{k}") for k, v in values.items()}

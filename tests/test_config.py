@@ -120,8 +120,8 @@ def test_flags_come_from_fields_with_help_and_defaults():
     args = parser.parse_args(["--n", "4", "-r", "0.25", "--cap", "none", "--on", "--mode", "b",
                               "--layers", "1", "2", "--dtype", "bfloat16"])
     values = flag_values(args, Example)
-    assert values == {"n": 4, "rate": 0.25, "cap": None, "on": True, "mode": "b", "layers": [1, 2],
-                      "dtype": "bfloat16"}
+    assert values == {"n": 4, "rate": 0.25, "cap": None, "on": True, "mode": "b", "layers": (1, 2),
+                      "dtype": torch.bfloat16}
     cfg = replace(Example(), **values)
     assert cfg.layers == (1, 2) and cfg.dtype is torch.bfloat16
     assert flag_values(parser.parse_args(["--no-on"]), Example) == {"on": False}

@@ -31,7 +31,7 @@ from interp.cache import distributed, sources
 from interp.cache.format import (DTYPES, Manifest, ShardInfo, StoreError, as_tensor, dtype_name,
                                  file_crc32, read_manifest, shard_layout, shard_name,
                                  write_manifest, MANIFEST)
-from interp.config import check_fields
+from interp.config import check_fields, to_dict
 
 SHARD_BYTES_TARGET = 128 * 2**20
 """Default shard size: about 128 MiB (rounded to whole batches)."""
@@ -43,8 +43,8 @@ class CacheConfig:
 
     hooks: tuple[str, ...]
     """TransformerLens hook names, cached in one model pass."""
-    dtype: str = field(default="float32", metadata={"choices": tuple(DTYPES)})
-    """Storage dtype: float32 | float16 | bfloat16."""
+    dtype: torch.dtype = field(default=torch.float32, metadata={"choices": tuple(DTYPES)})
+    """Storage dtype: float32 | float16 | bfloat16 (the manifest records its name)."""
     batch_size: int = 32
     """Sequences per model pass."""
     context_size: int = 128
@@ -60,8 +60,7 @@ class CacheConfig:
         check_fields(self)
         if not self.hooks or len(set(self.hooks)) != len(self.hooks):
             raise ValueError(f"CacheConfig.hooks={list(self.hooks)} must be a non-empty list of distinct hook names")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"CacheConfig.dtype={self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        dtype_name(self.dtype)  # a dtype the store can hold, or a ValueError naming the allowed ones
         for name in ("batch_size", "shard_sequences"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CacheConfig.{name}={getattr(self, name)} must be a positive integer")
@@ -104,7 +103,7 @@ def write(model, hooks: str | list[str], tokens, out_dir: str | Path, *, grads: 
     config = CacheConfig(tuple(hooks), storage, batch_size, ctx, grads, seed, shard_sequences)
     manifest = Manifest(model=model_name or model.cfg.model_name, hooks=hooks, d_model=d_model, dtype=storage,
                         context_size=ctx, n_tokens=n_seq * ctx, has_grads=grads, shard_sequences=shard_sequences,
-                        config=dict(asdict(config), hooks=hooks, source=rows.source))
+                        config=dict(to_dict(config), hooks=hooks, source=rows.source))
 
     out_dir = Path(out_dir)
     ranks = distributed.current()
@@ -318,12 +317,11 @@ def _check_finite(t: torch.Tensor, what: str, hook: str, where: str) -> None:
 
 
 def cache_model(model: str, hooks: list[str], tokens: int | str | Path, out_dir: str | Path, *,
-                dtype: str = "float32", device: str = "cpu", **options):
+                dtype: torch.dtype = torch.float32, device: str = "cpu", **options):
     """`write` for a model given by name (zoo name, model directory or TransformerLens name):
-    what `interp cache` runs. `dtype`: the storage dtype's name; `options`: `write`'s keywords."""
+    what `interp cache` runs. `dtype`: the storage dtype; `options`: `write`'s keywords."""
     from interp.models import load_model
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}; allowed: {', '.join(DTYPES)}")
+    dtype_name(dtype)  # fail before loading the model
     loaded = load_model(model, device=device)
-    return write(loaded, hooks, tokens, out_dir, dtype=DTYPES[dtype][0], model_name=str(model), **options)
+    return write(loaded, hooks, tokens, out_dir, dtype=dtype, model_name=str(model), **options)

@@ -58,7 +58,7 @@ def test_cli_registers_train_and_eval(capsys):
     args = parser.parse_args(["train-sae", "--k", "16", "--variant", "mutual_choice", "--train-tokens", "8192",
                               "--lr", "none", "--dtype", "bfloat16"])
     assert flag_values(args, SAEConfig, "sae") == {"k": 16, "variant": "mutual_choice"}
-    assert flag_values(args, SAETrainConfig, "train") == {"n_tokens": 8192, "lr": None, "dtype": "bfloat16"}
+    assert flag_values(args, SAETrainConfig, "train") == {"n_tokens": 8192, "lr": None, "dtype": torch.bfloat16}
     assert args.func.__name__ == "_train_sae"
     cfg = job.with_overrides(job.JobConfig(), sae=flag_values(args, SAEConfig, "sae"),
                              train=flag_values(args, SAETrainConfig, "train"))

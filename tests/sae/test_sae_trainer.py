@@ -58,7 +58,7 @@ def test_training_reduces_nmse_for_every_variant_from_one_read(tiny_store):
 
 
 def test_bfloat16_training_runs_and_learns(tiny_store):
-    result = train(tiny_store, _cfg(), SAETrainConfig(batch_size=256, lr=3e-3, warmup_steps=3, dtype="bfloat16"),
+    result = train(tiny_store, _cfg(), SAETrainConfig(batch_size=256, lr=3e-3, warmup_steps=3, dtype=torch.bfloat16),
                    progress=False)
     assert result.saes[0].W_enc.dtype == torch.float32 and _eval_nmse(result.saes[0], tiny_store) < 0.6
 
