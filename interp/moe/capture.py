@@ -8,12 +8,12 @@ router probabilities and the routed weights of every layer. Hooks already active
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from interp.batching import equal_length_batches
 from interp.moe.routing import ROUTED_WEIGHTS, ROUTER_PROBS, hook_name, routed, shape
 
 
@@ -54,11 +54,7 @@ def capture_routing(model, prompts: Sequence[str], batch_size: int = 64) -> Rout
     n_layers, _, k = shape(model)
     if isinstance(prompts, str) or not prompts:
         raise ValueError(f"prompts={prompts!r} must be a non-empty list of strings")
-    by_length: dict[int, list[tuple[int, torch.Tensor]]] = defaultdict(list)
-    for i, prompt in enumerate(prompts):
-        toks = model.to_tokens(prompt, prepend_bos=True)[0][: model.cfg.n_ctx]
-        by_length[len(toks)].append((i, toks))
-
+    sequences = [model.to_tokens(prompt, prepend_bos=True)[0][: model.cfg.n_ctx] for prompt in prompts]
     tokens: list = [None] * len(prompts)
     probs: list = [None] * len(prompts)
     weights: list = [None] * len(prompts)
@@ -69,17 +65,16 @@ def capture_routing(model, prompts: Sequence[str], batch_size: int = 64) -> Rout
 
     names = [hook_name(layer, point) for layer in range(n_layers) for point in (ROUTER_PROBS, ROUTED_WEIGHTS)]
     with routed(model), model.hooks(fwd_hooks=[(name, keep) for name in names]):
-        for length, group in by_length.items():
-            for start in range(0, len(group), batch_size):
-                chunk = group[start:start + batch_size]
-                seen.clear()
-                model(torch.stack([t for _, t in chunk]).to(model.cfg.device))
-                # each hook saw (B * T, E): one tensor per layer and point
-                per_point = {p: torch.stack([seen[hook_name(layer, p)][0].view(len(chunk), length, -1)
-                                             for layer in range(n_layers)], dim=1)  # (B, L, T, E)
-                             for p in (ROUTER_PROBS, ROUTED_WEIGHTS)}
-                for b, (i, toks) in enumerate(chunk):
-                    tokens[i] = toks.cpu()
-                    probs[i] = per_point[ROUTER_PROBS][b]
-                    weights[i] = per_point[ROUTED_WEIGHTS][b]
+        for batch in equal_length_batches(sequences, batch_size):
+            seen.clear()
+            model(batch.tokens.to(model.cfg.device))
+            B, T = batch.tokens.shape
+            # each hook saw (B * T, E): one tensor per layer and point
+            per_point = {p: torch.stack([seen[hook_name(layer, p)][0].view(B, T, -1)
+                                         for layer in range(n_layers)], dim=1)  # (B, L, T, E)
+                         for p in (ROUTER_PROBS, ROUTED_WEIGHTS)}
+            for b, i in enumerate(batch.indices):
+                tokens[i] = sequences[i].cpu()
+                probs[i] = per_point[ROUTER_PROBS][b]
+                weights[i] = per_point[ROUTED_WEIGHTS][b]
     return RoutingCapture(prompts=list(prompts), tokens=tokens, probs=probs, weights=weights, k=k)

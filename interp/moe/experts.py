@@ -30,7 +30,7 @@ def replies(model, prompts: Sequence[str], max_new_tokens: int | None = None) ->
     Active hooks (ablations, forcing) apply.
     """
     if max_new_tokens is None:
-        max_new_tokens = len(model.to_tokens(refusal.REFUSAL, prepend_bos=False)[0])
+        max_new_tokens = refusal.reply_tokens(model)
     out = greedy(model, list(prompts), max_new_tokens=max_new_tokens)
     return pd.DataFrame(dict(prompt=list(prompts), reply=out, refused=[refusal.is_refusal(r) for r in out]))
 

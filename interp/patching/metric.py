@@ -26,9 +26,11 @@ def metric_value(metric: Metric, logits: torch.Tensor) -> torch.Tensor:
 
 
 def logit_diff(logits: torch.Tensor, answer_ids: torch.Tensor, wrong_ids: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of logit(answer) - logit(wrong) at the last position: a scalar."""
-    last_BV = logits[:, -1, :]
-    return (last_BV.gather(1, answer_ids[:, None]) - last_BV.gather(1, wrong_ids[:, None])).mean()
+    """Mean over the batch of logit(answer) - logit(wrong) at the last position: a scalar
+    (the batch mean of the task's per-prompt `interp.tasks.ioi.logit_diff`)."""
+    from interp.tasks.ioi import logit_diff as per_prompt
+
+    return per_prompt(logits, answer_ids, wrong_ids).mean()
 
 
 @dataclass
