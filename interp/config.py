@@ -193,6 +193,14 @@ def check_fields(obj) -> None:
             object.__setattr__(obj, f.name, checked)
 
 
+def check_positive(obj, *names: str) -> None:
+    """A `ConfigError` naming the first of the fields `names` of `obj` that is not > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        if not value > 0:
+            raise ConfigError(f"{type(obj).__name__}.{name}={value!r} is not allowed: a positive number")
+
+
 # --- tables and files -----------------------------------------------------------------------
 def from_dict(cls: type, values: Mapping, where: str | None = None, **extra):
     """Build config `cls` from a TOML/JSON table plus `extra` fields. Unknown keys, missing

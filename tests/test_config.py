@@ -141,3 +141,11 @@ def test_two_configs_share_a_parser_through_groups():
     add_flags(parser, Inner, group="inner", flags={"width": "--inner-width"})
     args = parser.parse_args(["--n", "1", "--inner-width", "2"])
     assert flag_values(args, Example) == {"n": 1} and flag_values(args, Inner, "inner") == {"width": 2}
+
+
+def test_check_positive_names_the_first_bad_field():
+    from interp.config import check_positive
+
+    check_positive(Example(n=1, rate=0.1), "n", "rate")
+    with pytest.raises(ConfigError, match=r"Example.rate=0.0 is not allowed: a positive number"):
+        check_positive(Example(n=1, rate=0.0), "n", "rate")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from interp import markdown
 from interp.atomic import write_text
-from interp.config import check_fields
+from interp.config import check_fields, check_positive
 from interp.moe.capture import capture_routing
 from interp.moe.experts import STATISTICS, refused, score_experts, top_experts
 from interp.moe.interventions import POLICIES, ablate, force, random_control
@@ -69,9 +69,7 @@ class MoteConfig:
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("n_train", "n_heldout", "n_prose", "n_ioi"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        check_positive(self, "n_train", "n_heldout", "n_prose", "n_ioi")
         if not self.top_n or any(n < 1 for n in self.top_n):
             raise ValueError(f"top_n={self.top_n!r} must be a non-empty tuple of positive integers")
         bad = [p for p in self.policies if p not in POLICIES]

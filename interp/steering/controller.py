@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from interp.artifacts import read_artifact, write_artifact
-from interp.config import check_fields, from_dict, to_dict
+from interp.config import check_fields, check_positive, from_dict, to_dict
 from interp.steering import readout
 from interp.steering.apply import Coefficients, ReadInfo, ReadOuts, schedule_weights
 from interp.steering.directions import Direction, check_width
@@ -87,9 +87,7 @@ class ControllerConfig:
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("d_model", "n_layers", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
+        check_positive(self, "d_model", "n_layers", "hidden")
         read = self.read_layers or tuple(range(max(0, self.n_layers - 4), self.n_layers))
         for layer in read:
             if not 0 <= layer < self.n_layers:

@@ -22,7 +22,7 @@ import torch
 
 from interp import markdown
 from interp.atomic import write_bytes
-from interp.config import check_fields
+from interp.config import check_fields, check_positive
 from interp.steering.apply import Steering, SteeringPlan, steer
 from interp.steering.controller import ControllerSteering, SteeringController
 from interp.steering.directions import Direction
@@ -52,9 +52,7 @@ class EvalConfig:
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("n_refusal", "n_prose", "n_ioi", "prose_prompt_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
+        check_positive(self, "n_refusal", "n_prose", "n_ioi", "prose_prompt_length")
 
 
 def measure(model, spec: SteeringPlan | None, config: EvalConfig = EvalConfig()) -> dict[str, float]:

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from interp.config import check_fields, from_dict, read_toml, to_dict
+from interp.config import check_fields, check_positive, from_dict, read_toml, to_dict
 from interp.errors import ConfigError
 from interp.steering import readout
 from interp.steering.controller import ControllerConfig, SteeringController
@@ -54,11 +54,7 @@ class ControllerTrainConfig:
 
     def __post_init__(self):
         check_fields(self)
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr} must be positive")
-        for name in ("batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive int")
+        check_positive(self, "lr", "batch_size", "epochs")
         for name in ("grad_clip", "reg_coef", "reg_mean_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interp import resources
-from interp.config import check_fields
+from interp.config import check_fields, check_positive
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,7 @@ class ZooRecipe:
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("steps", "batch_size", "n_documents", "vocab_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ZooRecipe.{name}={getattr(self, name)} must be positive")
+        check_positive(self, "steps", "batch_size", "n_documents", "vocab_size")
         if self.mix is not None:
             from interp.zoo import corpus
 

@@ -7,7 +7,7 @@ from interp.moe.experiment import MoteConfig, run_mote, summarize, write_report
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("n_train", 0, "n_train=0 must be a positive integer"),
+    ("n_train", 0, "MoteConfig.n_train=0 is not allowed: a positive number"),
     ("top_n", (), "top_n=()"),
     ("policies", ("renormalize", "drop"), "allowed a non-empty subset of renormalize, refill, zero_output"),
     ("seeds", (1, 1), "seeds=(1, 1) must be distinct"),
