@@ -10,7 +10,7 @@ import sys
 import warnings
 
 import interp
-from interp.errors import InterpError, UserError  # noqa: F401  (UserError: what subcommands raise)
+from interp.errors import InterpError
 
 COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "interp.moe.cli", "interp.patching.cli",
                    "interp.steering.cli")
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return args.func(args) or 0
-    except (InterpError, ValueError, KeyError, FileNotFoundError, interp.models.ModelLoadError) as e:
+    # interp's own errors (ConfigError, ModelLoadError, StoreError, ...) and the builtin ones its checks raise
+    except (InterpError, ValueError, KeyError, FileNotFoundError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"interp {args.command}: error: {message}", file=sys.stderr)
         return 2
