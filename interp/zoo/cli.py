@@ -58,10 +58,10 @@ def _eval(args) -> int:
     from pathlib import Path
 
     from interp.models import load_model
-    from interp.zoo.evaluate import TARGETS, evaluate, missed_targets, write_metrics
+    from interp.zoo.evaluate import TARGETS, evaluate_zoo_model, missed_targets, write_metrics
 
     model = load_model(args.name)
-    metrics = evaluate(model, n=args.n)
+    metrics = evaluate_zoo_model(model, n=args.n)
     directory = registry.ZOO[args.name].directory if args.name in registry.ZOO else Path(args.name)
     write_metrics(metrics, directory / "metrics.json")
     for key, value in metrics.items():

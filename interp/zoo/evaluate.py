@@ -24,7 +24,7 @@ TARGETS = {
 }
 
 
-def evaluate(model, n: int = 200, seed: int = 0) -> dict[str, float]:
+def evaluate_zoo_model(model, n: int = 200, seed: int = 0) -> dict[str, float]:
     """Held-out metrics of a zoo model: `n` prompts per task (and `n` prose paragraphs)."""
     if n < 1:
         raise ValueError(f"n={n} must be positive")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from interp.zoo.evaluate import TARGETS, evaluate, missed_targets
+from interp.zoo.evaluate import TARGETS, evaluate_zoo_model, missed_targets
 from interp.zoo.registry import ZOO
 
 # Targets the shipped weights are known to miss (measured; see data/zoo/<name>/metrics.json).
@@ -14,7 +14,7 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 @pytest.fixture(scope="module")
 def sample_metrics(request):
-    return {name: evaluate(request.getfixturevalue(name.replace("-", "_")), n=40, seed=7) for name in ZOO}
+    return {name: evaluate_zoo_model(request.getfixturevalue(name.replace("-", "_")), n=40, seed=7) for name in ZOO}
 
 
 def _cases():
