@@ -15,3 +15,11 @@ def zoo_sae():
     from interp.patching import SAEHook
 
     return SAEHook.load(resources.sae_path())
+
+
+@pytest.fixture(scope="session")
+def ioi_moe(zoo_moe):
+    """4 IOI train pairs of one template on zoo-moe, with the normalised metric."""
+    from interp.patching.protocol import ioi_inputs
+
+    return ioi_inputs(zoo_moe, n=4, split="train", template=0)
