@@ -111,6 +111,12 @@ def sites(model, components: Sequence[str] = DEFAULT_COMPONENTS, sae: SAEHook | 
             raise ValueError(f"layer={layer} is out of range; the model has layers 0..{n_layers - 1}")
     units = {"resid_pre": 1, "attn_out": 1, "mlp_out": 1, "head": model.cfg.n_heads, "neuron": model.cfg.d_mlp}
     out = [Site(c, layer, HOOKS[c].format(layer=layer), units[c]) for layer in layers for c in components if c != "sae"]
+    missing = [s.hook for s in out if s.hook not in model.hook_dict]
+    if missing:  # e.g. "neuron" on an MoE model, whose MLP neurons live inside each expert
+        component = next(s.component for s in out if s.hook == missing[0])
+        here = [c for c in COMPONENTS if c == "sae" or HOOKS[c].format(layer=0) in model.hook_dict]
+        raise ValueError(f"components: {component!r} needs hook {missing[0]!r}, which this model does not have "
+                         f"(allowed here: {', '.join(here)})")
     if "sae" in components:
         if sae is None:
             raise ValueError("components include 'sae' but sae=None; pass an SAEHook (SAEHook.load(path))")

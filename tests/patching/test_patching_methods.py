@@ -153,3 +153,12 @@ def test_integrated_gradients_are_complete_on_a_cut(zoo_dense, ioi_small):
         assert ig[ig["layer"] == layer]["score"].sum() == pytest.approx(1.0, abs=0.03)
     coarse = integrated_gradients(*args, components=("resid_pre",), steps=1)  # one step is a midpoint AtP
     assert abs(coarse[coarse["layer"] == 1]["score"].sum() - 1.0) > abs(ig[ig["layer"] == 1]["score"].sum() - 1.0)
+
+
+def test_a_component_the_model_lacks_is_a_clear_error():
+    import interp
+    from interp.patching.nodes import sites
+
+    moe = interp.load_model("zoo-moe")  # its MLP neurons live inside each expert: no blocks.L.mlp.hook_post
+    with pytest.raises(ValueError, match=r"'neuron' needs hook 'blocks.0.mlp.hook_post'.*allowed here: resid_pre"):
+        sites(moe, ("resid_pre", "neuron"))
