@@ -12,7 +12,8 @@ per component (resid_pre, attn_out, mlp_out: [layer, position] nodes), as
              difference " Sure" - " I" at the last position. The first `--n` pairs of the
              most common token length are kept, so positions align.
 
-Prints one JSON line per (model, contrast, component).
+Prints one JSON line per (model, contrast, component); the committed output is
+benchmarks/results/relp_moe_rules.jsonl.
 
     python -m benchmarks.relp_moe_rules --models zoo-moe,zoo-dense --n 32
 """
