@@ -89,7 +89,10 @@ def describe(tp) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is tuple:
         args = typing.get_args(tp)
-        return f"a list of {describe(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+        if len(args) == 2 and args[1] is Ellipsis:
+            plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+            return f"a list of {plural[args[0]]}" if args[0] in plural else f"a list, each {describe(args[0])}"
+        return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})" if args else "a list"
     if _is_dtype(tp):
         return "a dtype name: " + ", ".join(DTYPE_NAMES)
     if dataclasses.is_dataclass(tp):

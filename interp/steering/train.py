@@ -197,9 +197,11 @@ class RefusalRecipe:
         if own:
             raise ConfigError(f"RefusalRecipe.controller: {sorted(own)} come from the model and the recipe's seed, "
                               "not from [controller]")
+        # Check the fields now, before a model is loaded: any depth holds the given read layers
+        # (their range is checked against the model in `controller_config`).
         layers = self.controller.get("read_layers", ())
-        probe = max(layers, default=0) + 1 if isinstance(layers, (list, tuple)) and all(
-            isinstance(x, int) and x >= 0 for x in layers) else 1
+        indices = [x for x in layers if isinstance(x, int)] if isinstance(layers, (list, tuple)) else []
+        probe = max(max(indices, default=0) + 1, 1)
         from_dict(ControllerConfig, self.controller, "RefusalRecipe.controller", d_model=1, n_layers=probe)
 
     @classmethod
