@@ -2,8 +2,10 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from interp import load_model
+from interp.errors import ConfigError
 from interp.models import ModelLoadError
 from interp.zoo.registry import get
 
@@ -47,11 +49,13 @@ def test_missing_weights(model_copy):
         load_model(model_copy)
 
 
-def test_pretrained_name_offline_says_so(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    try:
-        load_model("gpt2")
-    except ModelLoadError as e:
-        assert "not available offline" in str(e) and "zoo-dense" in str(e)
-    else:  # the weights happen to be in the local cache: loading by name works
-        pass
+def test_hub_name_not_in_the_cache_says_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelLoadError, match=r"'gpt2'.*zoo-dense, zoo-moe.*looked in .*hub.*holds no models.*never "
+                                             "downloads"):
+        load_model("gpt2", device="cpu")
+
+
+def test_unavailable_device_is_refused_before_loading():
+    with pytest.raises(ConfigError, match="device='cuda'.*allowed here: cpu"):
+        load_model("zoo-dense", device="cuda" if not torch.cuda.is_available() else "cuda:99")
