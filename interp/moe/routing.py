@@ -28,6 +28,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from interp.hooks import block_hook
+
 ROUTER_LOGITS = "hook_router_logits"
 ROUTED_WEIGHTS = "hook_routed_weights"
 ROUTER_PROBS = "hook_expert_weights"  # TransformerLens's name
@@ -60,7 +62,7 @@ def shape(model) -> tuple[int, int, int]:
 
 def hook_name(layer: int, point: str) -> str:
     """Full TransformerLens hook name of `point` (e.g. `ROUTED_WEIGHTS`) in MoE layer `layer`."""
-    return f"blocks.{layer}.mlp.{point}"
+    return block_hook(layer, f"mlp.{point}")
 
 
 def check_experts(model, experts: Iterable[Sequence[int]], field: str = "experts") -> list[Expert]:

@@ -26,6 +26,8 @@ from typing import Iterable, Sequence
 import pandas as pd
 import torch
 
+from interp.hooks import parse
+
 COLUMNS = ["node", "component", "layer", "position", "head", "unit", "score", "method"]
 
 HOOKS = {
@@ -90,8 +92,8 @@ class Site:
 
 
 def hook_layer(hook: str) -> int | None:
-    m = re.match(r"^blocks\.(\d+)\.", hook)
-    return int(m.group(1)) if m else None
+    parsed = parse(hook)
+    return parsed[0] if parsed else None
 
 
 def sites(model, components: Sequence[str] = DEFAULT_COMPONENTS, sae: SAEHook | None = None,

@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from interp.hooks import block_hook
+
 Hook = tuple[str, Callable]
 
 
@@ -168,7 +170,7 @@ def _mlps(model) -> list[tuple[str, torch.nn.Module, MLPKind]]:
     if model.cfg.attn_only:
         return []
     out = []
-    pending = [(f"blocks.{i}.mlp", block.mlp) for i, block in enumerate(model.blocks)]
+    pending = [(block_hook(i, "mlp"), block.mlp) for i, block in enumerate(model.blocks)]
     while pending:
         name, module = pending.pop(0)
         kind = mlp_kind(module, name)

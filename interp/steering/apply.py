@@ -68,14 +68,15 @@ from typing import NamedTuple, Protocol
 import pandas as pd
 import torch
 
+from interp.hooks import block_hook, named_all, resid
 from interp.steering import readout
 from interp.steering.directions import Direction, check_width
 
 POSITIONS = ("last_prompt", "prompt", "generated", "last", "all")
 READ_SOURCES = ("clean_prompt", "current")
-ENTRY_HOOK = "blocks.0.hook_resid_pre"
+ENTRY_HOOK = resid(0, "resid_pre")
 """Where every forward pass that runs block 0 is first seen (its (B, T, d_model) input)."""
-OFFSET_HOOK = "blocks.0.attn.hook_attn_scores"
+OFFSET_HOOK = block_hook(0, "attn.hook_attn_scores")
 """(B, heads, query positions, key positions): the KV-cache offset is keys − queries."""
 
 
@@ -329,7 +330,7 @@ class _Session:
         hooks = [(ENTRY_HOOK, self.enter), (OFFSET_HOOK, self.resolve_offset)]
         if self.reads is not None and self.reads.source == "current":
             hooks += [(name, self.capture) for name in self.reads.hooks]
-        hooks += [(readout.hook_name(layer, self.plan.site), self.patch_hook(j)) for j, layer in enumerate(self.layers)]
+        hooks += [(resid(layer, self.plan.site), self.patch_hook(j)) for j, layer in enumerate(self.layers)]
         return hooks
 
     # --- where does this forward sit? -------------------------------------------------------
@@ -487,7 +488,7 @@ def steer(model, spec: SteeringPlan, prompt_length: int | None = None, record: b
     if missing:
         raise ValueError(f"steer: the model has no hook point {missing[0]!r}; steering needs a HookedTransformer's "
                          f"{ENTRY_HOOK} and {OFFSET_HOOK}")
-    with model.hooks(fwd_hooks=hooks):
+    with model.hooks(fwd_hooks=named_all(hooks)):
         yield session.trace
 
 

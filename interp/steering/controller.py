@@ -46,6 +46,7 @@ from torch import nn
 
 from interp.artifacts import read_artifact, write_artifact
 from interp.config import check_fields, check_positive, from_dict, to_dict
+from interp.hooks import resid
 from interp.steering import readout
 from interp.steering.apply import Coefficients, ReadInfo, ReadOuts, schedule_weights
 from interp.steering.directions import Direction, check_width
@@ -253,7 +254,7 @@ class ControllerSteering:
     @property
     def reads(self) -> ReadOuts:
         """Paper mode: a clean pass over the prompt; reference mode: the current forward."""
-        return ReadOuts(tuple(readout.hook_name(layer, SITE) for layer in self.controller.cfg.read_layers),
+        return ReadOuts(tuple(resid(layer, SITE) for layer in self.controller.cfg.read_layers),
                         "clean_prompt" if self.mode == "paper" else "current")
 
     def check(self, model) -> None:

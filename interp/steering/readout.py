@@ -13,14 +13,10 @@ from collections.abc import Sequence
 import torch
 
 from interp.batching import equal_length_batches
+from interp.hooks import resid
 
 SITES = ("resid_pre", "resid_mid", "resid_post")
 READ_POSITIONS = ("last", "mean", "all")
-
-
-def hook_name(layer: int, site: str) -> str:
-    """TransformerLens hook name of the residual stream `site` of block `layer`."""
-    return f"blocks.{layer}.hook_{site}"
 
 
 def check_site(site: str) -> None:
@@ -71,7 +67,7 @@ def residuals(model, prompts: Sequence[str], layers: Sequence[int], position: st
     check_site(site)
     if position not in READ_POSITIONS:
         raise ValueError(f"position={position!r} is not a read-out position; allowed: {', '.join(READ_POSITIONS)}")
-    names = [hook_name(layer, site) for layer in layers]
+    names = [resid(layer, site) for layer in layers]
     tokens = [model.to_tokens(prompt, prepend_bos=True)[0] for prompt in prompts]
     shape = (len(layers), model.cfg.d_model)
     if position == "all":
