@@ -86,3 +86,90 @@ def test_same_reconstruction_inside_hooked_sae_transformer(tiny_model, tiny_toke
 def test_not_a_checkpoint_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="cfg.json is missing"):
         saving.load(tmp_path)
+
+
+def _saved(tmp_path, variant="topk"):
+    sae = _trained_like(variant)
+    saving.save(sae, tmp_path, model_name="tiny", hook_name=HOOK, context_size=32)
+    return sae, tmp_path / saving.WEIGHTS
+
+
+def test_saves_record_the_weights_checksum_and_sae_lens_ignores_it(tmp_path):
+    import zlib
+
+    sae, weights = _saved(tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    assert cfg["interp"][saving.CHECKSUM] == f"{zlib.crc32(weights.read_bytes()):08x}"
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path))  # sae-lens's own loader, unknown keys and all
+    x = torch.randn(8, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x), sae(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(saving.load(tmp_path)(x), sae(x), atol=1e-4, rtol=1e-4)
+
+
+def test_the_committed_sae_without_a_checksum_still_loads():
+    from interp import resources
+
+    path = resources.sae_path()
+    assert saving.CHECKSUM not in saving.read_config(path)["interp"]  # saved before checksums were recorded
+    assert saving.load(path).cfg.n_latents == 2048
+
+
+def _truncate(data):
+    return data[: len(data) // 2]
+
+
+def _huge_header(data):
+    import struct
+
+    return struct.pack("<Q", 1 << 40) + data[8:]
+
+
+def _flip_a_weight(data):
+    return data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:]
+
+
+@pytest.mark.parametrize("damage, checked, message", [
+    (_truncate, True, r"CRC-32 \w{8} differs from \w{8} recorded in cfg.json \(truncated: \d+ bytes, its header "
+                      r"lists \d+\); the directory is damaged"),
+    (_truncate, False, r"truncated: \d+ bytes, its header lists \d+$"),
+    (_huge_header, False, r"its header claims 1099511627776 bytes but the file has only \d+"),
+    (lambda d: d + b"\0" * 16, False, r"16 bytes after the \d+ its header lists: appended to or damaged"),
+    (lambda d: d[:5], False, "truncated: 5 bytes, shorter than the 8-byte header length"),
+    (lambda d: d[:8] + b"\xff" * (len(d) - 8), False, "not a readable safetensors file .*: its header is damaged"),
+    (_flip_a_weight, True, r"it parses, but it is not the file that was saved with this cfg.json"),
+])
+def test_damaged_weights_are_a_clear_error_naming_the_file(tmp_path, damage, checked, message):
+    _, weights = _saved(tmp_path)
+    weights.write_bytes(damage(weights.read_bytes()))
+    if not checked:  # an older save without the checksum: the file's own structure is still checked
+        cfg = json.loads((tmp_path / "cfg.json").read_text())
+        del cfg["interp"][saving.CHECKSUM]
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(saving.SAELoadError, match=message) as info:
+        saving.load(tmp_path)
+    assert str(info.value).startswith(f"{weights}: ")
+
+
+def test_weights_of_another_save_beside_this_cfg_are_refused(tmp_path):
+    """What a kill between the two writes of a save over an older one would leave."""
+    _, weights = _saved(tmp_path / "a")
+    other = _trained_like("topk", seed=5)
+    saving.save(other, tmp_path / "b")
+    weights.write_bytes((tmp_path / "b" / saving.WEIGHTS).read_bytes())
+    with pytest.raises(saving.SAELoadError, match="mixes two saves"):
+        saving.load(tmp_path / "a")
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda d: (d / "cfg.json").write_bytes(b'{"architecture": "top'), "cfg.json: not valid JSON"),
+    (lambda d: (d / "cfg.json").write_bytes(b"\x80\x81"), "cfg.json: not valid JSON"),
+    (lambda d: (d / "cfg.json").write_text("[1, 2]"), "cfg.json: holds a JSON list"),
+    (lambda d: (d / saving.WEIGHTS).unlink(), "sae_weights.safetensors is missing"),
+    (lambda d: ((d / saving.WEIGHTS).unlink(), (d / saving.WEIGHTS).mkdir()), "is a directory"),
+])
+def test_a_damaged_directory_is_a_clear_error(tmp_path, write, message):
+    _saved(tmp_path)
+    write(tmp_path)
+    with pytest.raises(saving.SAELoadError, match=message):
+        saving.load(tmp_path)
