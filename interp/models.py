@@ -359,3 +359,22 @@ def _official_name(name: str) -> str:
         return get_official_model_name(name)
     except ValueError:
         return name
+
+
+# --- the command line's model flags ---------------------------------------------------------
+def add_model_flags(parser) -> None:
+    """`--device`, `--dtype` and `--backend` for a subcommand that loads `--model`."""
+    from interp.config import DTYPE_NAMES
+
+    g = parser.add_argument_group("model placement")
+    g.add_argument("--device", default=None, help="device the model runs on: cpu, cuda, cuda:1, mps "
+                   "(default: cuda when there is one, else cpu)")
+    g.add_argument("--dtype", default=None, choices=DTYPE_NAMES, help="parameter dtype (default: float32)")
+    g.add_argument("--backend", default=None, choices=BACKENDS, help="TransformerLens class for a Hugging Face "
+                   "checkpoint (default: HookedTransformer where it converts the architecture, else TransformerBridge)")
+
+
+def model_from_flags(args, name: str | None = None):
+    """`load_model` of `args.model` (or `name`) with the flags of `add_model_flags`."""
+    dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    return load_model(args.model if name is None else name, device=args.device, dtype=dtype, backend=args.backend)

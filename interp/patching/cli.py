@@ -3,11 +3,14 @@ IOI protocol -> results/relp_ioi.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(subparsers) -> None:
     from interp import resources
     from interp.patching import METHODS
     from interp.patching.nodes import COMPONENTS, DEFAULT_COMPONENTS
+    from interp.models import add_model_flags
     from interp.tasks.base import SPLITS
 
     p = subparsers.add_parser("patch", help="circuit discovery: activation patching, AtP, RelP, IG")
@@ -25,7 +28,24 @@ def register(subparsers) -> None:
                    "(ig) (default: 10)")
     i.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     i.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
+    add_model_flags(i)
     i.set_defaults(func=_ioi)
+    q = sub.add_parser("pairs", help="score nodes of any clean/corrupt pair set (JSON Lines) with one method",
+                       description="Each line of PAIRS is {\"clean\": ..., \"corrupt\": ..., \"answer\": ..., "
+                       "\"wrong\": ...}; the metric is the answer-minus-wrong logit difference at the last "
+                       "position, normalised to clean = 1, corrupt = 0 (interp.patching.pairs).")
+    q.add_argument("pairs", help="JSON Lines file of prompt pairs")
+    q.add_argument("--model", default="zoo-dense", help="zoo name, model or Hugging Face checkpoint directory, or "
+                   "cached hub name (default: zoo-dense)")
+    q.add_argument("--method", default="relp", choices=list(METHODS), help="(default: relp)")
+    q.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
+                   help=f"comma-separated, of {', '.join(c for c in COMPONENTS if c != 'sae')} "
+                   f"(default: {','.join(DEFAULT_COMPONENTS)})")
+    q.add_argument("--steps", type=int, default=10, help="interpolation steps of the methods that take them "
+                   "(ig) (default: 10)")
+    q.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
+    add_model_flags(q)
+    q.set_defaults(func=_pairs)
     r = sub.add_parser("protocol", help="the paper's IOI protocol: AP vs AtP vs RelP, timing, SAE circuits")
     r.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
     r.add_argument("--n", type=int, default=32, help="prompt pairs per template (default: 32)")
@@ -37,6 +57,7 @@ def register(subparsers) -> None:
     r.add_argument("--ig-steps", type=int, default=10, help="IG steps of the SAE comparison (default: 10)")
     r.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     r.add_argument("--out", default="results/relp_ioi.md", help="report path (default: results/relp_ioi.md)")
+    add_model_flags(r)
     r.set_defaults(func=_protocol)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -51,17 +72,29 @@ def _ints(text: str, field: str) -> tuple[int, ...]:
 
 
 def _ioi(args) -> int:
-    from pathlib import Path
+    from interp.models import model_from_flags
+    from interp.patching.protocol import ioi_inputs
 
-    from interp import load_model
-    from interp.patching.protocol import ioi_inputs, score_ioi
+    model = model_from_flags(args)
+    return _score(args, model, ioi_inputs(model, args.n, args.split, args.template, args.seed), "ioi")
+
+
+def _pairs(args) -> int:
+    from interp.models import model_from_flags
+    from interp.patching.pairs import pair_inputs, read_pairs
+
+    pairs = read_pairs(args.pairs)
+    model = model_from_flags(args)
+    return _score(args, model, pair_inputs(model, pairs), Path(args.pairs).stem)
+
+
+def _score(args, model, inputs, task: str) -> int:
+    from interp.patching.pairs import score
     from interp.patching.report import write_scores
 
-    model = load_model(args.model)
-    inputs = ioi_inputs(model, args.n, args.split, args.template, args.seed)
     components = tuple(c.strip() for c in args.components.split(",") if c.strip())
-    scores = score_ioi(model, args.method, inputs, components, args.steps)
-    csv, png = write_scores(scores, Path(args.out) / f"ioi-{Path(args.model).name}-{args.method}",
+    scores = score(model, args.method, inputs, components, args.steps)
+    csv, png = write_scores(scores, Path(args.out) / f"{task}-{Path(args.model).name}-{args.method}",
                             model.to_str_tokens(inputs.clean[0]))
     top = scores.reindex(scores["score"].abs().sort_values(ascending=False).index).head(10)
     print(top[["node", "score"]].to_string(index=False))
@@ -71,11 +104,9 @@ def _ioi(args) -> int:
 
 def _protocol(args) -> int:
     from interp.patching.protocol import ioi_study
-    from interp.patching.report import write_ioi_report
-
-    from pathlib import Path
-
     from interp import resources
+    from interp.models import model_from_flags
+    from interp.patching.report import write_ioi_report
 
     if args.sae is None:  # the shipped SAE, written in the report relative to here when it is below here
         shipped = resources.sae_path().resolve()
@@ -83,7 +114,7 @@ def _protocol(args) -> int:
     else:
         sae = None if args.sae.lower() == "none" else args.sae
     study = ioi_study(args.model, args.n, args.split, _ints(args.templates, "templates"), sae,
-                      ig_steps=args.ig_steps, seed=args.seed)
+                      ig_steps=args.ig_steps, seed=args.seed, model=model_from_flags(args))
     path = write_ioi_report(study, args.out)
     print(path.read_text())
     return 0

@@ -11,7 +11,6 @@ returns every number of the report (`IOIStudy`); `interp.patching.report` render
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -24,26 +23,14 @@ from interp.patching.faithfulness import faithfulness_curve
 from interp.patching.inputs import aligned_pair
 from interp.patching.integrated_gradients import integrated_gradients
 from interp.patching.maps import correlations
-from interp.patching.metric import NormalisedLogitDiff
 from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook
+from interp.patching.pairs import PatchInputs, inputs_for, score
 from interp.tasks import ioi
 
 DEFAULT_SIZES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-@dataclass
-class IOIInputs:
-    """Aligned clean/corrupt token ids (B, T) of one IOI template and its normalised metric."""
-
-    clean: torch.Tensor
-    corrupt: torch.Tensor
-    metric: NormalisedLogitDiff
-    accuracy: float
-    """Fraction of clean prompts with logit(IO) > logit(S)."""
-    pairs: list = field(repr=False)
-
-
-def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed: int = 0) -> IOIInputs:
+def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed: int = 0) -> PatchInputs:
     """`n` IOI pairs of the `template`-th template of `split` that share one token length,
     tokenised, with the metric calibrated on this model (clean = 1, corrupt = 0)."""
     pool = ioi.templates(split)
@@ -52,11 +39,7 @@ def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed
     pairs = _equal_length_pairs(model, ioi.generate(4 * n, split, seed, template=pool[template]), n)
     clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
     io, s = ioi.answer_ids(model, pairs)
-    metric = NormalisedLogitDiff.calibrate(model, clean, corrupt, io, s)
-    with torch.no_grad():
-        logits = model(clean)
-    accuracy = (ioi.logit_diff(logits, io.to(logits.device), s.to(logits.device)) > 0).float().mean().item()
-    return IOIInputs(clean, corrupt, metric, accuracy, pairs)
+    return inputs_for(model, clean, corrupt, io, s, pairs)
 
 
 def _equal_length_pairs(model, candidates: list, n: int) -> list:
@@ -79,7 +62,7 @@ class ProtocolResult:
     scores: pd.DataFrame
     correlations: pd.DataFrame
     seconds: dict[str, float]
-    inputs: IOIInputs = field(repr=False)
+    inputs: PatchInputs = field(repr=False)
 
     @property
     def speedup(self) -> float:
@@ -87,7 +70,7 @@ class ProtocolResult:
         return self.seconds["ap"] / self.seconds["relp"]
 
 
-def run_protocol(model, inputs: IOIInputs, components=DEFAULT_COMPONENTS, repeats: int = 3) -> ProtocolResult:
+def run_protocol(model, inputs: PatchInputs, components=DEFAULT_COMPONENTS, repeats: int = 3) -> ProtocolResult:
     """AP, AtP, RelP on `inputs`; RelP and AtP timed as the median of `repeats` runs, AP once."""
     args = (model, inputs.clean, inputs.corrupt, inputs.metric)
     seconds = {}
@@ -106,7 +89,7 @@ def run_protocol(model, inputs: IOIInputs, components=DEFAULT_COMPONENTS, repeat
     return ProtocolResult(scores, correlations(scores, "ap"), seconds, inputs)
 
 
-def sae_circuits(model, inputs: IOIInputs, sae: SAEHook, sizes=DEFAULT_SIZES, ig_steps: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sae_circuits(model, inputs: PatchInputs, sae: SAEHook, sizes=DEFAULT_SIZES, ig_steps: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores, faithfulness curves) of SAE latents ranked by RelP and by IG (`ig_steps`) on
     `inputs`; faithfulness is measured on the clean prompts with the latents outside the
     circuit mean-ablated."""
@@ -115,18 +98,6 @@ def sae_circuits(model, inputs: IOIInputs, sae: SAEHook, sizes=DEFAULT_SIZES, ig
                         integrated_gradients(*args, components=("sae",), sae=sae, steps=ig_steps)], ignore_index=True)
     curves = faithfulness_curve(scores, list(sizes), model, inputs.clean, inputs.metric, sae=sae)
     return scores, curves
-
-
-def score_ioi(model, method: str, inputs: IOIInputs, components=DEFAULT_COMPONENTS, steps: int = 10) -> pd.DataFrame:
-    """Node scores of one `method` ('ap', 'atp', 'relp', or 'ig' with `steps` interpolation steps)
-    on `inputs`: the tidy frame every method returns (`interp.patching.COLUMNS`)."""
-    from interp.patching import METHODS
-
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}; allowed: {', '.join(METHODS)}")
-    fn = METHODS[method]
-    kwargs = {"steps": steps} if "steps" in inspect.signature(fn).parameters else {}  # path methods (IG)
-    return fn(model, inputs.clean, inputs.corrupt, inputs.metric, components=tuple(components), **kwargs)
 
 
 @dataclass

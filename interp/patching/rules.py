@@ -82,6 +82,8 @@ def _detach(t: torch.Tensor, hook) -> torch.Tensor:
 #   MLP, GatedMLP, GatedMLP4Bit   x: hook_pre   b: hook_pre_linear (gated)   f: act_fn
 #   MoEGatedMLP (Mixtral expert)  x: hook_gate  b: hook_pre                  f: act_fn
 #   GptOssExpert                  x: hook_gate  b: hook_pre                  f: GLU of clamp(x), g: clamp(b) + 1
+#   MLPBridge, GatedMLPBridge     the same hooks as MLP / GatedMLP (TransformerBridge's compatibility
+#                                 aliases); f: the wrapped Hugging Face module's activation
 #
 # MoE and GptOssMoE are containers: the rules act on each of their experts. [ours] The router's
 # weighting of the expert outputs keeps its plain gradient (the paper defines no rule for it).
@@ -114,6 +116,15 @@ def _act_fn(module, x):
     return module.act_fn(x)
 
 
+def _hf_act_fn(module, x):
+    """The activation of the Hugging Face MLP a TransformerBridge component wraps."""
+    hf = module.original_component
+    act = getattr(hf, "act_fn", None) or getattr(hf, "act", None)
+    if act is None:
+        raise ValueError(f"{type(hf).__qualname__} has no act_fn / act: the RelP identity rule needs its activation")
+    return act(x)
+
+
 def _gpt_oss_glu(module, x):
     from transformer_lens.components.mlps.gpt_oss_moe import GPT_OSS_ALPHA, GPT_OSS_LIMIT
 
@@ -133,6 +144,8 @@ def _mlp_kinds() -> dict[type, MLPKind | ExpertsKind]:
     from transformer_lens.components.mlps.gpt_oss_moe import GptOssExpert, GptOssMoE
     from transformer_lens.components.mlps.mlp import MLP
     from transformer_lens.components.mlps.moe import MoE, MoEGatedMLP
+    from transformer_lens.model_bridge.generalized_components.gated_mlp import GatedMLPBridge
+    from transformer_lens.model_bridge.generalized_components.mlp import MLPBridge
 
     gated = MLPKind(act_input="hook_pre", linear="hook_pre_linear", act=_act_fn)
     return {
@@ -143,6 +156,8 @@ def _mlp_kinds() -> dict[type, MLPKind | ExpertsKind]:
         MoEGatedMLP: MLPKind(act_input="hook_gate", linear="hook_pre", act=_act_fn),
         GptOssMoE: ExpertsKind(),
         GptOssExpert: MLPKind(act_input="hook_gate", linear="hook_pre", act=_gpt_oss_glu, linear_factor=_gpt_oss_up),
+        MLPBridge: MLPKind(act_input="hook_pre", linear=None, act=_hf_act_fn),
+        GatedMLPBridge: MLPKind(act_input="hook_pre", linear="hook_pre_linear", act=_hf_act_fn),
     }
 
 
