@@ -43,25 +43,23 @@ def _autocast(dtype: torch.dtype):
 
 
 def interp_step(x, d, n, k, dtype, backend):
+    """The trainer's own step (`interp.sae.trainer.train_step`: learning rate, loss, backward,
+    decoder projection, Adam, renormalisation, statistics) on the batch x."""
+    from interp.cache import Batch
+    from interp.devices import autocast
     from interp.sae.config import SAEConfig, SAETrainConfig
     from interp.sae.module import SparseAutoencoder
-    from interp.sae.objective import training_loss
     from interp.sae.stats import LatentStats
-    from interp.sae.trainer import adam
+    from interp.sae.trainer import StepContext, adam, train_step
 
+    train_cfg = SAETrainConfig(lr=1e-4, batch_size=x.shape[0], warmup_steps=0, dtype=dtype, backend=backend)
     sae = SparseAutoencoder(SAEConfig(d_in=d, n_latents=n, k=k), backend=backend)
-    opt = adam(sae, SAETrainConfig(lr=1e-4))  # the trainer's optimizer
+    opt = adam(sae, train_cfg)  # the trainer's optimizer
     stats = LatentStats.new(n)
-
-    def step():
-        with _autocast(dtype):
-            out = training_loss(sae, x, None, stats)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        sae.project_decoder_grad()
-        opt.step()
-        sae.normalize_decoder()
-    return step
+    batch = Batch(x, None, None, torch.arange(x.shape[0]))
+    ctx = StepContext(train_cfg, total_steps=10**6, autocast=autocast(x.device, dtype))
+    counter = iter(range(10**6))
+    return lambda: train_step(sae, opt, stats, batch, next(counter), 0, ctx)
 
 
 def sparsify_step(x, d, n, k, dtype):

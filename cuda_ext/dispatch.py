@@ -7,7 +7,8 @@ Backends:
                built on first use, sae_kernels.cpu_ext);
   "triton"     fused Triton kernels (GPU; CPU only under TRITON_INTERPRET=1);
   "auto"       "triton" for CUDA tensors when Triton imports; "cpu" for CPU tensors when the C++
-               kernels build here; else "chunked".
+               kernels build here; "reference" for meta tensors (a shape-only dry run: the other
+               backends read values, e.g. index ranges); else "chunked".
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
     if backend == "auto":
+        if device.type == "meta":
+            return "reference"
         if device.type == "cuda":
             return "triton" if triton_available(device) else "chunked"
         return "cpu" if device.type == "cpu" and cpu_ext.available() else "chunked"
@@ -76,6 +79,8 @@ def _check_decoder(W_dec: torch.Tensor, b_dec: torch.Tensor | None) -> None:
 
 
 def _check_index_range(name: str, index: torch.Tensor, size: int, what: str) -> None:
+    if index.device.type == "meta":  # a shape-only dry run has no values to check
+        return
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
         raise ValueError(
             f"{name} must lie in [0, {size}) ({what}); got values in [{int(index.min())}, {int(index.max())}]"

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from dataclasses import replace
 
 import pandas as pd
 
 COLUMNS = ["variant", "mode", "n_latents", "l0", "nmse", "dead_fraction", "dense_fraction", "ce_recovered",
            "ce_delta", "kl", "eps_lbo_median"]
+NOT_FLAGS = ("d_in", "params", "format_version")
+"""SAEConfig fields without a flag: d_in comes from the store, params from the variant flags."""
 
 
 def register(subparsers) -> None:
     from interp.config import add_flags
     from interp.sae.config import SAEConfig, SAETrainConfig
+    from interp.sae.evaluate import SAEEvalConfig
     from interp.sae.job import DEFAULT_SAES, JobConfig
 
     p = subparsers.add_parser("train-sae", help="cache activations, train SAE(s), evaluate, write saes/<run>/ "
                               "(no arguments: TopK on zoo-dense blocks.2.hook_resid_pre)",
                               description="Every flag is a field of interp.sae.JobConfig, its [train] table "
-                              "(SAETrainConfig) or its [[sae]] tables (SAEConfig); a flag overrides the recipe.")
+                              "(SAETrainConfig), its [[sae]] tables (SAEConfig) or their [sae.params] tables "
+                              "(the variant's config); a flag overrides the recipe.")
     p.add_argument("--config", help="TOML recipe (e.g. saes/recipes/default.toml); flags override it "
                    "(default: the embedded job)")
     p.add_argument("--resume", action="store_true", help="continue from saes/<run>/checkpoint (default: off)")
@@ -30,14 +36,44 @@ def register(subparsers) -> None:
     add_flags(p.add_argument_group("training loop (the recipe's [train] table)"), SAETrainConfig, group="train",
               defaults=job_defaults.train, flags={"n_tokens": ("--n-tokens", "--train-tokens")})
     add_flags(p.add_argument_group("every SAE of the recipe (its [[sae]] tables)"), SAEConfig, group="sae",
-              exclude=("d_in",), defaults=DEFAULT_SAES[0], flags={"seed": "--sae-seed"})
+              exclude=NOT_FLAGS, defaults=DEFAULT_SAES[0], flags={"seed": "--sae-seed"})
+    params = p.add_argument_group("variant hyper-parameters of every SAE (its [sae.params] table); a flag that "
+                                  "the SAE's variant lacks is an error")
+    for cls, names in _variant_flag_fields().items():
+        add_flags(params, cls, group="variant", include=names)
     p.set_defaults(func=_train_sae)
 
     e = subparsers.add_parser("eval-sae", help="evaluate a saved SAE with its reconstruction spliced into the model")
     e.add_argument("path", help="SAE directory (cfg.json + sae_weights.safetensors)")
     e.add_argument("--model", help="model to splice the SAE into (default: the model named in cfg.json)")
     add_flags(e, JobConfig, include=("eval_tokens", "eval_seed"))
+    add_flags(e, SAEEvalConfig, include=("device", "dtype", "batch_size"),
+              default_text={"device": "the model's default: CUDA when there is one, else the CPU"})
     e.set_defaults(func=_eval_sae)
+
+
+def _variant_flag_fields() -> dict[type, list[str]]:
+    """{variant config class: its fields that no earlier registered class declared}: one flag per name."""
+    from interp.sae.registry import VARIANTS, variant_config
+
+    seen, out = set(), {}
+    for name in VARIANTS:
+        cls = variant_config(name)
+        new = [f.name for f in dataclasses.fields(cls) if f.name not in seen]
+        if new:
+            out.setdefault(cls, []).extend(new)
+            seen.update(new)
+    return out
+
+
+def variant_flag_values(args) -> dict:
+    """{field: value} of the variant flags given, typed by the config class that declares them
+    (they are laid over every SAE as format-1 flat keys, which SAEConfig moves into `params`)."""
+    from interp.config import check_value
+
+    given = vars(args)
+    return {name: check_value(typing.get_type_hints(cls)[name], given[f"variant.{name}"], f"{cls.__name__}.{name}")
+            for cls, names in _variant_flag_fields().items() for name in names if f"variant.{name}" in given}
 
 
 def print_table(metrics: pd.DataFrame) -> None:
@@ -53,8 +89,8 @@ def _train_sae(args) -> int:
     from interp.sae.trainer import NonFiniteLoss
 
     cfg = job.JobConfig.from_toml(args.config) if args.config else job.JobConfig()
-    cfg = job.with_overrides(cfg, sae=flag_values(args, SAEConfig, "sae"), train=flag_values(args, SAETrainConfig, "train"),
-                             **flag_values(args, job.JobConfig))
+    cfg = job.with_overrides(cfg, sae={**flag_values(args, SAEConfig, "sae"), **variant_flag_values(args)},
+                             train=flag_values(args, SAETrainConfig, "train"), **flag_values(args, job.JobConfig))
     print("interp train-sae config:\n" + json.dumps(cfg.to_json(), indent=1))
     try:
         result = job.run(cfg, resume=args.resume, progress=not args.no_progress)
@@ -66,25 +102,26 @@ def _train_sae(args) -> int:
 
 
 def _eval_sae(args) -> int:
-    from interp.cache import sources
+    from pathlib import Path
+
     from interp.atomic import write_bytes
+    from interp.cache import sources
+    from interp.config import flag_values
     from interp.models import load_model
     from interp.sae import saving
-    from interp.sae.evaluate import evaluate_saes
-
-    from interp.config import flag_values
+    from interp.sae.evaluate import SAEEvalConfig, evaluate_saes
     from interp.sae.job import JobConfig
 
     cfg = replace(JobConfig(), **flag_values(args, JobConfig))
+    eval_cfg = SAEEvalConfig(**flag_values(args, SAEEvalConfig))
     meta = saving.read_config(args.path)["metadata"]
     sae = saving.load(args.path)
-    model = load_model(args.model or meta["model_name"])
+    model = load_model(args.model or meta["model_name"], device=eval_cfg.device)
     ctx = meta.get("context_size") or model.cfg.n_ctx
     tokens = sources.resolve(cfg.eval_tokens, model, ctx, cfg.eval_seed).tokens
-    metrics = evaluate_saes(sae, model, tokens, meta["hook_name"])
+    metrics = evaluate_saes(sae, model, tokens, meta["hook_name"], **{f.name: getattr(eval_cfg, f.name) for f in dataclasses.fields(eval_cfg)})
     print_table(metrics)
-    from pathlib import Path
-
     write_bytes(Path(args.path) / "metrics.json",
-                 (metrics.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
+                (metrics.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
     return 0
+

@@ -1,26 +1,40 @@
 """Configuration of one SAE (`SAEConfig`) and of the training loop shared by a sweep
 (`SAETrainConfig`). Both are frozen dataclasses validated on construction: a bad value fails
-before any compute, with a message naming the field, the value and what is allowed."""
+before any compute, with a message naming the field, the value and what is allowed.
+
+`SAEConfig` holds what every variant shares; a variant's own hyper-parameters are its
+`params`, a config class registered with the variant (`interp.sae.registry`) and declared next
+to it in `interp/sae/variants/`. Files written before that split (format 1: every variant's
+knobs flat in one table, e.g. `beta = 0.5` beside `variant = "gradient"`) still load: the flat
+keys are converted into `params` (`FORMAT_1_KEYS`), and a flat key of another variant is an
+error naming it unless it holds format 1's default (format 1 wrote every key).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from typing import Literal
 
 import torch
 
-from interp.config import check_fields, from_dict
+from interp.config import check_fields, check_value, from_dict
 from interp.errors import ConfigError
+from interp.sae.variants.base import VariantConfig
 
 Normalization = Literal["none", "scale", "layer_norm"]
 AuxLoss = Literal["auxk", "aux_zipf"]
-Capacity = Literal["uniform", "zipf"]
 NORMALIZATIONS = typing.get_args(Normalization)
 AUX_LOSSES = typing.get_args(AuxLoss)
-CAPACITIES = typing.get_args(Capacity)
 DTYPES = (torch.float32, torch.bfloat16)
+FORMAT = 2
+"""Layout of `SAEConfig` in files: 2 = the variant's hyper-parameters nested under `params`."""
+FORMAT_1_KEYS = {"multi_topk": False, "beta": 1.0, "capacity": "uniform", "threshold_momentum": 0.9,
+                 "afa_coef": 1 / 32, "k_max": None}
+"""The flat keys of format 1 that are now variant params, with the default format 1 wrote."""
 
 
 def _fail(cls: str, name: str, value, allowed: str):
@@ -37,7 +51,7 @@ class SAEConfig:
     n_latents: int = 2048
     """Dictionary size n."""
     variant: str = "topk"
-    """A name in `interp.sae.VARIANTS`: topk, batchtopk, mutual_choice, feature_choice, gradient, top_afa."""
+    """A name in `interp.sae.VARIANTS`: topk, mutual_choice, batchtopk, feature_choice, gradient, top_afa."""
     k: int = 32
     """Active latents per token (TopK, g-SAE); the budget k*B for Mutual/Feature Choice;
     ignored by top_afa, which picks k per token."""
@@ -56,68 +70,121 @@ class SAEConfig:
     estimated before training and folded into the weights when saving); or layer_norm (each
     token centred and divided by its own std, as the released OpenAI SAEs; saved as sae-lens's
     normalize_activations="layer_norm")."""
-    multi_topk: bool = False
-    """Add the Multi-TopK loss NMSE(4k)/8 (Gao et al.); topk and gradient only."""
-    beta: float = 1.0
-    """g-SAE: weight of the attribution bonus in the selection score a * (1 + beta |d_i . g|)."""
-    capacity: Capacity = "uniform"
-    """Feature Choice capacities: uniform (m = floor(k B / n)) or zipf (ours, see feature_choice.py)."""
     zipf_alpha: float = 1.0
-    """Zipf exponent for feature-choice capacities and aux_zipf expected densities."""
+    """Zipf exponent for aux_zipf expected densities and feature-choice capacities."""
     zipf_beta: float = 1.0
     """Zipf rank offset: weights are (rank + zipf_beta) ** -zipf_alpha."""
     zipf_c: float = 0.5
     """aux_zipf: a latent is under-utilised when its density is below zipf_c times its Zipf-expected density."""
     density_momentum: float = 0.99
     """EMA momentum (per step) of the running latent densities."""
-    threshold_momentum: float = 0.9
-    """EMA momentum (per step) of the inference thresholds of Mutual/Feature Choice."""
-    afa_coef: float = 1 / 32
-    """top_afa: weight lambda_AFA of the AFA loss mean_b (||f_b|| - ||x_b||)^2."""
-    k_max: int | None = None
-    """top_afa: cap on the per-token k (None: n_latents, no cap)."""
     seed: int = 0
     """Seed of the weight initialisation."""
+    params: VariantConfig | None = None
+    """The variant's own hyper-parameters: an instance (or a table) of its registered config
+    class (`interp.sae.registry.variant_config`); None: that class's defaults."""
+    format_version: int = FORMAT
+    """Layout of this config in files (2: variant hyper-parameters under `params`). Files
+    without it are format 1 (flat) and are converted."""
+    multi_topk: InitVar[bool | None] = None
+    """Format 1 keyword (now `params`): converted into the variant's params."""
+    beta: InitVar[float | None] = None
+    """Format 1 keyword (now `params`)."""
+    capacity: InitVar[str | None] = None
+    """Format 1 keyword (now `params`)."""
+    threshold_momentum: InitVar[float | None] = None
+    """Format 1 keyword (now `params`)."""
+    afa_coef: InitVar[float | None] = None
+    """Format 1 keyword (now `params`)."""
+    k_max: InitVar[int | None] = None
+    """Format 1 keyword (now `params`)."""
 
-    def __post_init__(self):
+    def __post_init__(self, multi_topk, beta, capacity, threshold_momentum, afa_coef, k_max):
         from interp.sae.registry import VARIANTS
 
-        check_fields(self)
         c = "SAEConfig"
-        for name in ("d_in", "n_latents", "k", "dead_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                _fail(c, name, getattr(self, name), "a positive integer")
-        if self.variant not in VARIANTS:
+        if not isinstance(self.variant, str) or self.variant not in VARIANTS:
             _fail(c, "variant", self.variant, f"one of {', '.join(VARIANTS)}")
+        flat = {"multi_topk": multi_topk, "beta": beta, "capacity": capacity,
+                "threshold_momentum": threshold_momentum, "afa_coef": afa_coef, "k_max": k_max}
+        object.__setattr__(self, "params", _variant_params(self.variant, self.params,
+                                                           {k: v for k, v in flat.items() if v is not None}))
+        check_fields(self)
+        if self.format_version != FORMAT:
+            _fail(c, "format_version", self.format_version,
+                  f"{FORMAT} (this interp reads format {FORMAT} and the flat format 1, which has no format_version)")
+        for name in ("d_in", "n_latents", "k", "dead_tokens"):
+            if getattr(self, name) < 1:
+                _fail(c, name, getattr(self, name), "a positive integer")
         if self.k > self.n_latents:
             _fail(c, "k", self.k, f"at most n_latents={self.n_latents}")
         if self.k_aux is not None and not 1 <= self.k_aux <= self.n_latents:
             _fail(c, "k_aux", self.k_aux, f"None or an integer in [1, n_latents={self.n_latents}]")
-        if self.k_max is not None and not 1 <= self.k_max <= self.n_latents:
-            _fail(c, "k_max", self.k_max, f"None or an integer in [1, n_latents={self.n_latents}]")
-        for name in ("aux_coef", "afa_coef", "beta", "fire_threshold", "zipf_beta"):
+        for name in ("aux_coef", "fire_threshold", "zipf_beta"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 _fail(c, name, getattr(self, name), "a finite number >= 0")
         if not math.isfinite(self.zipf_alpha) or self.zipf_alpha <= 0:
             _fail(c, "zipf_alpha", self.zipf_alpha, "a finite number > 0")
         if not 0 < self.zipf_c <= 1:
             _fail(c, "zipf_c", self.zipf_c, "a number in (0, 1]")
-        for name in ("density_momentum", "threshold_momentum"):
-            if not 0 <= getattr(self, name) < 1:
-                _fail(c, name, getattr(self, name), "a number in [0, 1)")
-        if self.multi_topk and self.variant not in ("topk", "gradient"):
-            _fail(c, "multi_topk", self.multi_topk, f"False for variant {self.variant!r} (topk and gradient only)")
-        if self.multi_topk and 4 * self.k > self.n_latents:
-            _fail(c, "multi_topk", self.multi_topk, f"False when 4*k={4 * self.k} > n_latents={self.n_latents}")
+        if not 0 <= self.density_momentum < 1:
+            _fail(c, "density_momentum", self.density_momentum, "a number in [0, 1)")
+        self.params.check(self)
 
     @property
     def k_aux_effective(self) -> int:
         return min(self.k_aux if self.k_aux is not None else max(1, self.d_in // 2), self.n_latents)
 
+    @property
+    def needs_grads(self) -> bool:
+        """Whether training this SAE reads dL/dx from the activation store (its variant's `needs_grads`)."""
+        from interp.sae.registry import get_variant
+
+        return get_variant(self.variant).needs_grads
+
     @classmethod
     def from_dict(cls, values: dict, where: str | None = None, **extra) -> "SAEConfig":
-        """Build from a TOML/JSON table; unknown keys fail naming the allowed ones."""
+        """Build from a TOML/JSON table (format 2 with a `params` table, or the flat format 1);
+        unknown keys fail naming the allowed ones."""
+        if isinstance(values, Mapping):
+            flat = {k: values[k] for k in FORMAT_1_KEYS if k in values}
+            values = {k: v for k, v in values.items() if k not in flat}
+            extra = {**flat, **extra}  # InitVars: not fields, so from_dict passes them on as extras
         return from_dict(cls, values, where, **extra)
+
+
+def _variant_params(variant: str, params, flat: dict) -> VariantConfig:
+    """`params` (None, a table or a config instance) of `variant` with format 1's flat keys
+    `flat` laid over it, as the variant's registered config class."""
+    from interp.sae.registry import owners, variant_config
+
+    cls = variant_config(variant)
+    own = {f.name for f in dataclasses.fields(cls)}
+
+    def foreign(name, value, where):
+        others = [o for o in owners(name) if o != variant]
+        whose = f"a hyper-parameter of {', '.join(others)}" if others else "no variant's hyper-parameter"
+        raise ConfigError(f"{where}{name}={value!r} is not allowed for variant {variant!r}: {name} is {whose}; "
+                          f"{variant}'s params ({cls.__name__}): {', '.join(sorted(own)) or 'none'}")
+
+    if params is None:
+        table = {}
+    elif isinstance(params, Mapping):
+        table = dict(params)
+        for name in table:
+            if name not in own:
+                foreign(name, table[name], "SAEConfig.params.")
+    elif type(params) is cls:
+        table = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)} if flat else None
+    else:
+        raise ConfigError(f"SAEConfig.params={params!r} is not allowed for variant {variant!r}: None, a table or "
+                          f"a {cls.__name__}")
+    for name, value in flat.items():
+        if name in own:
+            table[name] = check_value(typing.get_type_hints(cls)[name], value, f"SAEConfig.{name}")
+        elif value != FORMAT_1_KEYS[name]:  # format 1 wrote every variant's keys: defaults are no choice
+            foreign(name, value, "SAEConfig.")
+    return params if table is None else from_dict(cls, table, "SAEConfig.params")
 
 
 @dataclass(frozen=True)
@@ -140,8 +207,12 @@ class SAETrainConfig:
     """Adam's second-moment decay."""
     adam_eps: float = 6.25e-10
     """Adam's epsilon (small: SAE gradients are tiny at large n_latents)."""
+    device: str | None = None
+    """Where the SAEs, their optimizer state and the batches live: cpu, cuda, cuda:N, mps, or meta
+    (a shape-only dry run); None: the batches' device (an on-disk store hands out host
+    tensors, so the CPU)."""
     dtype: torch.dtype = field(default=torch.float32, metadata={"choices": ("float32", "bfloat16")})
-    """Compute dtype: float32, or bfloat16 (autocast; master weights and Adam state stay fp32)."""
+    """Compute dtype: float32, or bfloat16 (autocast on the device's type; master weights and Adam state stay fp32)."""
     seed: int = 0
     """Seed of the data order."""
     init_tokens: int = 32768
@@ -149,7 +220,8 @@ class SAETrainConfig:
     checkpoint_every: int = 0
     """Write a resumable checkpoint every this many steps (0: only at the end)."""
     backend: str = "auto"
-    """Kernel backend passed to sae_kernels: auto, reference, chunked, triton."""
+    """Kernel backend passed to sae_kernels: auto (Triton on CUDA, the fused C++ kernels on CPU),
+    reference, chunked, cpu, triton."""
 
     def __post_init__(self):
         check_fields(self)
@@ -177,6 +249,15 @@ class SAETrainConfig:
 
         if self.backend not in sae_kernels.BACKENDS:
             _fail(c, "backend", self.backend, f"one of {', '.join(sae_kernels.BACKENDS)}")
+        if self.device is not None:
+            from interp.devices import resolve_device
+
+            resolve_device(self.device, f"{c}.device")  # a device this machine lacks fails here, before any compute
+
+    @property
+    def torch_device(self) -> torch.device | None:
+        """`device` as a `torch.device` (None stays None: the batches' device)."""
+        return None if self.device is None else torch.device(self.device)
 
     @classmethod
     def from_dict(cls, values: dict, where: str | None = None, **extra) -> "SAETrainConfig":

@@ -4,21 +4,53 @@ Metrics (names as in docs/specs): nmse (= FVU, sum ||x - x_hat||^2 / sum ||x - m
 eval set), l0 (mean and quantiles), dead / dense latent fractions over the eval set, CE loss
 clean / with the SAE / zero-ablated, ce_recovered = (CE_zero - CE_sae) / (CE_zero - CE_clean),
 ce_delta = CE_sae - CE_clean, kl = KL(clean || spliced) of the next-token distributions, and
-AFA's eps_LBO (mean, median) for every SAE. A gradient SAE is evaluated in both inference
-modes: `plain` (its row name) and `grad` (row name + "[grad]"), the latter with dL/dx computed
-like the activation store does (summed next-token cross-entropy).
+AFA's eps_LBO (mean, median) for every SAE. Each SAE is evaluated in every inference mode of
+its variant (`Variant.inference_modes`): the first under its own row name, the others as
+"name[mode]" (the gradient SAE's `grad` mode, with dL/dx computed like the activation store
+does: summed next-token cross-entropy).
+
+Everything runs on the model's device: the SAEs are moved there (`device=None`, the
+convention of `interp.devices`) or model and SAEs both go to `device`. Sums are accumulated
+on the device and read once at the end. On the meta device (a shape-only dry run) the metrics
+are NaN.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from interp import devices
+from interp.config import check_fields, check_positive
+from interp.errors import ConfigError
 from interp.sae import afa
 from interp.sae.module import SparseAutoencoder, code_entries, l0_per_token
+from interp.sae.variants.base import InferenceMode
+
+
+@dataclass(frozen=True)
+class SAEEvalConfig:
+    """The settings of `evaluate_details` beyond its data (the flags of `interp eval-sae`)."""
+
+    batch_size: int = 16
+    """Sequences per forward pass."""
+    dense_threshold: float = 0.1
+    """A latent firing on more than this fraction of the eval tokens counts as dense."""
+    device: str | None = None
+    """Where the model and the SAEs run (the SAEs are moved there); None: the model's device."""
+    dtype: torch.dtype | None = field(default=None, metadata={"choices": ("float32", "bfloat16")})
+    """Autocast dtype of the spliced SAE passes: None or float32 (none), bfloat16 (on CUDA and CPU)."""
+
+    def __post_init__(self):
+        check_fields(self)
+        check_positive(self, "batch_size")
+        if not 0 <= self.dense_threshold <= 1:
+            raise ConfigError(f"SAEEvalConfig.dense_threshold={self.dense_threshold!r} is not allowed: a number in [0, 1]")
+        if self.device is not None:
+            devices.resolve_device(self.device, "SAEEvalConfig.device")
 
 
 @dataclass
@@ -34,15 +66,19 @@ class EvalDetails:
 
 
 class _Accumulator:
-    def __init__(self, n_latents: int):
-        self.sq_err = self.sum_sq = 0.0
-        self.sum_x = None
-        self.count = 0
-        self.ce = self.kl = 0.0
-        self.fired = torch.zeros(n_latents, dtype=torch.int64)
+    """Sums of one row over the eval batches, as float64 tensors on the device (no host sync per batch)."""
+
+    def __init__(self, n_latents: int, device: torch.device):
+        self.sq_err, self.ce, self.kl = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(3))
+        self.fired = torch.zeros(n_latents, dtype=torch.int64, device=device)
         self.l0: list[torch.Tensor] = []
         self.x_norm: list[torch.Tensor] = []
         self.f_norm: list[torch.Tensor] = []
+
+
+def _value(t: torch.Tensor) -> float:
+    """A sum read on the host once, at the end (NaN in a meta dry run)."""
+    return float("nan") if t.device.type == "meta" else float(t)
 
 
 def _splice(model, tokens_BT, hook: str, replace):
@@ -74,83 +110,98 @@ def _clean_pass(model, tokens_BT, hook: str, with_grads: bool):
 def _row_update(acc: _Accumulator, sae: SparseAutoencoder, model, tokens_BT, hook, x_TD, g_TD, logp_clean):
     code = sae.encode(x_TD, g_TD)
     x_hat_TD = sae.decode(code, x_TD)
-    acc.sq_err += float((x_TD - x_hat_TD).pow(2).sum())
+    acc.sq_err += (x_TD - x_hat_TD).pow(2).sum().double()  # fp32 per batch, fp64 across batches
     rows, cols, values = code_entries(code)
-    hit = values > 0
-    acc.fired += torch.zeros_like(acc.fired).index_add_(0, cols[hit].cpu(), torch.ones_like(cols[hit]).cpu())
-    acc.l0.append(l0_per_token(code).cpu())
-    f2 = torch.zeros(x_TD.shape[0]).index_add_(0, rows.cpu(), (values * sae.W_dec.norm(dim=1)[cols]).pow(2).float().cpu())
-    acc.f_norm.append((f2 + sae.b_dec.pow(2).sum().cpu()).sqrt())
-    acc.x_norm.append(x_TD.norm(dim=1).cpu())
+    acc.fired.index_add_(0, cols, (values > 0).long())
+    acc.l0.append(l0_per_token(code))
+    f2 = x_TD.new_zeros(x_TD.shape[0], dtype=torch.float32).index_add_(
+        0, rows, (values * sae.W_dec.norm(dim=1)[cols]).pow(2).float())
+    acc.f_norm.append((f2 + sae.b_dec.pow(2).sum()).sqrt())
+    acc.x_norm.append(x_TD.norm(dim=1))
     logits = _splice(model, tokens_BT, hook, lambda act: x_hat_TD.reshape(act.shape).to(act.dtype))
-    acc.ce += float(_ce(logits, tokens_BT))
+    acc.ce += _ce(logits, tokens_BT).double()
     logp = logits[:, :-1].float().log_softmax(-1)
-    acc.kl += float((logp_clean.exp() * (logp_clean - logp)).sum())
+    acc.kl += (logp_clean.exp() * (logp_clean - logp)).sum().double()
 
 
 def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], model, tokens: torch.Tensor,
                      hook: str, *, batch_size: int = 16, dense_threshold: float = 0.1,
+                     device: devices.DeviceLike | None = None, dtype: torch.dtype | None = None,
                      progress: bool = False) -> EvalDetails:
     """Evaluate `saes` (one, or several by name) on `tokens` (n_seq, ctx) LongTensor through
     `model` (a HookedTransformer) with the SAE spliced at `hook`. Latents firing on more than
-    `dense_threshold` of the tokens count as dense."""
+    `dense_threshold` of the tokens count as dense. `device`: where model and SAEs run (None:
+    the model's device; the SAEs are moved there). `dtype`: autocast dtype of the SAEs'
+    arithmetic (None or float32: none; bfloat16 on CUDA and CPU)."""
     if isinstance(saes, SparseAutoencoder):
         saes = {saes.cfg.variant: saes}
     if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] < 2:
         raise ValueError(f"tokens must be a non-empty (n_seq, ctx >= 2) LongTensor; got shape {tuple(tokens.shape)}")
-    rows: dict[str, tuple[SparseAutoencoder, bool]] = {}
+    devices.place_model(model, device)
+    dev = devices.model_device(model)
+    autocast = devices.autocast(dev, dtype)
+    rows: dict[str, tuple[SparseAutoencoder, InferenceMode]] = {}
     for name, sae in saes.items():
-        rows[name] = (sae, False)
-        if sae.cfg.variant == "gradient":
-            rows[f"{name}[grad]"] = (sae, True)
-    with_grads = any(g for _, g in rows.values())
-    accs = {name: _Accumulator(sae.cfg.n_latents) for name, (sae, _) in rows.items()}
-    ce_clean = ce_zero = 0.0
-    n_pred = 0
-    sum_sq = 0.0
+        sae.to(dev)
+        for i, mode in enumerate(sae.variant.inference_modes):
+            rows[name if i == 0 else f"{name}[{mode.name}]"] = (sae, mode)
+    with_grads = any(mode.needs_grads for _, mode in rows.values())
+    accs = {name: _Accumulator(sae.cfg.n_latents, dev) for name, (sae, _) in rows.items()}
+    ce_clean, ce_zero, sum_sq = (torch.zeros((), dtype=torch.float64, device=dev) for _ in range(3))
     sum_x = None
-    count = 0
+    n_pred = count = 0
     for b0 in range(0, tokens.shape[0], batch_size):
-        tokens_BT = tokens[b0:b0 + batch_size].to(model.cfg.device)
+        tokens_BT = tokens[b0:b0 + batch_size].to(dev)
         logits, x_TD, g_TD = _clean_pass(model, tokens_BT, hook, with_grads)
         with torch.no_grad():
             logp_clean = logits[:, :-1].float().log_softmax(-1)
-            ce_clean += float(_ce(logits, tokens_BT))
-            ce_zero += float(_ce(_splice(model, tokens_BT, hook, torch.zeros_like), tokens_BT))
+            ce_clean += _ce(logits, tokens_BT).double()
+            ce_zero += _ce(_splice(model, tokens_BT, hook, torch.zeros_like), tokens_BT).double()
             n_pred += tokens_BT[:, 1:].numel()
             xf = x_TD.double()
-            sum_sq += float(xf.pow(2).sum())
+            sum_sq += xf.pow(2).sum()
             sum_x = xf.sum(0) if sum_x is None else sum_x + xf.sum(0)
             count += x_TD.shape[0]
-        for name, (sae, use_grads) in rows.items():
-            _row_update(accs[name], sae, model, tokens_BT, hook, x_TD, g_TD if use_grads else None, logp_clean)
-    total_var = sum_sq - float(sum_x.pow(2).sum()) / count
-    ce_clean, ce_zero = ce_clean / n_pred, ce_zero / n_pred
+        for name, (sae, mode) in rows.items():
+            with autocast:
+                _row_update(accs[name], sae, model, tokens_BT, hook, x_TD, g_TD if mode.needs_grads else None,
+                            logp_clean)
+    total_var = _value(sum_sq) - _value(sum_x.pow(2).sum()) / count
+    ce_clean, ce_zero = _value(ce_clean) / n_pred, _value(ce_zero) / n_pred
     records, densities, l0s, zfs = [], {}, {}, {}
-    for name, (sae, use_grads) in rows.items():
+    for name, (sae, mode) in rows.items():
         acc = accs[name]
-        l0 = torch.cat(acc.l0)
-        density = acc.fired.double() / count
-        zf = afa.zf_data(torch.cat(acc.x_norm).unsqueeze(1), torch.cat(acc.f_norm), sae.cfg.n_latents)
-        ce_sae = acc.ce / n_pred
+        l0 = _host(torch.cat(acc.l0))
+        density = _host(acc.fired.double()) / count
+        zf = afa.zf_data(_host(torch.cat(acc.x_norm)).unsqueeze(1), _host(torch.cat(acc.f_norm)), sae.cfg.n_latents)
+        ce_sae = _value(acc.ce) / n_pred
         eps = zf.eps_lbo[torch.isfinite(zf.eps_lbo)]
+        l0d = l0.double()
         records.append({
             "sae": name, "variant": sae.cfg.variant, "n_latents": sae.cfg.n_latents, "k": sae.cfg.k,
-            "mode": "grad" if use_grads else "plain",
-            "nmse": acc.sq_err / total_var, "l0": float(l0.double().mean()),
-            "l0_p10": float(l0.double().quantile(0.1)), "l0_p50": float(l0.double().median()),
-            "l0_p90": float(l0.double().quantile(0.9)),
-            "dead_fraction": float((acc.fired == 0).double().mean()),
+            "mode": mode.name,
+            "nmse": _value(acc.sq_err) / total_var, "l0": float(l0d.mean()),
+            "l0_p10": float(l0d.quantile(0.1)), "l0_p50": float(l0d.median()),
+            "l0_p90": float(l0d.quantile(0.9)),
+            "dead_fraction": float((density == 0).double().mean()),
             "dense_fraction": float((density > dense_threshold).double().mean()),
             "ce_clean": ce_clean, "ce_sae": ce_sae, "ce_zero": ce_zero,
-            "ce_recovered": (ce_zero - ce_sae) / (ce_zero - ce_clean), "ce_delta": ce_sae - ce_clean,
-            "kl": acc.kl / n_pred,
+            "ce_recovered": (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan"),
+            "ce_delta": ce_sae - ce_clean,
+            "kl": _value(acc.kl) / n_pred,
             "eps_lbo_mean": float(eps.mean()) if len(eps) else float("nan"),
             "eps_lbo_median": float(eps.median()) if len(eps) else float("nan"),
             "eval_tokens": count,
         })
         densities[name], l0s[name], zfs[name] = density, l0, zf
     return EvalDetails(pd.DataFrame.from_records(records).set_index("sae"), densities, l0s, zfs)
+
+
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """`t` on the CPU; in a meta dry run a tensor of its shape holding NaN (-1 for integers)."""
+    if t.device.type != "meta":
+        return t.cpu()
+    return torch.full(t.shape, float("nan") if t.is_floating_point() else -1, dtype=t.dtype)
 
 
 def evaluate_saes(saes: SparseAutoencoder | dict[str, SparseAutoencoder], model, tokens: torch.Tensor, hook: str,

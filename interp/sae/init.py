@@ -1,8 +1,8 @@
 """Data-dependent initialisation (Gao et al.): the input scale (normalize="scale": one global
 factor so that E||x|| = sqrt(d)) and b_dec = geometric median of a sample of inputs in the
 SAE's input space (scaled or per-token normalised);
-then [ours] the tied encoder is rescaled so that the initial k-sparse reconstruction is the
-least-squares fit of the sample. With unit decoder rows and W_enc = W_dec^T, the k largest
+then the variant's own policy (`Variant.init_encoder`): by default [ours] the tied encoder is
+rescaled so that the initial k-sparse reconstruction is the least-squares fit of the sample. With unit decoder rows and W_enc = W_dec^T, the k largest
 projections all point partly along x, so the raw tied reconstruction overshoots by about
 k * E[top projection^2] / ||x||^2: NMSE ~5 at k=64, n=2048, d=128, which takes hundreds of
 steps to unlearn. Scaling the encoder leaves every variant's selection unchanged (it is
@@ -35,17 +35,16 @@ def geometric_median(points_TD: torch.Tensor, max_iter: int = 200, tol: float = 
 @torch.no_grad()
 def initialize_from_data(sae: SparseAutoencoder, sample_TD: torch.Tensor) -> None:
     """Set `input_scale` (normalize="scale"), b_dec and the encoder's scale from raw activations
-    sample (T, d)."""
-    sample = sample_TD.float()
+    sample (T, d) (on any device: it is moved to the SAE's)."""
+    sample = sample_TD.to(sae.device, torch.float32)
     if sae.cfg.normalize == "scale":
         sae.input_scale.fill_(math.sqrt(sae.cfg.d_in) / float(sample.norm(dim=1).mean().clamp(min=1e-12)))
     x_TD, _ = sae.to_sae_space(sample)
     sae.b_dec.copy_(geometric_median(x_TD))
-    if sae.cfg.variant != "top_afa":  # top-AFA picks k by matching norms: its criterion sets the scale
-        sae.W_enc.mul_(_least_squares_scale(sae, x_TD))
+    sae.variant.init_encoder(sae, x_TD)
 
 
-def _least_squares_scale(sae: SparseAutoencoder, x_TD: torch.Tensor) -> float:
+def least_squares_scale(sae: SparseAutoencoder, x_TD: torch.Tensor) -> float:
     """s minimising ||x - b_dec - s * (x_hat - b_dec)||^2 over the sample, for the TopK-k code
     (every variant's training L0 is k on average); 1 when the code is empty."""
     code = sae_kernels.topk_encode(x_TD, sae.W_enc, sae.b_enc, sae.b_dec, sae.cfg.k, backend=sae.backend)

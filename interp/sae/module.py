@@ -13,12 +13,16 @@ that token's statistics, y * std + mu, exactly as sae-lens's `normalize_activati
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
 import sae_kernels
 from sae_kernels.outputs import EncoderOutput, SparseCode
 from sae_kernels.reference import pre_activations
+from interp.devices import DeviceLike, resolve_device
+from interp.errors import ConfigError
 from interp.sae.config import SAEConfig
 from interp.sae.registry import get_variant
 
@@ -53,26 +57,66 @@ def l0_per_token(code: Code) -> torch.Tensor:
     return torch.zeros(B, dtype=torch.int64, device=values.device).index_add_(0, rows, (values > 0).long())
 
 
+GiB = 2**30
+
+
+def parameter_bytes(cfg: SAEConfig) -> int:
+    """Bytes of an SAE's fp32 parameters and buffers: W_enc, W_dec, b_enc, b_dec, threshold."""
+    return 4 * (2 * cfg.d_in * cfg.n_latents + 2 * cfg.n_latents + cfg.d_in + 1)
+
+
+def training_bytes(cfg: SAEConfig) -> int:
+    """Bytes training an SAE holds however small the batch: parameters, their gradients, Adam's
+    two moments (4 x `parameter_bytes`) and the latent statistics (12 bytes per latent)."""
+    return 4 * parameter_bytes(cfg) + 12 * cfg.n_latents
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Total memory of `device` in bytes (the machine's RAM for cpu and mps); None for meta."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type in ("cpu", "mps"):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
+def check_fits(needed: int, device: torch.device, what: str) -> None:
+    """A `ConfigError` before allocation when `needed` bytes exceed the device's memory."""
+    total = device_memory(device)
+    if total is not None and needed > total:
+        raise ConfigError(f"{what} needs {needed / GiB:,.1f} GiB but {device} has {total / GiB:,.1f} GiB: "
+                          "use fewer latents (n_latents), fewer SAEs at once, or a larger device")
+
+
 class SparseAutoencoder(nn.Module):
     """One SAE of any registered variant. `encode` is the batch-independent inference code;
-    `interp.sae.objective.training_loss` uses the variant's training-time selection."""
+    `interp.sae.objective.training_loss` uses the variant's training-time selection.
 
-    def __init__(self, cfg: SAEConfig, backend: str = "auto"):
+    `device`: where its weights live (default cpu). The initial weights come from a CPU
+    generator seeded with `cfg.seed`, so they are the same on every device."""
+
+    def __init__(self, cfg: SAEConfig, backend: str = "auto", device: DeviceLike | None = None):
         super().__init__()
+        device = resolve_device(device if device is not None else "cpu")
+        check_fits(parameter_bytes(cfg), device, f"SAE {cfg.variant} d_in={cfg.d_in} n_latents={cfg.n_latents}")
         self.cfg = cfg
         self.backend = backend
         self.variant = get_variant(cfg.variant)(cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
         W_dec_ND = torch.randn(cfg.n_latents, cfg.d_in, generator=gen)
         W_dec_ND /= W_dec_ND.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(W_dec_ND)
-        self.W_enc = nn.Parameter(W_dec_ND.T.contiguous().clone())  # tied init (Gao et al.)
-        self.b_enc = nn.Parameter(torch.zeros(cfg.n_latents))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
-        self.register_buffer("input_scale", torch.tensor(1.0))
-        self.register_buffer("threshold", torch.zeros(cfg.n_latents))
+        self.W_dec = nn.Parameter(W_dec_ND.to(device))
+        self.W_enc = nn.Parameter(W_dec_ND.T.contiguous().to(device, copy=True))  # tied init (Gao et al.)
+        self.b_enc = nn.Parameter(torch.zeros(cfg.n_latents, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, device=device))
+        self.register_buffer("input_scale", torch.ones((), device=device))
+        self.register_buffer("threshold", torch.zeros(cfg.n_latents, device=device))
         """Inference thresholds on the pre-activations (Mutual/Feature Choice, exported as JumpReLU)."""
-        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64, device=device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_dec.device
 
     # --- input space -----------------------------------------------------------------------
     def input_stats(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -25,7 +25,8 @@ class LossOutput(NamedTuple):
 
 
 def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(mask (n,) bool or None, weights (n,) or None) of the latents the auxiliary loss trains."""
+    """(mask (n,) bool or None, weights (n,) or None) of the latents the auxiliary loss trains.
+    On the meta device (a shape-only dry run) nothing counts as dead: whether anything is cannot be known."""
     cfg = sae.cfg
     dead_N = stats.dead_mask(cfg.dead_tokens).to(sae.W_dec.device)
     if cfg.aux_loss == "aux_zipf":
@@ -33,7 +34,9 @@ def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Ten
                                                   cfg.zipf_alpha, cfg.zipf_beta, cfg.zipf_c)
     else:
         mask_N, weights_N = dead_N, None
-    return (mask_N, weights_N) if bool(mask_N.any()) else (None, None)
+    if mask_N.device.type == "meta" or not bool(mask_N.any()):
+        return None, None
+    return mask_N, weights_N
 
 
 def training_loss(sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,

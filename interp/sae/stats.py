@@ -17,14 +17,19 @@ class LatentStats:
     steps: int = 0
 
     @classmethod
-    def new(cls, n_latents: int) -> "LatentStats":
-        return cls(torch.zeros(n_latents, dtype=torch.int64), torch.zeros(n_latents))
+    def new(cls, n_latents: int, device: torch.device | str | None = None) -> "LatentStats":
+        """Fresh statistics of `n_latents` latents on `device` (default cpu)."""
+        return cls(torch.zeros(n_latents, dtype=torch.int64, device=device), torch.zeros(n_latents, device=device))
+
+    def to(self, device: torch.device | str) -> "LatentStats":
+        """These statistics with their tensors on `device`."""
+        return LatentStats(self.tokens_since_fired.to(device), self.density.to(device), self.steps)
 
     def observe(self, fired_N: torch.Tensor, n_tokens: int, momentum: float) -> None:
         """Account one step: `fired_N` (n,) tokens on which each latent fired out of `n_tokens`."""
         fired_N = fired_N.to(self.tokens_since_fired.device)
         self.tokens_since_fired += n_tokens
-        self.tokens_since_fired[fired_N > 0] = 0
+        self.tokens_since_fired.masked_fill_(fired_N > 0, 0)  # no data-dependent shape: no host sync
         fraction_N = fired_N.float() / n_tokens
         m = momentum if self.steps else 0.0
         self.density = m * self.density + (1 - m) * fraction_N
@@ -50,6 +55,5 @@ def fired_counts(code, n_latents: int, threshold: float) -> torch.Tensor:
     from interp.sae.module import code_entries
 
     _, cols_E, values_E = code_entries(code)
-    hit = values_E.detach() > threshold
-    return torch.zeros(n_latents, dtype=torch.int64, device=cols_E.device).index_add_(0, cols_E[hit],
-                                                                                      torch.ones_like(cols_E[hit]))
+    hit_E = (values_E.detach() > threshold).long()  # counted, not indexed: no data-dependent shape
+    return torch.zeros(n_latents, dtype=torch.int64, device=cols_E.device).index_add_(0, cols_E, hit_E)

@@ -1,13 +1,23 @@
-"""What every variant provides: a training-time selection (which may look at the whole
-batch), a batch-independent inference code, optional extra loss terms, and an update of its
-inference state after each optimizer step."""
+"""What every variant provides and declares.
+
+A variant is a `Variant` subclass plus a `VariantConfig` subclass (its own hyper-parameters,
+nothing else), registered together with `interp.sae.registry.register_variant(name, Variant,
+Config)`. The variant provides a training-time selection (which may look at the whole batch),
+a batch-independent inference code, optional extra loss terms and an update of its inference
+state after each optimizer step; it declares, as class attributes, whether training reads
+dL/dx, its inference modes, its sae-lens export architecture and its initialisation. Nothing
+outside the registry asks a variant for its name: it asks for one of these.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
+
+from interp.config import check_fields
 
 if TYPE_CHECKING:
     from interp.sae.config import SAEConfig
@@ -15,17 +25,50 @@ if TYPE_CHECKING:
     from interp.sae.stats import LatentStats
 
 
+@dataclass(frozen=True)
+class VariantConfig:
+    """A variant's own hyper-parameters (the `params` of an `SAEConfig`, `[sae.params]` in a
+    recipe). Subclasses are frozen dataclasses with a docstring under each field; types are
+    checked here, ranges in the subclass's `__post_init__`, rules that involve the SAE's shared
+    fields (k, n_latents) in `check`."""
+
+    def __post_init__(self):
+        check_fields(self)
+
+    def check(self, sae: SAEConfig) -> None:
+        """Raise `interp.errors.ConfigError` when these values do not fit the SAE `sae`."""
+
+
+class InferenceMode(NamedTuple):
+    """One way a trained SAE encodes at inference: its name in metrics ("plain" rows carry the
+    SAE's own name, other modes `name[mode]`) and whether it reads dL/dx."""
+
+    name: str
+    needs_grads: bool
+
+
+PLAIN = InferenceMode("plain", False)
+
+
 class Variant(ABC):
     name: ClassVar[str]
+    """The registered name (set by `register_variant`)."""
+    config: ClassVar[type[VariantConfig]]
+    """The registered config class of `params` (set by `register_variant`)."""
     sae_lens_architecture: ClassVar[str | None]
     """The sae-lens architecture its checkpoint loads as (topk, jumprelu), or None: interp-only."""
     needs_grads: ClassVar[bool] = False
     """Whether training reads dL/dx from the activation store."""
+    inference_modes: ClassVar[tuple[InferenceMode, ...]] = (PLAIN,)
+    """How it encodes at inference; evaluation reports one row per mode (the first is the plain row)."""
     aux_in_encode: ClassVar[bool] = False
     """Whether `encode_train` already returns the AuxK selection (EncoderOutput.aux_*)."""
+    fixed_k: ClassVar[bool] = True
+    """Whether `SAEConfig.k` sets its sparsity (False: the variant picks L0 itself, as top_afa)."""
 
     def __init__(self, cfg: SAEConfig):
         self.cfg = cfg
+        self.params = cfg.params
 
     @abstractmethod
     def encode_train(self, sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,
@@ -46,8 +89,18 @@ class Variant(ABC):
     def after_step(self, sae: SparseAutoencoder, code: Code, stats: LatentStats) -> None:
         """Update inference state (thresholds) from the step's training code."""
 
+    @torch.no_grad()
+    def init_encoder(self, sae: SparseAutoencoder, x_TD: torch.Tensor) -> None:
+        """Initialisation policy after b_dec is set, from a sample x (T, d) in the SAE's input
+        space. Default [ours]: rescale the tied encoder so that the initial k-sparse
+        reconstruction is the least-squares fit of the sample (`interp.sae.init`)."""
+        from interp.sae.init import least_squares_scale
+
+        sae.W_enc.mul_(least_squares_scale(sae, x_TD))
+
     def ema_threshold(self, sae: SparseAutoencoder, observed_N: torch.Tensor) -> None:
-        """threshold (n,) <- EMA of `observed_N` (a scalar or (n,)); the first observation is taken as is."""
-        m = self.cfg.threshold_momentum if int(sae.threshold_updates) > 0 else 0.0
+        """threshold (n,) <- EMA of `observed_N` (a scalar or (n,)) with the variant's
+        `params.threshold_momentum`; the first observation is taken as is."""
+        m = self.params.threshold_momentum if int(sae.threshold_updates) > 0 else 0.0
         sae.threshold.copy_(m * sae.threshold + (1 - m) * observed_N.to(sae.threshold.dtype))
         sae.threshold_updates += 1

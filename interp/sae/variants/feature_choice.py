@@ -10,11 +10,24 @@ m_i-th largest activation in the batch (0 when it had fewer positives); exported
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 import sae_kernels
 from interp.sae.losses import zipf_weights
 from interp.sae.variants.base import Variant
+from interp.sae.variants.mutual_choice import ThresholdConfig
+
+
+@dataclass(frozen=True)
+class FeatureChoiceConfig(ThresholdConfig):
+    """Feature Choice's own hyper-parameters (the Zipf exponent and offset are the SAE's
+    shared `zipf_alpha` / `zipf_beta`, which aux_zipf uses too)."""
+
+    capacity: Literal["uniform", "zipf"] = "uniform"
+    """Capacities: uniform (m = floor(k B / n)) or zipf (ours, see feature_choice.py)."""
 
 
 def capacities(kind: str, n: int, batch_size: int, k: int, density_N: torch.Tensor,
@@ -32,12 +45,11 @@ def capacities(kind: str, n: int, batch_size: int, k: int, density_N: torch.Tens
 
 
 class FeatureChoice(Variant):
-    name = "feature_choice"
     sae_lens_architecture = "jumprelu"
 
     def capacity(self, batch_size: int, stats) -> torch.Tensor:
         c = self.cfg
-        return capacities(c.capacity, c.n_latents, batch_size, c.k, stats.density, c.zipf_alpha, c.zipf_beta)
+        return capacities(self.params.capacity, c.n_latents, batch_size, c.k, stats.density, c.zipf_alpha, c.zipf_beta)
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         cap = self.capacity(x_BD.shape[0], stats).to(x_BD.device)

@@ -10,12 +10,29 @@ g is detached: no second-order terms. Inference modes: `grad` (gradients given) 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 import sae_kernels
 from sae_kernels.outputs import EncoderOutput
-from interp.sae.variants.base import Variant
-from interp.sae.variants.topk import multi_topk_loss
+from interp.errors import ConfigError
+from interp.sae.variants.base import PLAIN, InferenceMode, Variant
+from interp.sae.variants.topk import TopKConfig, multi_topk_loss
+
+
+@dataclass(frozen=True)
+class GradientConfig(TopKConfig):
+    """g-SAE's own hyper-parameters (TopK's, plus the attribution weight)."""
+
+    beta: float = 1.0
+    """Weight of the attribution bonus in the selection score a * (1 + beta |d_i . g|)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not math.isfinite(self.beta) or self.beta < 0:
+            raise ConfigError(f"GradientConfig.beta={self.beta!r} is not allowed: a finite number >= 0")
 
 
 def gradient_select(pre_BN: torch.Tensor, attribution_BN: torch.Tensor, beta: float, k: int) -> EncoderOutput:
@@ -27,9 +44,9 @@ def gradient_select(pre_BN: torch.Tensor, attribution_BN: torch.Tensor, beta: fl
 
 
 class GradientTopK(Variant):
-    name = "gradient"
     sae_lens_architecture = "topk"
     needs_grads = True
+    inference_modes = (PLAIN, InferenceMode("grad", True))
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         if grads_BD is None:
@@ -40,7 +57,7 @@ class GradientTopK(Variant):
         if grads_BD is None:  # plain mode: ordinary TopK
             return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
         attribution_BN = grads_BD.detach().to(sae.W_dec.dtype) @ sae.W_dec.detach().T  # d_i . g
-        return gradient_select(sae.pre_acts(x_BD), attribution_BN, self.cfg.beta, self.cfg.k)
+        return gradient_select(sae.pre_acts(x_BD), attribution_BN, self.params.beta, self.cfg.k)
 
     def extra_losses(self, sae, x_BD, code, x_hat_BD):
-        return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k)} if self.cfg.multi_topk else {}
+        return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k)} if self.params.multi_topk else {}

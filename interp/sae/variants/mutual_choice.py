@@ -8,19 +8,35 @@ whose per-latent thresholds all equal theta."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 import sae_kernels
-from interp.sae.variants.base import Variant
+from interp.errors import ConfigError
+from interp.sae.variants.base import Variant, VariantConfig
+
+
+@dataclass(frozen=True)
+class ThresholdConfig(VariantConfig):
+    """Hyper-parameters of a variant whose inference code is a learned threshold (JumpReLU export)."""
+
+    threshold_momentum: float = 0.9
+    """EMA momentum (per step) of the inference thresholds."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.threshold_momentum < 1:
+            raise ConfigError(f"{type(self).__name__}.threshold_momentum={self.threshold_momentum!r} is not "
+                              "allowed: a number in [0, 1)")
 
 
 class MutualChoice(Variant):
-    name = "mutual_choice"
     sae_lens_architecture = "jumprelu"
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         return sae_kernels.mutual_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k * x_BD.shape[0],
-                                             backend=sae.backend)
+                                                backend=sae.backend)
 
     def encode(self, sae, x_BD, grads_BD):
         return sae.threshold_encode(x_BD)
@@ -32,4 +48,4 @@ class MutualChoice(Variant):
 
 
 class BatchTopK(MutualChoice):
-    name = "batchtopk"
+    pass

@@ -11,23 +11,47 @@ Not an sae-lens architecture: interp-only, loads with `interp.sae.load`."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 import sae_kernels
 from sae_kernels.outputs import EncoderOutput
+from interp.errors import ConfigError
 from interp.sae import afa
-from interp.sae.variants.base import Variant
+from interp.sae.variants.base import Variant, VariantConfig
+
+
+@dataclass(frozen=True)
+class TopAFAConfig(VariantConfig):
+    """top-AFA's own hyper-parameters (it has no k: `SAEConfig.k` is ignored)."""
+
+    afa_coef: float = 1 / 32
+    """Weight lambda_AFA of the AFA loss mean_b (||f_b|| - ||x_b||)^2."""
+    k_max: int | None = None
+    """Cap on the per-token k: candidates are the k_max largest pre-activations (None: n_latents, no cap)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not math.isfinite(self.afa_coef) or self.afa_coef < 0:
+            raise ConfigError(f"TopAFAConfig.afa_coef={self.afa_coef!r} is not allowed: a finite number >= 0")
+
+    def check(self, sae):
+        if self.k_max is not None and not 1 <= self.k_max <= sae.n_latents:
+            raise ConfigError(f"TopAFAConfig.k_max={self.k_max!r} is not allowed: None or an integer in "
+                              f"[1, n_latents={sae.n_latents}]")
 
 
 class TopAFA(Variant):
-    name = "top_afa"
     sae_lens_architecture = None
+    fixed_k = False
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         return self.encode(sae, x_BD, grads_BD)
 
     def encode(self, sae, x_BD, grads_BD):
-        k_max = self.cfg.k_max or self.cfg.n_latents
+        k_max = self.params.k_max or self.cfg.n_latents
         cand = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, k_max, backend=sae.backend)
         scores_BK = (cand.top_acts * sae.W_dec.norm(dim=1)[cand.top_indices]).pow(2).detach()
         order_BK = scores_BK.argsort(dim=1, descending=True, stable=True)
@@ -40,4 +64,7 @@ class TopAFA(Variant):
 
     def extra_losses(self, sae, x_BD, code, x_hat_BD):
         f_norm_B = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
-        return {"afa": self.cfg.afa_coef * afa.afa_loss(f_norm_B, x_BD)}
+        return {"afa": self.params.afa_coef * afa.afa_loss(f_norm_B, x_BD)}
+
+    def init_encoder(self, sae, x_TD):
+        """None: top-AFA picks k by matching norms, so its criterion sets the encoder's scale."""
