@@ -6,6 +6,11 @@ Token `i` of the store (global index = seq * context_size + pos) lives in shard
 store: `interp.cache.permutation`); rank r of `world_size` takes the r-th contiguous block
 of it, so ranks partition every epoch. Each minibatch is gathered shard by shard in sorted
 row order (sequential page-cache reads), on a prefetch thread.
+
+Verified reads: the first time a `Store` touches a shard (any read: `batches`, `tokens_of`)
+it checks the shard's size and checksum against the manifest and raises `StoreError`
+naming the shard and the remedy on a mismatch, so damaged bytes are never returned. Each
+shard is hashed once per `Store`; `python -m benchmarks.cache` reports what it costs.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 
 from interp.cache.format import DTYPES, Manifest, StoreError, as_tensor, manifest_layout, read_manifest
 from interp.cache.permutation import Permutation
-from interp.cache.verify import VerifyReport, check_store
+from interp.cache.verify import VerifyReport, check_contents, check_shard, check_store
 
 PREFETCH = 4
 """Minibatches prepared ahead of the consumer."""
@@ -63,7 +68,7 @@ class Store:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"Store({str(self.path)!r}, model={m.model!r}, hooks={m.hooks}, n_tokens={m.n_tokens:,}, "
+        return (f"Store({str(self.path)!r}, model={m.model!r}, hooks={list(m.hooks)}, n_tokens={m.n_tokens:,}, "
                 f"dtype={m.dtype}, grads={m.has_grads}, shards={len(m.shards)})")
 
     def d_model(self, hook: str | None = None) -> int:
@@ -71,7 +76,7 @@ class Store:
         return self.manifest.d_model[self._hook(hook)]
 
     def verify(self, checksums: bool = True) -> VerifyReport:
-        """Check every shard's size and (unless `checksums=False`) CRC-32; raises `StoreError`."""
+        """Check every shard's size and (unless `checksums=False`) checksum; raises `StoreError`."""
         return check_store(self.path, self.manifest, checksums)
 
     def batches(self, batch_size: int, *, hook: str | None = None, shuffle: bool = True, seed: int = 0,
@@ -119,10 +124,10 @@ class Store:
     def _hook(self, hook: str | None) -> str:
         if hook is None:
             if len(self.manifest.hooks) > 1:
-                raise ValueError(f"{self.path} holds several hooks {self.manifest.hooks}: pass hook=...")
+                raise ValueError(f"{self.path} holds several hooks {list(self.manifest.hooks)}: pass hook=...")
             return self.manifest.hooks[0]
         if hook not in self.manifest.hooks:
-            raise ValueError(f"hook={hook!r} is not in {self.path}; it holds {self.manifest.hooks}")
+            raise ValueError(f"hook={hook!r} is not in {self.path}; it holds {list(self.manifest.hooks)}")
         return hook
 
     def _batches(self, batch_size, hook, shuffle, seed, rank, world_size, with_grads, with_tokens, epochs,
@@ -167,16 +172,21 @@ class Store:
 
     def _array(self, i: int, key: str) -> torch.Tensor:
         shard = self.manifest.shards[i]
-        with self._lock:
+        with self._lock:  # one thread maps and verifies a shard; the others wait for it
             if i not in self._buffers:
-                self._buffers[i] = np.memmap(self.path / shard.name, dtype=np.uint8, mode="c", shape=(shard.bytes,))
+                check_shard(self.path, shard)  # a truncated file would not map
+                buffer = np.memmap(self.path / shard.name, dtype=np.uint8, mode="c", shape=(shard.bytes,))
+                check_contents(self.path, shard, buffer)
+                self._buffers[i] = buffer
         layout = manifest_layout(self.manifest, shard.n_tokens)[0]
         return as_tensor(self._buffers[i], layout[key], None if key == "tokens" else self.manifest.dtype)
 
 
 def open_store(path: str | Path) -> Store:
-    """Open the store at `path` after checking it is complete and every shard has its size
-    (checksums: `Store.verify()` or `interp cache verify PATH`). Raises `StoreError`."""
+    """Open the store at `path` after checking its manifest (fields against each other, the
+    writer config and the shard records; its own checksum), that it is complete and every
+    shard file has its size. Each shard's checksum is checked when a read first touches it
+    (all at once: `Store.verify()` or `interp cache verify PATH`). Raises `StoreError`."""
     path = Path(path)
     manifest = read_manifest(path)
     check_store(path, manifest, checksums=False)

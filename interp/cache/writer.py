@@ -1,14 +1,19 @@
 """Write an activation store: one model pass per batch caches every requested hook (and,
 on request, dL/d(activation)) straight into memory-mapped shard files.
 
-Crash safety: a shard is written to a hidden temporary file (`.shard_00012.bin.tmp` for shard 12;
+Crash safety: the first manifest (complete=False, no shards) is written atomically before
+any shard. A shard is written to a hidden temporary file (`.shard_00012.bin.tmp` for shard 12;
 space reserved up front with `posix_fallocate`, so a full disk fails cleanly, not with SIGBUS), fsynced,
 then renamed; the manifest is rewritten atomically after each shard. `resume=True`
-keeps every complete shard and recomputes the rest. Shards are computed from fixed
-sequence ranges with batches that never straddle shards, so a resumed store is
-byte-identical to an uninterrupted one. Memory is bounded by one batch plus the page
-cache of one shard, whatever the token count (text and dataset token rows are spilled to a
-memory-mapped temporary file: `interp.cache.sources`).
+keeps every intact shard (size and checksum) and recomputes the rest; a directory holding
+only this writer's own temporary files (a kill before the first manifest landed) is started
+over. Shards are computed from fixed sequence ranges with batches that never straddle shards,
+so a resumed store is byte-identical to an uninterrupted one, whichever write a kill hit.
+Memory is bounded by one batch plus the page cache of one shard, whatever the token count
+(text and dataset token rows are spilled to a memory-mapped temporary file: `interp.cache.sources`).
+
+One writer per store: rank 0 holds the store's lock (`interp.locks.hold_lock`) for the
+whole run, so a second writer fails at once with a message naming the holder.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import difflib
 import errno
 import os
 import re
-import zlib
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +33,11 @@ from tqdm.auto import tqdm
 
 from interp.atomic import fsync_dir
 from interp.cache import distributed, sources
-from interp.cache.format import (DTYPES, Manifest, ShardInfo, StoreError, as_tensor, dtype_name,
-                                 file_crc32, read_manifest, shard_layout, shard_name,
-                                 write_manifest, MANIFEST)
+from interp.cache.format import (CHECKSUM, DTYPES, MANIFEST, Manifest, ShardInfo, StoreError, algorithm_of, as_tensor,
+                                 checksum, dtype_name, file_checksum, read_manifest, shard_layout, shard_name,
+                                 write_manifest)
 from interp.config import check_fields, to_dict
+from interp.locks import LockError, hold_lock
 
 SHARD_BYTES_TARGET = 128 * 2**20
 """Default shard size: about 128 MiB (rounded to whole batches)."""
@@ -107,38 +113,59 @@ def write(model, hooks: str | list[str], tokens, out_dir: str | Path, *, grads: 
 
     out_dir = Path(out_dir)
     ranks = distributed.current()
-    previous = _check_target(out_dir, manifest, resume)
-    distributed.barrier(ranks)
-    if ranks.rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if previous is None:
-            write_manifest(out_dir, manifest)
-    distributed.barrier(ranks)
-
-    recorded = {s.name: s for s in (previous.shards if previous else [])}
-    mine = distributed.my_range(manifest.n_shards, ranks)
-    done: list[ShardInfo] = []
-    bar = tqdm(total=len(mine) * shard_sequences, desc=f"cache {', '.join(hooks)}", unit="seq",
-               disable=not progress or ranks.rank != 0)
-    for i in mine:
-        info = _existing_shard(out_dir, manifest, i, recorded)
-        if info is None:
-            info = _write_shard(model, rows.tokens, out_dir, manifest, i)
-            if ranks.world_size == 1:  # progress is visible in the manifest (ranks > 1: at the end)
-                recorded[info.name] = info
-                manifest.shards = sorted(recorded.values(), key=lambda s: s.name)
+    with _one_writer(out_dir, ranks):
+        previous = _check_target(out_dir, manifest, resume, clean=ranks.rank == 0)
+        distributed.barrier(ranks)
+        if ranks.rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if previous is None:
                 write_manifest(out_dir, manifest)
-        done.append(info)
-        bar.update(shard_sequences)
-    bar.close()
+        distributed.barrier(ranks)
 
-    gathered = [s for part in distributed.all_gather(done, ranks) for s in part]
-    if ranks.rank == 0:
-        manifest.shards = sorted(gathered, key=lambda s: s.name)
-        manifest.complete = True
-        write_manifest(out_dir, manifest)
-    distributed.barrier(ranks)
+        recorded = {s.name: s for s in (previous.shards if previous else ())}
+        mine = distributed.my_range(manifest.n_shards, ranks)
+        done: list[ShardInfo] = []
+        bar = tqdm(total=len(mine) * shard_sequences, desc=f"cache {', '.join(hooks)}", unit="seq",
+                   disable=not progress or ranks.rank != 0)
+        for i in mine:
+            info = _existing_shard(out_dir, manifest, i, recorded)
+            if info is None:
+                info = _write_shard(model, rows.tokens, out_dir, manifest, i)
+                if ranks.world_size == 1:  # progress is visible in the manifest (ranks > 1: at the end)
+                    recorded[info.name] = info
+                    manifest.shards = tuple(sorted(recorded.values(), key=lambda s: s.name))
+                    write_manifest(out_dir, manifest)
+            done.append(info)
+            bar.update(shard_sequences)
+        bar.close()
+
+        gathered = [s for part in distributed.all_gather(done, ranks) for s in part]
+        if ranks.rank == 0:
+            manifest.shards = tuple(sorted(gathered, key=lambda s: s.name))
+            manifest.complete = True
+            write_manifest(out_dir, manifest)
+        distributed.barrier(ranks)
     return open_store(out_dir)
+
+
+@contextmanager
+def _one_writer(out_dir: Path, ranks: distributed.Ranks):
+    """Rank 0 holds the store's lock while every rank writes; all ranks fail if it cannot."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StoreError(f"{out_dir} is a file, not a directory: choose a directory for the store")
+    with ExitStack() as held:
+        refused = None
+        if ranks.rank == 0:
+            try:
+                held.enter_context(hold_lock(out_dir, what="activation store"))
+            except LockError as e:
+                refused = e
+        message = distributed.all_gather(None if refused is None else str(refused), ranks)[0]
+        if refused is not None:
+            raise refused
+        if message is not None:
+            raise LockError(message)
+        yield
 
 
 def _check_hook_names(model, hooks: list[str]) -> None:
@@ -188,11 +215,23 @@ _MATCHING_FIELDS = ("d_model", "dtype", "has_grads", "model", "hooks", "context_
                     "shard_sequences", "config")
 
 
-def _check_target(out_dir: Path, manifest: Manifest, resume: bool) -> Manifest | None:
-    """The store already at `out_dir` that this run continues (None for a fresh one)."""
+_OWN_PARTIAL = re.compile(r"\.(manifest\.json|shard_\d{5,}\.bin)\.tmp")
+"""Temporary files of this writer: what a kill before the first manifest can leave."""
+
+
+def _check_target(out_dir: Path, manifest: Manifest, resume: bool, clean: bool) -> Manifest | None:
+    """The store already at `out_dir` that this run continues (None for a fresh one). A
+    directory holding only this writer's temporary files is a run killed before its first
+    manifest: with `clean` (rank 0, which holds the lock) they are removed, and it starts over."""
     if not (out_dir / MANIFEST).is_file():
-        if out_dir.exists() and any(out_dir.iterdir()):
-            raise StoreError(f"{out_dir} exists, is not empty and holds no {MANIFEST}: choose an empty or new directory")
+        entries = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
+        foreign = [p.name for p in entries if not _OWN_PARTIAL.fullmatch(p.name)]
+        if foreign:
+            raise StoreError(f"{out_dir} exists, is not empty ({', '.join(foreign[:3])}"
+                             f"{' ...' if len(foreign) > 3 else ''}) and holds no {MANIFEST}: it is not an "
+                             "activation store; choose an empty or new directory")
+        for p in entries if clean else ():
+            p.unlink(missing_ok=True)
         return None
     previous = read_manifest(out_dir)
     if not resume:
@@ -208,7 +247,9 @@ def _check_target(out_dir: Path, manifest: Manifest, resume: bool) -> Manifest |
 
 def _existing_shard(out_dir: Path, manifest: Manifest, i: int, recorded: dict[str, ShardInfo]) -> ShardInfo | None:
     """The record of shard `i` if an intact file is already there (a resumed run); removes
-    leftovers and damaged shards, which are then recomputed."""
+    leftovers and damaged shards, which are then recomputed. A shard the manifest does not
+    record yet (a kill between its rename and the manifest's) is complete: it was fsynced
+    before the rename."""
     name = shard_name(i)
     path, tmp = out_dir / name, out_dir / f".{name}.tmp"
     tmp.unlink(missing_ok=True)
@@ -216,8 +257,13 @@ def _existing_shard(out_dir: Path, manifest: Manifest, i: int, recorded: dict[st
         return None
     n_tokens = _shard_sequences(manifest, i) * manifest.context_size
     size = shard_layout(manifest.hooks, manifest.d_model, manifest.dtype, manifest.has_grads, n_tokens)[1]
-    info = ShardInfo(name, i * manifest.shard_tokens, n_tokens, size, file_crc32(path))
-    if path.stat().st_size != size or (name in recorded and recorded[name] != info):
+    old = recorded.get(name)
+    intact = path.stat().st_size == size
+    if intact:  # hashed with the recorded algorithm: a format-1 store keeps its CRC-32 records
+        info = ShardInfo(name, i * manifest.shard_tokens, n_tokens, size,
+                         file_checksum(path, algorithm_of(old.checksum) if old else CHECKSUM))
+        intact = old is None or old == info
+    if not intact:
         path.unlink()  # damaged after it was written: recompute it
         return None
     return info
@@ -254,7 +300,7 @@ def _write_shard(model, tokens: torch.Tensor, out_dir: Path, manifest: Manifest,
                          {h: views[f"grads/{h}"][rows] for h in manifest.hooks} if manifest.has_grads else None,
                          where)
         buffer.flush()
-        crc = zlib.crc32(buffer)
+        digest = checksum(buffer)
         del views, buffer
         os.fsync(fd)
     except BaseException:
@@ -264,7 +310,7 @@ def _write_shard(model, tokens: torch.Tensor, out_dir: Path, manifest: Manifest,
     os.close(fd)
     os.replace(tmp, path)
     fsync_dir(out_dir)
-    return ShardInfo(name, seq0 * ctx, n_seq * ctx, size, crc)
+    return ShardInfo(name, seq0 * ctx, n_seq * ctx, size, digest)
 
 
 def _raise_disk_error(e: OSError, out_dir: Path, name: str):

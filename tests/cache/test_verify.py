@@ -22,9 +22,14 @@ def test_flipped_bit_is_detected_by_checksum(store):
     data = bytearray(shard.read_bytes())
     data[7] ^= 1
     shard.write_bytes(bytes(data))
-    cache.open_store(store.path)  # sizes still match: open is cheap and passes
-    with pytest.raises(cache.StoreError, match="shard_00002.bin .*corrupt.*--resume"):
+    reader = cache.open_store(store.path)  # sizes still match: open is cheap and passes
+    with pytest.raises(cache.StoreError, match="shard_00002.bin .*damaged: its checksum is xxh3_64:.*--resume"):
         cache.verify(store.path)
+    with pytest.raises(cache.StoreError, match="shard_00002.bin .*damaged.*--resume"):
+        list(reader.batches(16))  # the first read that touches the shard checks it
+    with pytest.raises(cache.StoreError, match="shard_00002.bin .*damaged"):
+        reader.tokens_of(torch.tensor([2 * 64 + 5]))
+    assert reader.tokens_of(torch.tensor([5]), before=1, after=1).shape == (1, 3)  # intact shards still read
 
 
 def test_missing_and_truncated_shards_fail_on_open(store):
