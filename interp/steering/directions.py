@@ -4,7 +4,8 @@ Four ways to get one:
 * `Direction.mean_difference`: difference of means of the residual stream between two
   prompt sets at a layer and position [ours; the common "pre-computed refusal direction"].
 * `Direction.embedding_refusal`: mean input embedding of the refusal-phrase tokens minus
-  that of the compliance-phrase tokens [paper code].
+  that of the compliance-phrase tokens [paper code]; the phrases are the refusal task's
+  (`interp.tasks.chat.ChatFormat.refusal` / `.compliance`: the zoo's by default).
 * `Direction.from_sae_latent`: an SAE latent's decoder column (`interp.sae.load`).
 * `Direction.pca_of_differences`: first principal component of paired differences,
   signed to agree with their mean.
@@ -23,10 +24,11 @@ import torch
 
 from interp.artifacts import read_artifact, write_artifact
 from interp.steering import readout
+from interp.tasks.chat import ZOO_CHAT, ChatFormat, check_chat
 
 VECTOR_FILE = "direction.safetensors"
 META_FILE = "direction.json"
-COMPLIANCE_PHRASE = " Sure! Here is how to"
+COMPLIANCE_PHRASE = ZOO_CHAT.compliance
 """The start of the zoo's compliant reply (`interp.tasks.refusal.ChatPrompt.answer`)."""
 
 
@@ -110,13 +112,14 @@ class Direction:
                     "model": _model_name(model)})
 
     @classmethod
-    def embedding_refusal(cls, model, refusal_phrase: str | None = None,
-                          compliance_phrase: str = COMPLIANCE_PHRASE, name: str = "") -> Direction:
+    def embedding_refusal(cls, model, refusal_phrase: str | None = None, compliance_phrase: str | None = None,
+                          name: str = "", chat: ChatFormat | None = None) -> Direction:
         """normalise(mean W_E[refusal tokens] − mean W_E[compliance tokens]) in input-embedding
-        space [paper code]. Defaults: the zoo's refusal reply and the start of its compliant reply."""
-        from interp.tasks.refusal import REFUSAL
-
-        refusal_phrase = REFUSAL if refusal_phrase is None else refusal_phrase
+        space [paper code]. Defaults: `chat`'s refusal reply and the start of its compliant reply
+        (`chat`: the refusal task's format, `interp.tasks.chat_format(model)`; None: the zoo's)."""
+        chat = check_chat(chat)
+        refusal_phrase = chat.refusal if refusal_phrase is None else refusal_phrase
+        compliance_phrase = chat.compliance if compliance_phrase is None else compliance_phrase
         ids = {}
         for field_name, phrase in (("refusal_phrase", refusal_phrase), ("compliance_phrase", compliance_phrase)):
             if not phrase:

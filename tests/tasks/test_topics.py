@@ -13,3 +13,12 @@ def test_labels_are_true():
 def test_deterministic_and_split_templates():
     assert topics.generate(10, seed=1) == topics.generate(10, seed=1)
     assert not set(topics.TRAIN_TEMPLATES) & set(topics.HELDOUT_TEMPLATES)
+
+
+def test_words_a_tokenizer_keeps_whole(split_tokenizer):
+    tok = split_tokenizer
+    sentences = topics.generate(200, "train", seed=2, tokenizer=tok)
+    used = {w for s in sentences for w in s.words.values()}
+    assert used and all(len(tok.tokenize(f"to {w}")) == 2 for w in used)  # each read off one position
+    plain = {w for s in topics.generate(200, "train", seed=2) for w in s.words.values()}
+    assert any(len(tok.tokenize(f"to {w}")) > 2 for w in plain)  # the fixture does split some
