@@ -1,7 +1,8 @@
 """Word lists shared by the behaviour tasks.
 
 Every word here is frequent in the zoo corpus, so the zoo tokenizer makes each one
-(with its leading space) a single token; `tests/tasks` checks that.
+(with its leading space) a single token; `tests/tasks` checks that. Another model's
+tokenizer keeps only some whole: the tasks then draw from those (`interp.tasks.tokens`).
 """
 
 # 160 short first names. The last 32 are held out of every IOI training prompt.
