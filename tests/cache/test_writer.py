@@ -193,3 +193,38 @@ def test_config_validation_names_the_field():
         writer.CacheConfig(("h",), batch_size=4, shard_sequences=10)
     with pytest.raises(ValueError, match="dtype='int8'"):
         writer.CacheConfig(("h",), dtype="int8")
+
+
+def test_a_directory_holding_only_the_writers_temporary_files_starts_over(model, rows, tmp_path):
+    whole = cache.write(model, HOOKS[0], rows, tmp_path / "whole", batch_size=4, shard_sequences=8, progress=False)
+    for resume in (False, True):  # a kill before the first manifest landed: nothing of value is there
+        out = tmp_path / f"killed-{resume}"
+        out.mkdir()
+        (out / ".manifest.json.tmp").write_text('{"half a manif')
+        (out / ".shard_00000.bin.tmp").write_bytes(b"\0" * 10)
+        cache.write(model, HOOKS[0], rows, out, batch_size=4, shard_sequences=8, progress=False, resume=resume)
+        assert _files(out) == _files(whole.path)
+
+
+def test_a_foreign_directory_or_a_file_is_refused_untouched(model, rows, tmp_path):
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine")
+    (foreign / ".manifest.json.tmp").write_text("not the writer's, but beside a foreign file")
+    with pytest.raises(cache.StoreError, match=r"notes exists, is not empty \(todo\.txt\) and holds no manifest\.json"):
+        cache.write(model, HOOKS[0], rows, foreign, progress=False, resume=True)
+    assert sorted(p.name for p in foreign.iterdir()) == [".manifest.json.tmp", "todo.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(cache.StoreError, match="is a file, not a directory"):
+        cache.write(model, HOOKS[0], rows, tmp_path / "file", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes"]  # no lock file left
+
+
+def test_a_second_writer_is_refused_while_the_lock_is_held(model, rows, tmp_path):
+    from interp.locks import LockError, hold_lock
+
+    with hold_lock(tmp_path / "s", what="activation store"):
+        with pytest.raises(LockError, match=rf"activation store .*s is being written by process {os.getpid()}"):
+            cache.write(model, HOOKS[0], rows, tmp_path / "s", progress=False, resume=True)
+        assert not (tmp_path / "s").exists()
+    cache.write(model, HOOKS[0], rows, tmp_path / "s", progress=False, resume=True)  # released: it writes
