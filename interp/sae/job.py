@@ -4,6 +4,12 @@ and write `saes/<run>/` in the sae-lens layout with `training.json` and `metrics
 
 Every choice is a field of `JobConfig` (flags or a TOML recipe: top-level keys, a `[train]`
 table and `[[sae]]` tables); the defaults are the embedded job on zoo-dense.
+
+Crash safety: the cache is written through the store's own resume path (a kill at any point,
+even while its first manifest is written, is continued by the next run); the run directory is
+built beside itself and swapped in whole (`interp.sae.rundir`) under the run's lock, so a kill
+leaves the old run or the new one; `resume=True` continues the training checkpoint only under
+the same settings (`checkpoint.check_resume`), and `training.json` keeps the whole history.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from safetensors.torch import save as save_safetensors
 from interp.atomic import write_bytes
 from interp.config import check_fields, check_value, from_dict, read_toml, to_dict
 from interp.errors import ConfigError
-from interp.sae import saving
+from interp.sae import checkpoint, rundir, saving
 from interp.sae.config import SAEConfig, SAETrainConfig
 from interp.sae.evaluate import EvalDetails, evaluate_details
+from interp.sae.registry import get_variant
 from interp.sae.trainer import SAETrainResult, train
 
 DEFAULT_SAES = ({"variant": "topk", "n_latents": 2048, "k": 32, "dead_tokens": 250_000},)
@@ -127,39 +134,114 @@ class JobResult:
     details: EvalDetails
 
 
-def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = True, model=None,
-        train_tokens: torch.Tensor | None = None, eval_tokens: torch.Tensor | None = None) -> JobResult:
-    """Run the job. `model`, `train_tokens` (n_seq, ctx) and `eval_tokens` replace the model
-    name and the zoo-corpus token sources (notebooks, tests)."""
-    import interp.cache
-    from interp.cache import sources
-    from interp.models import load_model
+def _check_paths(cfg: JobConfig) -> None:
+    """Output paths that cannot be written fail before any compute, naming the field."""
+    out = Path(cfg.out_dir)
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"JobConfig.out_dir={cfg.out_dir!r} is not allowed: {parent} is a file, not a "
+                                  "directory")
+            break
+    run_dir = out / cfg.run_name()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"JobConfig.run={cfg.run_name()!r} is not allowed: {run_dir} is a file, not a run directory")
+    if cfg.cache_dir and Path(cfg.cache_dir).exists() and not Path(cfg.cache_dir).is_dir():
+        raise ConfigError(f"JobConfig.cache_dir={cfg.cache_dir!r} is not allowed: it is a file, not a store directory")
+    if cfg.report and Path(cfg.report).is_dir():
+        raise ConfigError(f"JobConfig.report={cfg.report!r} is not allowed: it is a directory; give a file path "
+                          "such as RESULTS.md")
 
-    if model is None:
-        model = load_model(cfg.model)
-    grads = any(s.get("variant") == "gradient" for s in cfg.saes)
-    store_dir = cfg.store_dir(grads, weights_fingerprint(model))
-    store = interp.cache.write(model, cfg.hook, cfg.cache_tokens if train_tokens is None else train_tokens,
-                               store_dir, grads=grads, resume=True, progress=progress, model_name=cfg.model)
-    configs = cfg.sae_configs(store.d_model(cfg.hook))
-    run_dir = Path(cfg.out_dir) / cfg.run_name()
-    result = train(store, configs, cfg.train, hook=cfg.hook, checkpoint_dir=run_dir / "checkpoint",
-                   resume=resume, progress=progress)
-    if eval_tokens is None:
-        eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
+
+def _cache(model, cfg: JobConfig, store_dir: Path, grads: bool, train_tokens, progress: bool):
+    """The job's store: a matching one is reused and a killed one continued (the store's own
+    resume path); a store of other settings or a damaged one is the store's StoreError, with
+    the job setting that chose the directory."""
+    import interp.cache
+
+    try:
+        return interp.cache.write(model, cfg.hook, cfg.cache_tokens if train_tokens is None else train_tokens,
+                                  store_dir, grads=grads, resume=True, progress=progress, model_name=cfg.model)
+    except interp.cache.StoreError as e:
+        where = "JobConfig.cache_dir (--cache-dir)" if cfg.cache_dir else \
+            "the job's default cache for this model and hook; --cache-dir chooses another"
+        raise interp.cache.StoreError(f"{e} [the job's cache {store_dir}: {where}]") from e
+
+
+def _history(previous: list[dict], this_run: list[dict]) -> list[dict]:
+    """The whole logged history: the checkpoint's (before a resume) and this run's, one entry
+    per (step, SAE)."""
+    entries = {(h["step"], h["sae"]): h for h in previous}
+    entries.update({(h["step"], h["sae"]): h for h in this_run})
+    return [entries[key] for key in sorted(entries)]
+
+
+def _history_before(run_dir: Path, previous: dict | None) -> list[dict]:
+    """The logged steps before the checkpoint `previous` that a resume continues: recorded in
+    it, or (a finished run's checkpoint that holds none) in the run's training.json files."""
+    if previous is None:
+        return []
+    if "history" in previous:
+        return previous["history"]
+    if checkpoint.read_meta(run_dir / rundir.CHECKPOINT) != previous:
+        return []  # an unfinished run's checkpoint: its history before the kill was not recorded
+    return [h for path in sorted(run_dir.glob("**/training.json")) if path.parent.name != rundir.CHECKPOINT
+            for h in json.loads(path.read_text()).get("history", [])]
+
+
+def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, details: EvalDetails,
+                   history: list[dict]) -> None:
     names = cfg.sae_names()
-    details = evaluate_details(dict(zip(names, result.saes)), model, eval_tokens, cfg.hook, progress=progress)
     for i, (name, sae) in enumerate(zip(names, result.saes)):
-        out = run_dir if len(names) == 1 else run_dir / name
+        out = stage if len(names) == 1 else stage / name
         saving.save(sae, out, model_name=cfg.model, hook_name=cfg.hook, context_size=store.manifest.context_size)
         rows = details.metrics[details.metrics.index.str.fullmatch(rf"{name}(\[grad\])?")]
         write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
-        training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path), "steps": result.steps,
-                    "tokens": result.tokens, "history": [h for h in result.history if h["sae"] == i]}
+        training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path),
+                    "store_fingerprint": checkpoint.store_fingerprint(store.path), "threads": torch.get_num_threads(),
+                    "steps": result.steps, "tokens": result.tokens, "history": [h for h in history if h["sae"] == i]}
         write_bytes(out / "training.json", (json.dumps(training, indent=1) + "\n").encode())
         write_bytes(out / "feature_densities.safetensors",
                      save_safetensors({"density": details.densities[name].float().contiguous(),
                                        "train_density_ema": result.stats[i].density.float().contiguous()}))
+
+
+def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = True, model=None,
+        train_tokens: torch.Tensor | None = None, eval_tokens: torch.Tensor | None = None) -> JobResult:
+    """Run the job. `model`, `train_tokens` (n_seq, ctx) and `eval_tokens` replace the model
+    name and the zoo-corpus token sources (notebooks, tests). `resume`: continue the run's
+    training checkpoint (refused, naming the field, if a setting that changes the result
+    differs). Raises `interp.locks.LockError` when another process writes the same run."""
+    from interp.cache import sources
+    from interp.locks import hold_lock
+    from interp.models import load_model
+
+    _check_paths(cfg)
+    if model is None:
+        model = load_model(cfg.model)
+    grads = any(get_variant(c.variant).needs_grads for c in cfg.sae_configs(1 << 20))
+    store_dir = cfg.store_dir(grads, weights_fingerprint(model))
+    store = _cache(model, cfg, store_dir, grads, train_tokens, progress)
+    configs = cfg.sae_configs(store.d_model(cfg.hook))
+    run_dir = Path(cfg.out_dir) / cfg.run_name()
+    with hold_lock(run_dir, what="SAE run directory"):
+        rundir.recover(run_dir)
+        previous = None
+        if resume:  # refused before anything is written
+            previous = checkpoint.check_resume(rundir.resume_from(run_dir), store.path, configs, cfg.train, cfg.hook)
+        before = _history_before(run_dir, previous)
+        stage = rundir.prepare(run_dir, resume)
+        ckpt_dir = stage / rundir.CHECKPOINT
+        result = train(store, configs, cfg.train, hook=cfg.hook, checkpoint_dir=ckpt_dir, resume=resume,
+                       progress=progress)
+        if eval_tokens is None:
+            eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
+        names = cfg.sae_names()
+        details = evaluate_details(dict(zip(names, result.saes)), model, eval_tokens, cfg.hook, progress=progress)
+        rundir.clear_outputs(stage)
+        history = _history(before, result.history)
+        _write_outputs(stage, cfg, store, result, details, history)
+        rundir.commit(stage, run_dir)
     if cfg.report:
         from interp.sae.report import results_markdown
 

@@ -1,4 +1,7 @@
+import dataclasses
 import json
+import os
+from pathlib import Path
 
 import pytest
 import sae_lens
@@ -102,3 +105,98 @@ def test_malformed_recipes_name_the_file_and_field(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
         job.JobConfig.from_toml(recipe)
     assert str(info.value).startswith(str(recipe))
+
+
+# --- resume, locks and bad paths of the job (kills at write boundaries: tests/faults) ----------
+SMALL_TRAIN = SAETrainConfig(batch_size=256, n_tokens=2048, lr=3e-3, warmup_steps=2, checkpoint_every=2,
+                             init_tokens=1024)
+
+
+def _small(tmp_path, **kw):
+    return job.JobConfig(**{"model": "tiny", "hook": "blocks.1.hook_resid_pre", "cache_dir": str(tmp_path / "cache"),
+                            "out_dir": str(tmp_path / "saes"), "run": "r", "train": SMALL_TRAIN,
+                            "saes": ({"variant": "topk", "n_latents": 64, "k": 4},), **kw})
+
+
+def _run(cfg, tiny_model, tiny_tokens, resume=False):
+    return job.run(cfg, resume=resume, progress=False, model=tiny_model, train_tokens=tiny_tokens,
+                   eval_tokens=tiny_tokens[:2])
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_resume_with_changed_settings_is_refused_at_the_cli(tiny_model, tiny_tokens, tmp_path, monkeypatch, capsys):
+    from interp.cli import main
+
+    cfg = _small(tmp_path)
+    _run(cfg, tiny_model, tiny_tokens)
+    before = _files(tmp_path / "saes")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('model = "tiny"\nhook = "blocks.1.hook_resid_pre"\nrun = "r"\n'
+                      f'cache_dir = "{tmp_path / "cache"}"\nout_dir = "{tmp_path / "saes"}"\n'
+                      "[train]\nbatch_size = 256\nn_tokens = 2048\nlr = 0.003\nwarmup_steps = 2\n"
+                      "checkpoint_every = 2\ninit_tokens = 1024\n"
+                      '[[sae]]\nvariant = "topk"\nn_latents = 64\nk = 4\n')
+    real = job.run
+    monkeypatch.setattr(job, "run", lambda c, **kw: real(c, model=tiny_model, train_tokens=tiny_tokens,
+                                                         eval_tokens=tiny_tokens[:2], **kw))
+    assert main(["train-sae", "--config", str(recipe), "--resume", "--no-progress"]) == 0  # same settings: fine
+    capsys.readouterr()
+    assert main(["train-sae", "--config", str(recipe), "--resume", "--no-progress", "--lr", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr is 0.003 in the checkpoint, 0.001 in this run" in err and "Traceback" not in err
+    assert _files(tmp_path / "saes") == before
+
+
+def test_a_second_writer_of_the_run_fails_at_once_naming_the_holder(tiny_model, tiny_tokens, tmp_path):
+    from interp.locks import LockError, hold_lock
+
+    with hold_lock(tmp_path / "saes" / "r", what="SAE run directory"):
+        with pytest.raises(LockError, match=f"SAE run directory .*saes/r is being written by process {os.getpid()}"):
+            _run(_small(tmp_path), tiny_model, tiny_tokens)
+    assert not (tmp_path / "saes" / "r").exists()
+
+
+def test_a_store_killed_in_its_first_manifest_write_is_started_over(tiny_model, tiny_tokens, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / ".manifest.json.tmp").write_bytes(b'{"model": "ti')  # what a kill there leaves
+    assert _run(_small(tmp_path), tiny_model, tiny_tokens).run_dir.is_dir()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m.write_text("not json"), "manifest.json"),
+    (lambda m: m.write_text(m.read_text().replace('"n_tokens": 4096', '"n_tokens": 2048')), "manifest says"),
+])
+def test_the_job_on_a_damaged_cache_names_the_cache_and_the_remedy(tiny_model, tiny_tokens, tmp_path, damage,
+                                                                   message, monkeypatch, capsys):
+    from interp.cache import StoreError
+    from interp.cli import main
+
+    cfg = _small(tmp_path)
+    _run(cfg, tiny_model, tiny_tokens)
+    damage(tmp_path / "cache" / "manifest.json")
+    before = _files(tmp_path / "saes")
+    with pytest.raises(StoreError, match=fr"{message}.*\[the job's cache .*cache: JobConfig.cache_dir \(--cache-dir\)\]$"):
+        _run(cfg, tiny_model, tiny_tokens)
+    real = job.run
+    monkeypatch.setattr(job, "run", lambda c, **kw: real(c, model=tiny_model, train_tokens=tiny_tokens, **kw))
+    assert main(["train-sae", "--model", "tiny", "--hook", "blocks.1.hook_resid_pre", "--cache-dir",
+                 str(tmp_path / "cache"), "--out-dir", str(tmp_path / "saes"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "interp train-sae: error: " in err and message in err and "Traceback" not in err
+    assert _files(tmp_path / "saes") == before
+
+
+@pytest.mark.parametrize("field, make, message", [
+    ("out_dir", lambda p: p.write_text("x"), "JobConfig.out_dir=.* is not allowed: .* is a file, not a directory"),
+    ("cache_dir", lambda p: p.write_text("x"), "JobConfig.cache_dir=.* is not allowed: it is a file"),
+    ("report", lambda p: p.mkdir(), "JobConfig.report=.* is not allowed: it is a directory"),
+])
+def test_output_paths_of_the_wrong_kind_fail_before_compute(tmp_path, field, make, message):
+    target = tmp_path / "target"
+    make(target)
+    with pytest.raises(ConfigError, match=message):
+        job.run(_small(tmp_path, **{field: str(target)}), progress=False, model=object())  # never touched
