@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from interp.batching import equal_length_batches
+from interp.devices import model_device
 
 
 @torch.no_grad()
@@ -19,7 +20,7 @@ def greedy(model, prompts: list[str], max_new_tokens: int, batch_size: int = 64)
     tokens = [model.to_tokens(prompt, prepend_bos=True)[0] for prompt in prompts]
     replies: list[str] = [""] * len(prompts)
     for batch in equal_length_batches(tokens, batch_size):
-        toks = batch.tokens.to(model.cfg.device)  # (B, T)
+        toks = batch.tokens.to(model_device(model))  # (B, T)
         n_prompt = toks.shape[1]
         for _ in range(max_new_tokens):
             next_tok = model(toks)[:, -1, :].argmax(-1)  # (B,)

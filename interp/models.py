@@ -362,19 +362,21 @@ def _official_name(name: str) -> str:
 
 
 # --- the command line's model flags ---------------------------------------------------------
-def add_model_flags(parser) -> None:
-    """`--device`, `--dtype` and `--backend` for a subcommand that loads `--model`."""
+def add_model_flags(parser, dtype_flag: str = "--dtype") -> None:
+    """`--device`, `--dtype` (named `dtype_flag` where `--dtype` means something else) and
+    `--backend` for a subcommand that loads `--model`."""
     from interp.config import DTYPE_NAMES
 
     g = parser.add_argument_group("model placement")
     g.add_argument("--device", default=None, help="device the model runs on: cpu, cuda, cuda:1, mps "
                    "(default: cuda when there is one, else cpu)")
-    g.add_argument("--dtype", default=None, choices=DTYPE_NAMES, help="parameter dtype (default: float32)")
+    g.add_argument(dtype_flag, dest="model_dtype", default=None, choices=DTYPE_NAMES,
+                   help="the model's parameter dtype (default: float32)")
     g.add_argument("--backend", default=None, choices=BACKENDS, help="TransformerLens class for a Hugging Face "
                    "checkpoint (default: HookedTransformer where it converts the architecture, else TransformerBridge)")
 
 
 def model_from_flags(args, name: str | None = None):
     """`load_model` of `args.model` (or `name`) with the flags of `add_model_flags`."""
-    dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    dtype = None if args.model_dtype is None else getattr(torch, args.model_dtype)
     return load_model(args.model if name is None else name, device=args.device, dtype=dtype, backend=args.backend)

@@ -20,6 +20,7 @@ def _tokens(text: str) -> int | str:
 def register(subparsers) -> None:
     from interp.cache.writer import CacheConfig
     from interp.config import add_flags
+    from interp.models import add_model_flags
 
     cache = subparsers.add_parser(
         "cache", help="cache activations (and gradients) of hooks to an activation store; `verify PATH` checks one",
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
                        "directory (required)")
     cache.add_argument("--out", default=None, help="store directory (required)")
     cache.add_argument("--resume", action="store_true", help="continue a stopped run in --out (default: off)")
-    cache.add_argument("--device", default="cpu", help="device the model runs on (default: cpu)")
+    add_model_flags(cache, dtype_flag="--model-dtype")
     add_flags(cache, CacheConfig, exclude=("hooks",),
               default_text={"context_size": "the model's n_ctx", "shard_sequences": "about 128 MiB per shard"})
     cache.set_defaults(func=_write)
@@ -45,17 +46,23 @@ def register(subparsers) -> None:
 
 
 def _write(args: argparse.Namespace) -> int:
-    from interp.cache.writer import CacheConfig, cache_model
+    import torch
+
+    from interp.cache.format import dtype_name
+    from interp.cache.writer import CacheConfig, write
     from interp.config import flag_values
     from interp.errors import UserError
+    from interp.models import model_from_flags
 
     missing = [flag for flag, value in (("--hook", args.hooks), ("--tokens", args.tokens), ("--out", args.out))
                if value is None]
     if missing:
         raise UserError(f"{', '.join(missing)} required (or `interp cache verify PATH`)")
     try:
-        store = cache_model(args.model, args.hooks, args.tokens, args.out, device=args.device, resume=args.resume,
-                            **flag_values(args, CacheConfig))
+        values = flag_values(args, CacheConfig)
+        dtype_name(values.get("dtype", torch.float32))  # fail before loading the model
+        store = write(model_from_flags(args), args.hooks, args.tokens, args.out, resume=args.resume,
+                      model_name=args.model, **values)
     except StoreError as e:
         raise UserError(str(e)) from e
     print(store)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from interp.batching import equal_length_batches
+from interp.devices import model_device
 from interp.moe.routing import ROUTED_WEIGHTS, ROUTER_PROBS, hook_name, routed, shape
 
 
@@ -67,7 +68,7 @@ def capture_routing(model, prompts: Sequence[str], batch_size: int = 64) -> Rout
     with routed(model), model.hooks(fwd_hooks=[(name, keep) for name in names]):
         for batch in equal_length_batches(sequences, batch_size):
             seen.clear()
-            model(batch.tokens.to(model.cfg.device))
+            model(batch.tokens.to(model_device(model)))
             B, T = batch.tokens.shape
             # each hook saw (B * T, E): one tensor per layer and point
             per_point = {p: torch.stack([seen[hook_name(layer, p)][0].view(B, T, -1)

@@ -37,6 +37,8 @@ def _flags(parser, *fields: str, **kwargs) -> None:
 
 
 def register(subparsers) -> None:
+    from interp.models import add_model_flags
+
     moe = subparsers.add_parser("moe", help="MoE experts: routing statistics, ablation, forcing (MoTE)")
     sub = moe.add_subparsers(dest="moe_command", metavar="MOE_COMMAND", required=True)
 
@@ -44,6 +46,7 @@ def register(subparsers) -> None:
     _flags(scan, *_COMMON)
     scan.add_argument("--top", type=int, default=10, help="behaviour experts to print (default: 10)")
     scan.add_argument("--csv", help="also write every expert's score to this CSV file (default: none)")
+    add_model_flags(scan)
     scan.set_defaults(func=_scan)
 
     ab = sub.add_parser("ablate", help="switch experts off; with --top, the MoTE experiment with random controls")
@@ -52,6 +55,7 @@ def register(subparsers) -> None:
     which.add_argument("--experts", type=parse_experts, help="LAYER:EXPERT[,...] to switch off (required, or --top)")
     _flags(which, "top_n", default_text={"top_n": "required, or --experts"})
     ab.add_argument("--report", help="with --top: write the markdown report here (default: none)")
+    add_model_flags(ab)
     ab.set_defaults(func=_ablate)
 
     fo = sub.add_parser("force", help="force experts into every token's top-k; refusal rates and replies")
@@ -61,6 +65,7 @@ def register(subparsers) -> None:
     which.add_argument("--top", type=int, help="force the top-N fTRI experts (required, or --experts)")
     fo.add_argument("--weight", type=float, default=None,
                     help="router probability of forced experts (default: just above the largest other one)")
+    add_model_flags(fo)
     fo.set_defaults(func=_force)
 
 
@@ -93,10 +98,11 @@ def _scores(model, config):
 
 
 def _scan(args) -> int:
-    from interp import load_model, moe
+    from interp import moe
+    from interp.models import model_from_flags
 
     config = _config(args)
-    model = load_model(config.model)
+    model = model_from_flags(args, config.model)
     cap, classes, scores = _scores(model, config)
     print(f"{config.model}: {sum(classes)} of {len(classes)} training prompts refused")
     print("\nper layer: load balance and routing entropy")
@@ -126,7 +132,8 @@ def _mote_command(config, report: str | None = None) -> str:
 
 
 def _ablate(args) -> int:
-    from interp import load_model, moe
+    from interp import moe
+    from interp.models import model_from_flags
     from interp.moe.experiment import HeldOut, measure, run_mote, write_report
 
     config = _config(args)
@@ -141,7 +148,7 @@ def _ablate(args) -> int:
             write_report(result, args.report, _mote_command(config, args.report))
             print(f"wrote {args.report}")
         return 0
-    model = load_model(config.model)
+    model = model_from_flags(args, config.model)
     experts = moe.check_experts(model, args.experts, field="--experts")
     heldout = HeldOut.draw(config.n_heldout, config.n_ioi, config.n_prose)
     rows = [dict(policy="(none)", **measure(model, heldout, benign=True))]
@@ -154,13 +161,14 @@ def _ablate(args) -> int:
 
 
 def _force(args) -> int:
-    from interp import load_model, moe
+    from interp import moe
+    from interp.models import model_from_flags
     from interp.generation import greedy
     from interp.tasks import refusal
     from interp.tasks.refusal import refusal_rate
 
     config = _config(args)
-    model = load_model(config.model)
+    model = model_from_flags(args, config.model)
     experts = args.experts if args.experts else moe.top_experts(_scores(model, config)[2], args.top)
     experts = moe.check_experts(model, experts, field="--experts")
     benign = refusal.generate(config.n_heldout, "benign", "heldout")

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from interp.devices import model_device
+
 Prompts = Sequence[str] | torch.Tensor
 """A list of prompts (each tokenised with the model's BOS) or token ids (B, T)."""
 
@@ -21,7 +23,7 @@ def tokens_of(model, prompts: Prompts, field: str) -> torch.Tensor:
         if prompts.ndim != 2 or prompts.dtype not in (torch.int64, torch.int32) or prompts.shape[0] == 0:
             raise ValueError(f"{field}: token ids must be a non-empty integer tensor (B, T); got "
                              f"{prompts.dtype} {tuple(prompts.shape)}")
-        return prompts.long().to(model.cfg.device)
+        return prompts.long().to(model_device(model))
     if isinstance(prompts, str) or len(prompts) == 0:
         raise ValueError(f"{field}: expected a non-empty list of prompts or a (B, T) token tensor, got {prompts!r:.80}")
     rows = [model.to_tokens(p)[0] for p in prompts]

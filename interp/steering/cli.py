@@ -8,6 +8,7 @@ from dataclasses import replace
 
 def register(subparsers) -> None:
     from interp.config import add_flags
+    from interp.models import add_model_flags
     from interp.steering.controller import ZOO_SETTINGS, ControllerConfig
     from interp.steering.evaluate import EvalConfig
     from interp.steering.train import RefusalRecipe, ControllerTrainConfig
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
               flags={"hidden": ("--hidden", "--hidden-size")}, default_text={"read_layers": "the last 4 layers"})
     add_flags(t.add_argument_group("optimisation (the recipe's [train] table)"), ControllerTrainConfig, group="train",
               exclude=("seed",))
+    add_model_flags(t)
     t.set_defaults(func=_train)
 
     g = sub.add_parser("generate", help="greedy replies without and with steering, side by side")
@@ -42,6 +44,7 @@ def register(subparsers) -> None:
                    help="fixed steering: one, or one per layer (default: none)")
     g.add_argument("--positions", default="generated", help="fixed steering positions (default: generated)")
     g.add_argument("--max-new-tokens", type=int, default=8, help="(default: 8)")
+    add_model_flags(g)
     g.set_defaults(func=_generate)
 
     s = sub.add_parser("sweep", help="fixed steering over layers × coefficients beside a controller: "
@@ -59,6 +62,7 @@ def register(subparsers) -> None:
                    help="α values to evaluate the controller at, in both modes (default: its own α)")
     s.add_argument("-n", type=int, help="shorthand: --n-refusal and --n-ioi at once (default: their defaults)")
     add_flags(s.add_argument_group("held-out data (EvalConfig)"), EvalConfig)
+    add_model_flags(s)
     s.set_defaults(func=_sweep)
 
 
@@ -72,9 +76,9 @@ def _train(args) -> int:
     recipe = replace(recipe, controller={**recipe.controller, **flag_values(args, ControllerConfig)},
                      train=replace(recipe.train, **flag_values(args, ControllerTrainConfig, "train")),
                      **flag_values(args, RefusalRecipe))
-    from interp.models import load_model
+    from interp.models import model_from_flags
 
-    model = load_model(recipe.model)
+    model = model_from_flags(args, recipe.model)
     config, train = recipe.controller_config(model), recipe.train_config()
     top = {k: v for k, v in to_dict(recipe).items() if k not in ("controller", "train")}
     print(json.dumps({**top, "controller": to_dict(config), "train": to_dict(train)}, indent=2))
@@ -95,13 +99,13 @@ def _generate(args) -> int:
     import pandas as pd
 
     from interp.errors import UserError
-    from interp.models import load_model
+    from interp.models import model_from_flags
     from interp.steering import ControllerSteering, Direction, Steering, SteeringController
     from interp.steering.apply import generate
 
     if bool(args.controller) == bool(args.direction):
         raise UserError("give exactly one of --controller DIR or --direction DIR (with --layers and --coefficients)")
-    model = load_model(args.model)
+    model = model_from_flags(args)
     if args.controller:
         spec = ControllerSteering(SteeringController.load(args.controller), mode=args.mode, alpha=args.alpha)
     else:
@@ -125,11 +129,11 @@ def _generate(args) -> int:
 def _sweep(args) -> int:
     from interp.config import flag_values
     from interp.errors import UserError
-    from interp.models import load_model
+    from interp.models import model_from_flags
     from interp.steering import ControllerSteering, EvalConfig, SteeringController
     from interp.steering.evaluate import sweep, to_markdown, write_sweep
 
-    model = load_model(args.model)
+    model = model_from_flags(args)
     layer_sets = []
     for item in args.layers:
         if item == "all":

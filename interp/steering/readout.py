@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from interp.batching import equal_length_batches
+from interp.devices import model_device
 from interp.hooks import resid
 
 SITES = ("resid_pre", "resid_mid", "resid_post")
@@ -74,7 +75,7 @@ def residuals(model, prompts: Sequence[str], layers: Sequence[int], position: st
         shape = (max(1, max(map(len, tokens)) - 1), *shape)
     out = torch.empty(len(prompts), *shape)
     for batch in equal_length_batches(tokens, batch_size):
-        _, cache = model.run_with_cache(batch.tokens.to(model.cfg.device), names_filter=names)
+        _, cache = model.run_with_cache(batch.tokens.to(model_device(model)), names_filter=names)
         acts = torch.stack([cache[n] for n in names], dim=1)  # (B, L, T, D)
         after_bos = acts[:, :, 1:, :] if acts.shape[2] > 1 else acts
         if position == "last":

@@ -9,6 +9,8 @@ from interp.zoo import registry
 
 
 def register(subparsers) -> None:
+    from interp.models import add_model_flags
+
     zoo = subparsers.add_parser("zoo", help="the embedded model zoo: list, inspect, train, evaluate")
     sub = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     sub.add_parser("list", help="list the zoo models").set_defaults(func=_list)
@@ -24,6 +26,7 @@ def register(subparsers) -> None:
     ev = sub.add_parser("eval", help="measure held-out behaviours; writes data/zoo/NAME/metrics.json")
     ev.add_argument("name", help="a zoo name or a model directory")
     ev.add_argument("-n", type=int, default=200, help="held-out prompts per task (default 200)")
+    add_model_flags(ev)
     ev.set_defaults(func=_eval)
 
 
@@ -57,10 +60,10 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from pathlib import Path
 
-    from interp.models import load_model
+    from interp.models import model_from_flags
     from interp.zoo.evaluate import TARGETS, evaluate_zoo_model, missed_targets, write_metrics
 
-    model = load_model(args.name)
+    model = model_from_flags(args, args.name)
     metrics = evaluate_zoo_model(model, n=args.n)
     directory = registry.ZOO[args.name].directory if args.name in registry.ZOO else Path(args.name)
     write_metrics(metrics, directory / "metrics.json")

@@ -13,7 +13,7 @@ def loads_tiny(model, monkeypatch):
     """`interp cache --model NAME` loads by name; here every name gives the tiny model."""
     import interp.models
 
-    monkeypatch.setattr(interp.models, "load_model", lambda name, device="cpu": model)
+    monkeypatch.setattr(interp.models, "load_model", lambda name, **placement: model)
 
 
 def test_cache_then_verify(loads_tiny, tmp_path, capsys):
