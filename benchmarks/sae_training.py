@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import time
 import warnings
@@ -116,10 +117,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--backend", default="auto", help="sae_kernels backend of the interp step")
+    p.add_argument("--impls", nargs="+", default=["interp", "sparsify", "saelens", "bound"],
+                   choices=["interp", "sparsify", "saelens", "bound"],
+                   help="implementations to time, in this order (default: all four)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's choice, one per core); 1 is steadier on a loaded machine")
     p.add_argument("--profile", action="store_true",
                    help="instead: print where one interp step's time goes (torch.profiler, top ops by self time)")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     repeats = 3 if args.quick else 10
@@ -130,13 +138,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {"d": args.d, "n": args.n, "k": args.k, "batch": args.batch, "dtype": args.dtype,
               "backend": resolve_backend(args.backend, torch.device("cpu")), "repeats": repeats,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+              "threads": torch.get_num_threads(), "load_average": _load(), "torch": torch.__version__, "machine": platform.machine(),
               "cpu": _cpu_model()}
     steps = {"interp": lambda: interp_step(x, args.d, args.n, args.k, dtype, args.backend),
              "sparsify": lambda: sparsify_step(x, args.d, args.n, args.k, dtype),
              "saelens": lambda: saelens_step(x, args.d, args.n, args.k, dtype),
              "bound": lambda: bound_step(x, args.d, args.n, dtype)}
-    for name, make in steps.items():
+    for name, make in ((n, steps[n]) for n in args.impls):
         try:
             step = make()
         except ImportError as e:
@@ -149,6 +157,14 @@ def main(argv: list[str] | None = None) -> dict:
                 result[f"interp_over_{name}"] = round(result["interp_tok_s"] / result[f"{name}_tok_s"], 3)
     print(json.dumps(result))
     return result
+
+
+def _load() -> list[float] | None:
+    """The machine's 1/5/15-minute load averages at the start: figures from a shared machine need them."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:

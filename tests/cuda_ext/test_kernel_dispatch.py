@@ -71,3 +71,27 @@ def test_cpu_backend_is_refused_for_other_devices_and_explains_an_unavailable_bu
     with pytest.raises(ValueError, match="no C\\+\\+ compiler.*use backend='chunked'"):
         sae_kernels.resolve_backend("cpu", torch.device("cpu"))
     assert sae_kernels.resolve_backend("auto", torch.device("cpu")) == "chunked"
+
+
+def test_auto_picks_triton_for_cuda_tensors_and_the_reference_for_meta():
+    import importlib.util
+
+    expected = "triton" if importlib.util.find_spec("triton") else "chunked"
+    assert sae_kernels.resolve_backend("auto", torch.device("cuda")) == expected
+    assert sae_kernels.resolve_backend("auto", torch.device("cuda", 1)) == expected
+    assert sae_kernels.resolve_backend("auto", torch.device("meta")) == "reference"  # shape-only: no value reads
+
+
+def test_an_sae_on_cuda_would_train_with_triton(monkeypatch):
+    """Without a GPU: the trainer's device and the SAE's backend lead to the Triton kernels."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    from interp.sae.config import SAETrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cfg = SAETrainConfig(device="cuda")  # the check passes on a CUDA machine
+    assert cfg.backend == "auto"
+    assert sae_kernels.resolve_backend(cfg.backend, cfg.torch_device) == "triton"
