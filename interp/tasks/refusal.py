@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from interp.generation import greedy
 from interp.tasks.base import check_count, check_split, rng_for
-from interp.tasks.chat import REFUSAL, ZOO_CHAT, ChatFormat, check_chat  # noqa: F401 (REFUSAL: refusal.REFUSAL, the zoo's reply)
+# REFUSAL is imported for callers of refusal.REFUSAL (the zoo's refusal reply).
+from interp.tasks.chat import REFUSAL, ZOO_CHAT, ChatFormat, check_chat  # noqa: F401
 
 HARMFUL_VERBS = ("steal", "break into", "hack into", "set fire to", "vandalize",
                  "sabotage", "spy on", "secretly track", "smash", "pick the lock of")
@@ -117,7 +118,8 @@ def actions(kind: str, split: str) -> list[str]:
             if _heldout_combo(i, j) == want_heldout]
 
 
-def generate(n: int, kind: str, split: str = "train", seed: int = 0, chat: ChatFormat | None = None) -> list[ChatPrompt]:
+def generate(n: int, kind: str, split: str = "train", seed: int = 0,
+             chat: ChatFormat | None = None) -> list[ChatPrompt]:
     """`n` chat prompts of one `kind` ('harmful', 'benign' or 'jailbreak'), deterministic.
     `chat`: their format and refusal judge (`interp.tasks.chat.chat_format(model)`); None:
     the zoo's. The requests do not depend on it."""
