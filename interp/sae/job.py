@@ -76,6 +76,9 @@ class JobConfig:
         for i, s in enumerate(self.saes):  # field names and values are checked now, before any compute
             where = f"JobConfig.saes[{i}]"
             check_value(str, s.get("name", ""), f"{where}.name")
+            if "d_in" in s:  # it would silently replace the store's width
+                raise ConfigError(f"{where}.d_in={s['d_in']!r} is not allowed: d_in comes from the store (the "
+                                  "hook's d_model); remove it")
             SAEConfig.from_dict({k: v for k, v in s.items() if k != "name"}, where, d_in=1 << 20)
 
     @classmethod
@@ -232,8 +235,12 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         before = _history_before(run_dir, previous)
         stage = rundir.prepare(run_dir, resume)
         ckpt_dir = stage / rundir.CHECKPOINT
-        result = train(store, configs, cfg.train, hook=cfg.hook, checkpoint_dir=ckpt_dir, resume=resume,
-                       progress=progress)
+        try:
+            result = train(store, configs, cfg.train, hook=cfg.hook, checkpoint_dir=ckpt_dir, resume=resume,
+                           progress=progress)
+        except BaseException:
+            rundir.discard_if_empty(stage)
+            raise
         if eval_tokens is None:
             eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
         names = cfg.sae_names()

@@ -90,6 +90,13 @@ def prepare(run_dir: str | Path, resume: bool) -> Path:
     return stage
 
 
+def discard_if_empty(stage: Path) -> None:
+    """Remove `stage` when it holds no checkpoint: a run refused or failed before its first
+    checkpoint leaves nothing behind (one with a checkpoint stays, for --resume)."""
+    if stage.is_dir() and not (stage / CHECKPOINT / checkpoint.STATE).is_file():
+        shutil.rmtree(stage)
+
+
 def clear_outputs(stage: Path) -> None:
     """Remove everything but the checkpoint and the marker from `stage`: a resumed run writes
     all its outputs again, so none of an interrupted attempt's survives beside them."""
