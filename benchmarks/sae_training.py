@@ -14,7 +14,6 @@ Anchors that are not installed are reported as null (pip install -e .[bench]).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -27,20 +26,29 @@ import torch
 WARMUP = 3  # untimed steps first: the optimizer's state and the allocator's caches settle in 2-3 steps
 
 
-def _timed(step, repeats: int) -> float:
-    """Median seconds of `step()` over `repeats` runs after WARMUP untimed ones."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step, repeats: int, device: torch.device = torch.device("cpu")) -> float:
+    """Median seconds of `step()` over `repeats` runs after WARMUP untimed ones (GPU work included)."""
     for _ in range(WARMUP):
         step()
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         step()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
 
 
-def _autocast(dtype: torch.dtype):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else contextlib.nullcontext()
+def _autocast(device: torch.device, dtype: torch.dtype):
+    from interp.devices import autocast
+
+    return autocast(device, dtype)
 
 
 def interp_step(x, d, n, k, dtype, backend):
@@ -54,9 +62,9 @@ def interp_step(x, d, n, k, dtype, backend):
     from interp.sae.trainer import StepContext, adam, train_step
 
     train_cfg = SAETrainConfig(lr=1e-4, batch_size=x.shape[0], warmup_steps=0, dtype=dtype, backend=backend)
-    sae = SparseAutoencoder(SAEConfig(d_in=d, n_latents=n, k=k), backend=backend)
+    sae = SparseAutoencoder(SAEConfig(d_in=d, n_latents=n, k=k), backend=backend, device=x.device)
     opt = adam(sae, train_cfg)  # the trainer's optimizer
-    stats = LatentStats.new(n)
+    stats = LatentStats.new(n, x.device)
     batch = Batch(x, None, None, torch.arange(x.shape[0]))
     ctx = StepContext(train_cfg, total_steps=10**6, autocast=autocast(x.device, dtype))
     counter = iter(range(10**6))
@@ -64,17 +72,16 @@ def interp_step(x, d, n, k, dtype, backend):
 
 
 def sparsify_step(x, d, n, k, dtype):
-    import os
-
-    os.environ["SPARSIFY_DISABLE_TRITON"] = "1"  # its eager decoder: Triton cannot run on CPU
+    if x.device.type == "cpu":
+        os.environ["SPARSIFY_DISABLE_TRITON"] = "1"  # its eager decoder: Triton cannot run on CPU
     from sparsify import SparseCoder
     from sparsify.config import SparseCoderConfig
 
-    sae = SparseCoder(d, SparseCoderConfig(num_latents=n, k=k), device="cpu")
+    sae = SparseCoder(d, SparseCoderConfig(num_latents=n, k=k), device=x.device)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
 
     def step():
-        with _autocast(dtype):
+        with _autocast(x.device, dtype):
             out = sae(x)
             loss = out.fvu + out.auxk_loss / 32
         opt.zero_grad(set_to_none=True)
@@ -89,12 +96,12 @@ def saelens_step(x, d, n, k, dtype):
     from sae_lens.saes.sae import TrainStepInput
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=n, k=k))
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=n, k=k, device=str(x.device)))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
-    dead = torch.zeros(n, dtype=torch.bool)
+    dead = torch.zeros(n, dtype=torch.bool, device=x.device)
 
     def step():
-        with _autocast(dtype):
+        with _autocast(x.device, dtype):
             out = sae.training_forward_pass(TrainStepInput(x, {}, dead, 0, False))
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -103,7 +110,7 @@ def saelens_step(x, d, n, k, dtype):
 
 
 def bound_step(x, d, n, dtype):
-    W_enc = torch.randn(d, n, dtype=dtype) / d ** 0.5
+    W_enc = torch.randn(d, n, dtype=dtype, device=x.device) / d ** 0.5
     xs = x.to(dtype)
     return lambda: xs @ W_enc
 
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         except ImportError as e:
             result[f"{name}_tok_s"], result[f"{name}_error"] = None, str(e)
             continue
-        result[f"{name}_tok_s"] = round(args.batch / _timed(step, repeats), 1)
+        result[f"{name}_tok_s"] = round(args.batch / timed(step, repeats), 1)
     if result.get("interp_tok_s"):
         for name in ("sparsify", "saelens", "bound"):
             if result.get(f"{name}_tok_s"):
