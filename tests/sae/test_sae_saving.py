@@ -173,3 +173,14 @@ def test_a_damaged_directory_is_a_clear_error(tmp_path, write, message):
     write(tmp_path)
     with pytest.raises(saving.SAELoadError, match=message):
         saving.load(tmp_path)
+
+
+def test_eval_sae_on_damaged_weights_is_a_clear_cli_error(tmp_path, capsys):
+    from interp.cli import main
+
+    _, weights = _saved(tmp_path)
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["eval-sae", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"interp eval-sae: error: {weights}: CRC-32 ") and "the file has only 100: truncated" in err
+    assert "Traceback" not in err and "SafetensorError" not in err
