@@ -6,8 +6,9 @@ as shuffled minibatches.
     for batch in store.batches(4096, seed=0):
         batch.acts  # (4096, d_model)
 
-See `format` for the on-disk layout, `writer` for crash safety and resume, `reader` for
-shuffling and rank sharding.
+See `format` for the on-disk layout and its checksums, `writer` for crash safety, resume and
+the one-writer lock, `reader` for shuffling, rank sharding and verified reads, `verify` for
+the checks every read path shares.
 """
 
 from interp.cache.format import Manifest, ShardInfo, StoreError

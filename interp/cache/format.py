@@ -169,11 +169,11 @@ class Manifest:
         """What the store holds, not where it is: the checksum of every field but `complete`
         and the format version (model, hooks, shapes, dtype, writer config, every shard's
         size and checksum). Equal for byte-identical stores."""
-        held = {k: v for k, v in _as_data(self).items() if k not in ("complete", "format_version")}
+        held = {k: v for k, v in asdict(self).items() if k not in ("complete", "format_version")}
         return checksum(_canonical(held).encode())
 
     def to_json(self) -> str:
-        data = _as_data(self)
+        data = asdict(self)
         return json.dumps(dict(data, manifest_checksum=checksum(_canonical(data).encode())), indent=1,
                           sort_keys=True) + "\n"
 
@@ -203,7 +203,7 @@ class Manifest:
             raise StoreError(f"{path}: not an activation-store manifest: {e}; {RECACHE}") from None
         _check_fields_agree(manifest, path)
         if version >= 2 and (algorithm_of(recorded) not in _HASHES or
-                             recorded != checksum(_canonical(_as_data(manifest)).encode(), algorithm_of(recorded))):
+                             recorded != checksum(_canonical(asdict(manifest)).encode(), algorithm_of(recorded))):
             raise StoreError(f"{path}: its contents do not match its manifest_checksum (the file was edited or "
                              f"damaged after it was written); {RECACHE}")
         return manifest
@@ -215,10 +215,6 @@ def _shard_of_format_1(record):
         return record  # from_dict names what is wrong with it
     record = dict(record)
     return dict(record, checksum=f"crc32:{record.pop('crc32'):08x}")
-
-
-def _as_data(manifest: Manifest) -> dict:
-    return asdict(manifest)
 
 
 def _canonical(data: dict) -> str:

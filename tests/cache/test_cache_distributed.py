@@ -18,7 +18,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import interp.models
     from interp.cli import main
     model = load_tiny(pathlib.Path(sys.argv[2]))
-    interp.models.load_model = lambda name, device="cpu": model  # `--model` by name: the tiny model
+    interp.models.load_model = lambda name, **options: model  # `--model` by name: the tiny model
     sys.exit(main(["cache", "--model", "tiny", "--hook", "blocks.0.hook_resid_post", "--hook", "blocks.1.attn.hook_z",
                    "--tokens", "1500", "--context-size", "16", "--batch-size", "4", "--grads", "--shard-sequences", "8", "--out", sys.argv[3]]))
 """)

@@ -43,8 +43,9 @@ def test_the_fingerprint_is_what_the_store_holds(store):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m["d_model"].update({HOOK: 64}), rf"manifest says d_model=64 for hook '{HOOK}', but the shards hold "
-                                                r"32-dim float32 rows \(shard_00000\.bin: 16896 bytes for 128 tokens\)"),
+    (lambda m: m["d_model"].update({HOOK: 64}),
+     rf"manifest says d_model=64 for hook '{HOOK}', but the shards hold 32-dim float32 rows "
+     r"\(shard_00000\.bin: 16896 bytes for 128 tokens\)"),
     (lambda m: m.update(dtype="float16"), r"dtype='float16' but the writer config recorded in it says "
                                           r"dtype='float32'; the shards hold 32-dim float32 rows"),
     (lambda m: m.update(n_tokens=368), r"n_tokens=368 \(3 shards of up to 128 tokens\), but its 3 shard records hold "
