@@ -48,7 +48,10 @@ def hold_lock(path: str | Path, what: str = "store") -> Iterator[Path]:
     yields the lock file. `what` names the thing in the error a second writer gets.
     Raises `LockError` at once, without waiting, when a live process holds it."""
     lock = lock_file(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LockError(f"cannot create {lock.parent}, where the lock of {what} {path} goes: {e}") from None
     fd = _acquire(lock, Path(path), what)
     try:
         yield lock
@@ -60,7 +63,11 @@ def hold_lock(path: str | Path, what: str = "store") -> Iterator[Path]:
 
 def _acquire(lock: Path, path: Path, what: str) -> int:
     for _ in range(_ATTEMPTS):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise LockError(f"cannot create the lock file {lock} of {what} {path}: {e.strerror}; the directory "
+                            f"{lock.parent} must be writable") from None
         try:
             held = _try_flock(fd)
             if held is None:  # no flock here: decide by the recorded PID

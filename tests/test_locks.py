@@ -92,3 +92,10 @@ def test_without_flock_the_recorded_pid_decides(tmp_path, monkeypatch):
     with pytest.raises(LockError, match=f"process {dead} on host another-host"):  # cannot tell: refused
         with hold_lock(tmp_path / "store"):
             pass
+
+
+def test_a_lock_that_cannot_be_created_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LockError, match=r"cannot create .*file/runs, where the lock of store .*Not a directory"):
+        with hold_lock(tmp_path / "file" / "runs" / "run-1"):
+            pass
