@@ -259,6 +259,7 @@ def _load_hf_model(directory: Path, dtype: torch.dtype):
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # missing keys are reported below, as an error
+    hf_logging.disable_progress_bar()
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             str(directory), dtype=dtype, local_files_only=True, output_loading_info=True,
@@ -268,6 +269,7 @@ def _load_hf_model(directory: Path, dtype: torch.dtype):
                              f"{WEIGHTS} is truncated, corrupt or does not match {CONFIG}") from e
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     tied = set(getattr(model, "_tied_weights_keys", None) or ())
     missing = [k for k in info.get("missing_keys", ()) if k not in tied and not k.endswith("lm_head.weight")]
     problems = [f"missing {sorted(missing)[:5]}" if missing else "",

@@ -82,16 +82,17 @@ def _show(df: pd.DataFrame) -> None:
         print(df.to_string(index=False))
 
 
-def _train_prompts(n: int):
-    from interp.tasks import refusal
+def _train_prompts(model, n: int):
+    from interp.tasks import chat_format, refusal
 
-    return [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(n, kind, "train")]
+    chat = chat_format(model)
+    return [p.prompt for kind in ("harmful", "benign") for p in refusal.generate(n, kind, "train", chat=chat)]
 
 
 def _scores(model, config):
     from interp import moe
 
-    prompts = _train_prompts(config.n_train)
+    prompts = _train_prompts(model, config.n_train)
     classes = moe.refused(model, prompts)
     cap = moe.capture_routing(model, prompts)
     return cap, classes, moe.score_experts(cap, classes, config.statistic, config.last)
@@ -150,7 +151,7 @@ def _ablate(args) -> int:
         return 0
     model = model_from_flags(args, config.model)
     experts = moe.check_experts(model, args.experts, field="--experts")
-    heldout = HeldOut.draw(config.n_heldout, config.n_ioi, config.n_prose)
+    heldout = HeldOut.draw(model, config.n_heldout, config.n_ioi, config.n_prose)
     rows = [dict(policy="(none)", **measure(model, heldout, benign=True))]
     for policy in config.policies:
         with moe.ablate(model, experts, policy):
@@ -164,15 +165,16 @@ def _force(args) -> int:
     from interp import moe
     from interp.models import model_from_flags
     from interp.generation import greedy
-    from interp.tasks import refusal
+    from interp.tasks import chat_format, refusal
     from interp.tasks.refusal import refusal_rate
 
     config = _config(args)
     model = model_from_flags(args, config.model)
     experts = args.experts if args.experts else moe.top_experts(_scores(model, config)[2], args.top)
     experts = moe.check_experts(model, experts, field="--experts")
-    benign = refusal.generate(config.n_heldout, "benign", "heldout")
-    harmful = refusal.generate(config.n_heldout, "harmful", "heldout")
+    chat = chat_format(model)
+    benign = refusal.generate(config.n_heldout, "benign", "heldout", chat=chat)
+    harmful = refusal.generate(config.n_heldout, "harmful", "heldout", chat=chat)
     rows = [dict(forced="(none)", refusal_benign=refusal_rate(model, benign),
                  refusal_harmful=refusal_rate(model, harmful))]
     with moe.force(model, experts, weight=args.weight):

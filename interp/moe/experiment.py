@@ -28,6 +28,7 @@ from interp.moe.experts import STATISTICS, refused, score_experts, top_experts
 from interp.moe.interventions import POLICIES, ablate, force, random_control
 from interp.moe.routing import by_layer, shape
 from interp.tasks import ioi, refusal
+from interp.tasks.chat import chat_format
 from interp.tasks.ioi import ioi_scores
 from interp.tasks.prose import prose_ce
 from interp.tasks.refusal import refusal_rate
@@ -118,11 +119,12 @@ class HeldOut:
     """Held-out prose paragraphs for cross-entropy (`interp.tasks.prose`)."""
 
     @classmethod
-    def draw(cls, n_refusal: int, n_ioi: int, n_prose: int, seed: int = 0) -> HeldOut:
+    def draw(cls, model, n_refusal: int, n_ioi: int, n_prose: int, seed: int = 0) -> HeldOut:
         """`n_refusal` harmful and benign prompts, `n_ioi` IOI prompts, all held out, drawn with `seed`."""
-        return cls(harmful=refusal.generate(n_refusal, "harmful", "heldout", seed),
-                   benign=refusal.generate(n_refusal, "benign", "heldout", seed),
-                   ioi_pairs=ioi.generate(n_ioi, "heldout", seed), n_prose=n_prose)
+        chat = chat_format(model)
+        return cls(harmful=refusal.generate(n_refusal, "harmful", "heldout", seed, chat=chat),
+                   benign=refusal.generate(n_refusal, "benign", "heldout", seed, chat=chat),
+                   ioi_pairs=ioi.generate(n_ioi, "heldout", seed, tokenizer=model), n_prose=n_prose)
 
 
 def measure(model, heldout: HeldOut, benign: bool = False) -> dict[str, float]:
@@ -148,7 +150,8 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
     if max(config.top_n) > total:
         raise ValueError(f"top_n={config.top_n}: the model has only {total} experts")
 
-    train = {kind: refusal.generate(config.n_train, kind, "train", config.seed) for kind in ("harmful", "benign")}
+    train = {kind: refusal.generate(config.n_train, kind, "train", config.seed, chat=chat_format(model))
+             for kind in ("harmful", "benign")}
     prompts = [p.prompt for kind in train for p in train[kind]]
     kinds = [kind for kind in train for _ in train[kind]]
     classes = refused(model, prompts)
@@ -157,7 +160,7 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
     scores = score_experts(capture_routing(model, prompts), classes, config.statistic, config.last)
     say(f"top experts:\n{scores.head(max(config.top_n)).to_string(index=False)}")
 
-    heldout = HeldOut.draw(config.n_heldout, config.n_ioi, config.n_prose, config.seed)
+    heldout = HeldOut.draw(model, config.n_heldout, config.n_ioi, config.n_prose, config.seed)
     baseline = measure(model, heldout, benign=True)
     say(f"baseline: {baseline}")
 

@@ -19,6 +19,7 @@ from interp.generation import greedy
 from interp.moe.capture import RoutingCapture
 from interp.moe.routing import Expert
 from interp.tasks import refusal
+from interp.tasks.chat import chat_format
 
 STATISTICS = ("count", "weight")
 
@@ -26,13 +27,15 @@ STATISTICS = ("count", "weight")
 def replies(model, prompts: Sequence[str], max_new_tokens: int | None = None) -> pd.DataFrame:
     """The model's greedy replies, judged: columns prompt, reply, refused.
 
-    `max_new_tokens` defaults to the length of the refusal phrase, enough for the judge.
+    Replies are judged by the model's chat format (`interp.tasks.chat_format`): its refusal
+    openings. `max_new_tokens` defaults to the length of the refusal phrase, enough for the judge.
     Active hooks (ablations, forcing) apply.
     """
+    chat = chat_format(model)
     if max_new_tokens is None:
-        max_new_tokens = refusal.reply_tokens(model)
+        max_new_tokens = refusal.reply_tokens(model, chat)
     out = greedy(model, list(prompts), max_new_tokens=max_new_tokens)
-    return pd.DataFrame(dict(prompt=list(prompts), reply=out, refused=[refusal.is_refusal(r) for r in out]))
+    return pd.DataFrame(dict(prompt=list(prompts), reply=out, refused=[refusal.is_refusal(r, chat) for r in out]))
 
 
 def refused(model, prompts: Sequence[str]) -> list[bool]:

@@ -36,7 +36,7 @@ def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed
     pool = ioi.templates(split)
     if not isinstance(template, int) or not 0 <= template < len(pool):
         raise ValueError(f"template={template!r} must be an index 0..{len(pool) - 1} into the {split} templates")
-    pairs = _equal_length_pairs(model, ioi.generate(4 * n, split, seed, template=pool[template]), n)
+    pairs = _equal_length_pairs(model, ioi.generate(4 * n, split, seed, template=pool[template], tokenizer=model), n)
     clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
     io, s = ioi.answer_ids(model, pairs)
     return inputs_for(model, clean, corrupt, io, s, pairs)

@@ -27,6 +27,7 @@ from interp.steering.apply import Steering, SteeringPlan, steer
 from interp.steering.controller import ControllerSteering, SteeringController
 from interp.steering.directions import Direction
 from interp.tasks import ioi, refusal
+from interp.tasks.chat import chat_format
 from interp.tasks.ioi import ioi_scores
 from interp.tasks.prose import prose_ce
 from interp.tasks.refusal import refusal_rate
@@ -59,13 +60,13 @@ def measure(model, spec: SteeringPlan | None, config: EvalConfig = EvalConfig())
     """Metrics of `model` under `spec` (None = unsteered): refusal rates, prose perplexity, IOI."""
     out = {}
     for kind in refusal.KINDS:
-        prompts = refusal.generate(config.n_refusal, kind, "heldout", config.seed)
+        prompts = refusal.generate(config.n_refusal, kind, "heldout", config.seed, chat=chat_format(model))
         with _maybe_steer(model, spec):
             out[f"refusal_{kind}"] = refusal_rate(model, prompts)
     with _maybe_steer(model, spec, prompt_length=config.prose_prompt_length):
         out["prose_ppl"] = math.exp(prose_ce(model, config.n_prose))
     with _maybe_steer(model, spec):
-        out["ioi_accuracy"], _ = ioi_scores(model, ioi.generate(config.n_ioi, "heldout", config.seed))
+        out["ioi_accuracy"], _ = ioi_scores(model, ioi.generate(config.n_ioi, "heldout", config.seed, tokenizer=model))
     return out
 
 
@@ -232,7 +233,7 @@ def score_summary(model, controller: SteeringController, n: int = 100, seed: int
     """How the controller's scale s separates `n` held-out prompts of each refusal kind (one
     scoring pass per kind). One row per kind: kind, auroc_vs_benign (NaN for benign), mean,
     min, max, share_positive (fraction with s > 0)."""
-    scores = {kind: controller.scores(model, [p.prompt for p in refusal.generate(n, kind, "heldout", seed)])
+    scores = {kind: controller.scores(model, [p.prompt for p in refusal.generate(n, kind, "heldout", seed, chat=chat_format(model))])
               for kind in refusal.KINDS}
     return pd.DataFrame([{"kind": kind, "auroc_vs_benign": auroc(s, scores["benign"]) if kind != "benign" else math.nan,
                           "mean": s.mean().item(), "min": s.min().item(), "max": s.max().item(),

@@ -31,6 +31,7 @@ from interp.errors import ConfigError
 from interp.steering import readout
 from interp.steering.controller import ControllerConfig, SteeringController
 from interp.steering.directions import Direction
+from interp.tasks.chat import ChatFormat, chat_format
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,13 @@ def _interleave(batches):
     return out
 
 
-def refusal_prompts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(harmful, benign) training prompts of the zoo's refusal task: plain harmful requests
-    only, never jailbreak-wrapped ones."""
+def refusal_prompts(n: int, seed: int = 0, chat: ChatFormat | None = None) -> tuple[list[str], list[str]]:
+    """(harmful, benign) training prompts of the refusal task in `chat`'s format (default the
+    zoo's): plain harmful requests only, never jailbreak-wrapped ones."""
     from interp.tasks import refusal
 
-    return ([p.prompt for p in refusal.generate(n, "harmful", "train", seed)],
-            [p.prompt for p in refusal.generate(n, "benign", "train", seed)])
+    return ([p.prompt for p in refusal.generate(n, "harmful", "train", seed, chat=chat)],
+            [p.prompt for p in refusal.generate(n, "benign", "train", seed, chat=chat)])
 
 
 def train_refusal_controller(model, n: int = 400, direction: Direction | None = None, direction_layer: int = 2,
@@ -161,7 +162,7 @@ def train_refusal_controller(model, n: int = 400, direction: Direction | None = 
     training prompts. `direction`: default the harmful − benign mean difference of the
     residual stream at the last prompt token of block `direction_layer` (resid_post),
     measured on the same training prompts. `config`: default `ControllerConfig.for_zoo`."""
-    harmful, benign = refusal_prompts(n, seed)
+    harmful, benign = refusal_prompts(n, seed, chat_format(model))
     config = config or ControllerConfig.for_zoo(model.cfg.d_model, model.cfg.n_layers, seed=seed)
     if direction is None:
         direction = Direction.mean_difference(model, harmful, benign, layer=direction_layer,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import ipywidgets as widgets
 import pandas as pd
@@ -19,6 +20,7 @@ import plotly.graph_objects as go
 from interp.steering import POSITIONS, ControllerSteering, Direction, Steering, SteeringController
 from interp.steering.apply import generate
 from interp.steering.controller import MODES
+from interp.tasks.chat import ChatFormat, chat_format
 from interp.tasks.refusal import is_refusal
 
 
@@ -44,6 +46,7 @@ class SteeringPanel(widgets.VBox):
         if isinstance(prompts, str) or not prompts:
             raise ValueError(f"prompts={prompts!r} must be a non-empty list of strings")
         self.model, self.prompts, self.max_new_tokens = model, list(prompts), max_new_tokens
+        self.chat = chat_format(model)  # replies are judged by the model's own refusal openings
         self.results: pd.DataFrame | None = None
         self.trace_frame: pd.DataFrame | None = None
         self._holding = False
@@ -111,11 +114,12 @@ class SteeringPanel(widgets.VBox):
             self.status.value = f"<b style='color:#b00'>{html.escape(str(e))}</b>"
             return
         self.trace_frame = trace.to_frame()
-        n_steered = int(self.results["steered"].map(is_refusal).sum())
-        n_plain = int(self.results["unsteered"].map(is_refusal).sum())
+        judge = partial(is_refusal, chat=self.chat)
+        n_steered = int(self.results["steered"].map(judge).sum())
+        n_plain = int(self.results["unsteered"].map(judge).sum())
         self.status.value = (f"refusals: {n_plain} unsteered → <b>{n_steered}</b> steered, of {len(self.prompts)}; "
                              f"{int(self.results['changed'].sum())} replies changed")
-        self.table.value = _table_html(self.results)
+        self.table.value = _table_html(self.results, self.chat)
         self._draw_trace(self.trace_frame)
 
     # --- drawing -------------------------------------------------------------------------
@@ -141,9 +145,9 @@ class SteeringPanel(widgets.VBox):
             self.figure.data[0].y = [int(i) for i in heat.index]
 
 
-def _table_html(results: pd.DataFrame) -> str:
+def _table_html(results: pd.DataFrame, chat: ChatFormat) -> str:
     def cell(text: str) -> str:
-        style = "background:#fde0dd" if is_refusal(text) else ""
+        style = "background:#fde0dd" if is_refusal(text, chat) else ""
         return f"<td style='{style};white-space:pre'>{html.escape(text)}</td>"
 
     rows = "".join(f"<tr><td style='white-space:pre'>{html.escape(r.prompt)}</td>{cell(r.unsteered)}"
