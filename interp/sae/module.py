@@ -134,6 +134,8 @@ class SparseAutoencoder(nn.Module):
             mu_B1, std_B1 = self.input_stats(x_BD) if stats is None else stats
             x_s = (x_BD - mu_B1) / (std_B1 + LN_EPS)
             return x_s, None if grads_BD is None else grads_BD * (std_B1 + LN_EPS)
+        if self.cfg.normalize == "none":  # input_scale is 1: no (B, d) copy
+            return x_BD, grads_BD
         return x_BD * self.input_scale, None if grads_BD is None else grads_BD / self.input_scale
 
     def from_sae_space(self, y_BD: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -146,7 +148,7 @@ class SparseAutoencoder(nn.Module):
                                  "decode(code, x_BD)")
             mu_B1, std_B1 = stats
             return y_BD * std_B1 + mu_B1
-        return y_BD / self.input_scale
+        return y_BD if self.cfg.normalize == "none" else y_BD / self.input_scale
 
     # --- encode / decode -------------------------------------------------------------------
     def encode(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> Code:

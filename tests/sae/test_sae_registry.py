@@ -134,3 +134,16 @@ def test_variants_declare_what_they_need():
     assert [n for n, v in VARIANTS.items() if len(v.inference_modes) > 1] == ["gradient"]
     assert [n for n, v in VARIANTS.items() if v.sae_lens_architecture is None] == ["top_afa"]
     assert SAEConfig(d_in=8, n_latents=8, k=2, variant="gradient").needs_grads
+
+
+def test_variant_flags_reach_the_params_and_a_foreign_one_is_refused(capsys):
+    from interp.cli import build_parser, main
+    from interp.config import flag_values
+    from interp.sae import job
+    from interp.sae.cli import variant_flag_values
+
+    args = build_parser().parse_args(["train-sae", "--variant", "top_afa", "--k-max", "64", "--afa-coef", "0.1"])
+    cfg = job.with_overrides(job.JobConfig(), sae={**flag_values(args, SAEConfig, "sae"), **variant_flag_values(args)})
+    assert cfg.sae_configs(128)[0].params == TopAFAConfig(afa_coef=0.1, k_max=64)
+    assert main(["train-sae", "--k-max", "64", "--no-progress"]) == 2  # the default SAE is a topk one
+    assert "SAEConfig.k_max=64 is not allowed for variant 'topk'" in capsys.readouterr().err
