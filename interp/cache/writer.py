@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from interp.hooks import named_all
 from interp.atomic import fsync_dir
 from interp.cache import distributed, sources
 from interp.cache.format import (CHECKSUM, DTYPES, MANIFEST, Manifest, ShardInfo, StoreError, algorithm_of, as_tensor,
@@ -199,7 +200,7 @@ def _probe_widths(model, hooks: list[str], probe: torch.Tensor) -> dict[str, int
         shapes[hook.name] = tuple(act.shape)
 
     with torch.no_grad():
-        model.run_with_hooks(probe.to(model.cfg.device), fwd_hooks=[(h, grab) for h in hooks],
+        model.run_with_hooks(probe.to(model.cfg.device), fwd_hooks=named_all([(h, grab) for h in hooks]),
                              return_type=None, stop_at_layer=_stop_at_layer(model, hooks))
     widths = {}
     for hook in hooks:
@@ -337,7 +338,7 @@ def _cache_batch(model, batch: torch.Tensor, manifest: Manifest, acts_out: dict[
         kept[hook.name] = act
         return act
 
-    fwd_hooks = [(h, store) for h in manifest.hooks]
+    fwd_hooks = named_all([(h, store) for h in manifest.hooks])
     if grads_out is None:
         with torch.no_grad():
             model.run_with_hooks(batch, fwd_hooks=fwd_hooks, return_type=None,
