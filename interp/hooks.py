@@ -87,3 +87,19 @@ def stop_layer(model, names: list[str]) -> int | None:
         return None
     stop = max(layers) + 1
     return stop if stop < model.cfg.n_layers else None
+
+
+def run_from_embeddings(model, x_BTD, names: list[str]):
+    """`run_with_cache` of `model` from block 0's residual input `x_BTD` (B, T, d_model), caching
+    `names`: what `HookedTransformer`'s `start_at_layer=0` does. A `TransformerBridge` runs the
+    Hugging Face forward, which starts from token ids, so there the pass runs on placeholder
+    ids and block 0's input is replaced by `x_BTD` (every later activation is a function of it)."""
+    from transformer_lens import HookedTransformer
+
+    if isinstance(model, HookedTransformer):
+        return model.run_with_cache(x_BTD, start_at_layer=0, names_filter=list(names))
+    import torch
+
+    tokens_BT = torch.zeros(x_BTD.shape[:2], dtype=torch.long, device=x_BTD.device)
+    with model.hooks(fwd_hooks=[(resid(0, "resid_pre"), lambda act, hook: x_BTD)]):
+        return model.run_with_cache(tokens_BT, names_filter=list(names))

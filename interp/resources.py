@@ -51,7 +51,10 @@ def zoo_dir() -> Path:
 def shipped_saes() -> list[str]:
     """Run names of the SAEs shipped in `saes/` (directories holding a `cfg.json`), sorted."""
     root = shipped_dir("saes")
-    return sorted(p.parent.name for p in root.glob(f"*/{SAE_CONFIG}")) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    # a hidden `.<run>.partial/` is a run being written (interp.sae.rundir), not a shipped one
+    return sorted(p.parent.name for p in root.glob(f"*/{SAE_CONFIG}") if not p.parent.name.startswith("."))
 
 
 def sae_path(name: str = DEFAULT_SAE) -> Path:

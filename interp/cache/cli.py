@@ -40,7 +40,7 @@ def register(subparsers) -> None:
               default_text={"context_size": "the model's n_ctx", "shard_sequences": "about 128 MiB per shard"})
     cache.set_defaults(func=_write)
     sub = cache.add_subparsers(dest="cache_command", metavar="verify", required=False)
-    verify = sub.add_parser("verify", help="check every shard's size and CRC-32 against the manifest")
+    verify = sub.add_parser("verify", help="check every shard's size and checksum against the manifest")
     verify.add_argument("path", help="store directory")
     verify.set_defaults(func=_verify)
 
@@ -78,5 +78,5 @@ def _verify(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise UserError(str(e)) from e
     print(f"{report.path}: OK, {report.n_shards} shards, {report.n_tokens:,} tokens, {report.bytes:,} bytes, "
-          "sizes and CRC-32 checked")
+          "sizes and checksums checked")
     return 0

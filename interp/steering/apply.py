@@ -68,7 +68,7 @@ from typing import NamedTuple, Protocol
 import pandas as pd
 import torch
 
-from interp.hooks import block_hook, named_all, resid
+from interp.hooks import block_hook, named_all, resid, run_from_embeddings
 from interp.steering import readout
 from interp.steering.directions import Direction, check_width
 
@@ -411,7 +411,7 @@ class _Session:
             _clean.models = models | {id(self.model)}
             try:
                 with torch.no_grad():
-                    _, cache = self.model.run_with_cache(x_BTD, start_at_layer=0, names_filter=list(self.reads.hooks))
+                    _, cache = run_from_embeddings(self.model, x_BTD, list(self.reads.hooks))
             finally:
                 _clean.models = models
             self.prompt_coefs = self._evaluate({n: cache[n] for n in self.reads.hooks})

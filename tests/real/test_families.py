@@ -94,7 +94,9 @@ def test_what_a_user_runs(family, checkpoints, pairs_file, tmp_path, capsys):
     assert "Hello there" in capsys.readouterr().out
 
     if family in MOE:
-        assert main(["moe", "scan", "--model", path, "--train", "4", "--top", "3"]) == 0
+        # A random-weight model refuses nothing, so fTRI has one class: a clear error, not a score.
+        assert main(["moe", "scan", "--model", path, "--train", "4", "--top", "3"]) == 2
+        assert "both classes need at least one prompt" in capsys.readouterr().err
         small = ["--train", "4", "--heldout", "4", "--prose", "2", "--ioi", "4"]
         assert main(["moe", "ablate", "--model", path, "--experts", "0:1,1:2", *small]) == 0
         assert main(["moe", "force", "--model", path, "--experts", "1:0", "--train", "4", "--heldout", "4"]) == 0
@@ -111,5 +113,19 @@ def test_controller_forward(family, checkpoints):
     direction = Direction(torch.randn(d_model, generator=torch.Generator().manual_seed(0)), "random", layer=1)
     controller = SteeringController(ControllerConfig(d_model=d_model, n_layers=n_layers, read_layers=(0, 1),
                                                      hidden=16), direction)
-    replies, trace = generate_steered(model, ControllerSteering(controller), ["Hello there", "Hi"], max_new_tokens=2)
-    assert len(replies) == 2 and trace.last_output is not None
+    for mode in ("paper", "reference"):  # a clean pass over the prompt; the current forward
+        replies, trace = generate_steered(model, ControllerSteering(controller, mode=mode), ["Hello there", "Hi"],
+                                          max_new_tokens=2)
+        assert len(replies) == 2 and trace.last_output is not None
+
+
+@pytest.mark.parametrize("family", MOE)
+def test_moe_scan_scores_experts(family, checkpoints):
+    from interp import moe
+
+    model = load_model(checkpoints[family], device="cpu")
+    prompts = ["When Mary and John went to the store", "How do I fix my bike?", "Hello there", "Tell me a story"]
+    capture = moe.capture_routing(model, prompts)
+    scores = moe.score_experts(capture, [True, False, True, False], "count")
+    n_layers, n_experts, _ = moe.shape(model)
+    assert len(scores) == n_layers * n_experts and scores.notna().all().all()
