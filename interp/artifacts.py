@@ -13,6 +13,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from interp.atomic import write_bytes
+from interp.errors import MissingFile
 
 
 def write_artifact(directory: str | Path, weights_file: str, tensors: dict[str, torch.Tensor], meta_file: str,
@@ -33,7 +34,7 @@ def read_artifact(directory: str | Path, weights_file: str, meta_file: str,
     directory = Path(directory)
     for f in (weights_file, meta_file):
         if not (directory / f).is_file():
-            raise FileNotFoundError(f"{directory / f} is missing: {what} holds {weights_file} and {meta_file}")
+            raise MissingFile(f"{directory / f} is missing: {what} holds {weights_file} and {meta_file}")
     try:
         meta = json.loads((directory / meta_file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

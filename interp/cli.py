@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 import warnings
 
 import interp
@@ -32,13 +33,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    command = " ".join(w for w in (args.command, _subcommand(args)) if w)
     try:
         return args.func(args) or 0
-    # interp's own errors (ConfigError, ModelLoadError, StoreError, ...) and the builtin ones its checks raise
-    except (InterpError, ValueError, KeyError, FileNotFoundError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"interp {args.command}: error: {message}", file=sys.stderr)
+    # interp's own errors (ConfigError, ModelLoadError, StoreError, ...) and the ValueErrors its checks raise:
+    # bad input, described where it entered
+    except (InterpError, ValueError) as e:
+        print(f"interp {command}: error: {e}", file=sys.stderr)
         return 2
+    except Exception:  # anything else is a bug in interp, not bad input: show where
+        traceback.print_exc()
+        print(f"interp {command}: internal error (a bug in interp, not in your input): please report it with the "
+              "command line and the traceback above", file=sys.stderr)
+        return 1
+
+
+def _subcommand(args: argparse.Namespace) -> str | None:
+    """The second word of a two-word command (`patch pairs`, `cache verify`), if there is one."""
+    return getattr(args, f"{args.command.replace('-', '_')}_command", None)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,17 @@ class ConfigError(InterpError, ValueError):
     message names the field, the value and what is allowed."""
 
 
+class MissingFile(InterpError, FileNotFoundError):
+    """A file or directory the input names does not exist; the message names it."""
+
+
+class UnknownName(InterpError, KeyError):
+    """A name (zoo model, SAE run, recipe) that is not one of the allowed ones; the message lists them."""
+
+    def __str__(self) -> str:  # KeyError's own str() quotes the message
+        return str(self.args[0]) if self.args else ""
+
+
 class UserError(InterpError):
     """Bad input from the command line that no config describes (e.g. two flags that exclude
     each other)."""

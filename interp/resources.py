@@ -18,6 +18,8 @@ import importlib.resources
 import os
 from pathlib import Path
 
+from interp.errors import MissingFile
+
 DEFAULT_SAE = "zoo-dense-blocks.2.hook_resid_pre-topk-k32"
 """Run name of the SAE every example, notebook and test uses: TopK, 2048 latents, k=32, on
 zoo-dense's `blocks.2.hook_resid_pre` (`interp train-sae` with its defaults)."""
@@ -63,7 +65,7 @@ def sae_path(name: str = DEFAULT_SAE) -> Path:
     path = shipped_dir("saes") / name
     if not (path / SAE_CONFIG).is_file():
         shipped = shipped_saes()
-        raise FileNotFoundError(f"sae_path(name={name!r}): no shipped SAE of that name ({path / SAE_CONFIG} is "
+        raise MissingFile(f"sae_path(name={name!r}): no shipped SAE of that name ({path / SAE_CONFIG} is "
                                 f"missing); shipped: {', '.join(shipped) or 'none'}. A run of your own: pass its "
                                 "directory to interp.sae.load")
     return path
@@ -76,6 +78,6 @@ def recipe_path(name: str) -> Path:
     path = root / (name if name.endswith(".toml") else f"{name}.toml")
     if not path.is_file():
         shipped = sorted(p.stem for p in root.glob("*.toml"))
-        raise FileNotFoundError(f"recipe_path(name={name!r}): {path} is missing; shipped recipes: "
+        raise MissingFile(f"recipe_path(name={name!r}): {path} is missing; shipped recipes: "
                                 f"{', '.join(shipped) or 'none'}")
     return path

@@ -27,3 +27,22 @@ def test_bad_model_is_a_clean_error(capsys):
     assert main(["zoo", "eval", "nope"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "zoo-dense" in err and "Traceback" not in err
+
+
+def test_a_bug_is_a_traceback_not_a_user_error(monkeypatch, capsys):
+    """An exception that is not interp's (nor a check's ValueError) is a bug: it is shown with its
+    traceback and a line asking to report it, never dressed up as bad input."""
+    import interp.zoo.cli
+
+    def broken(args):
+        return {}["missing"]
+
+    monkeypatch.setattr(interp.zoo.cli, "_list", broken)
+    assert main(["zoo", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "KeyError: 'missing'" in err and "interp zoo list: internal error" in err and "please report it" in err
+
+
+def test_a_user_error_names_the_full_subcommand(capsys):
+    assert main(["patch", "pairs", "/nonexistent/pairs.jsonl"]) == 2
+    assert "interp patch pairs: error: /nonexistent/pairs.jsonl: cannot read the pair set" in capsys.readouterr().err

@@ -22,6 +22,8 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
+from interp.errors import MissingFile
+
 # Zoo-corpus documents average ~35 tokens with the zoo tokenizer; the first guess of how
 # many documents to build uses a lower figure so that one build is usually enough.
 _TOKENS_PER_DOCUMENT_GUESS = 25
@@ -62,7 +64,7 @@ def resolve(tokens, model, context_size: int | None, seed: int, spill_dir: str |
             rows = _from_text_file(path, model, ctx, spill_dir)
             source = {"kind": "text_file", "path": str(path)}
         else:
-            raise FileNotFoundError(f"tokens={str(tokens)!r}: no such file or directory "
+            raise MissingFile(f"tokens={str(tokens)!r}: no such file or directory "
                                     "(give a token count, a text file, a dataset directory or a tensor)")
     else:
         raise TypeError(f"tokens={tokens!r}: allowed are an int (token count), a LongTensor (n_seq, ctx), "

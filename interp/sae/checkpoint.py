@@ -25,7 +25,7 @@ from safetensors.torch import save as save_safetensors
 
 from interp.atomic import write_bytes
 from interp.config import to_dict
-from interp.errors import ConfigError
+from interp.errors import ConfigError, MissingFile
 from interp.sae.module import SparseAutoencoder
 from interp.sae.stats import LatentStats
 
@@ -188,7 +188,7 @@ def load(directory: str | Path, saes: list[SparseAutoencoder], optimizers: list[
     directory = Path(directory)
     meta = read_meta(directory)
     if meta is None:
-        raise FileNotFoundError(f"{directory / STATE} is missing: nothing to resume")
+        raise MissingFile(f"{directory / STATE} is missing: nothing to resume")
     configs = [asdict(s.cfg) for s in saes]
     if meta["configs"] != configs:
         differences = _differences({"saes": meta["configs"]}, {"saes": configs}, "")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from interp import resources
 from interp.config import check_fields, check_positive
+from interp.errors import UnknownName
 
 
 @dataclass(frozen=True)
@@ -117,5 +118,5 @@ ZOO: dict[str, ZooSpec] = {
 
 def get(name: str) -> ZooSpec:
     if name not in ZOO:
-        raise KeyError(f"{name!r} is not a zoo model; the zoo has: {', '.join(ZOO)}")
+        raise UnknownName(f"{name!r} is not a zoo model; the zoo has: {', '.join(ZOO)}")
     return ZOO[name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from interp.errors import MissingFile
 from interp.tasks.vocab import NAMES, OBJECTS, PLACES, TOPICS
 
 BOS = "<|endoftext|>"
@@ -58,6 +59,6 @@ def load(directory: Path):
 
     path = Path(directory) / "tokenizer.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: tokenizer file missing")
+        raise MissingFile(f"{path}: tokenizer file missing")
     # add_bos_token=True also tells TransformerLens not to re-load the tokenizer by name.
     return PreTrainedTokenizerFast.from_pretrained(str(directory), add_bos_token=True)
