@@ -3,6 +3,7 @@
     python -m benchmarks.sae_training --quick            # d=768, n=16384, k=32, batch 4096, fp32, CPU
     python -m benchmarks.sae_training --quick --dtype bfloat16
     python -m benchmarks.sae_training --profile          # where one interp step's time goes
+    python -m benchmarks.sae_training --quick --impls interp bound --rounds 3 --n 65536   # the CPU target
 
 Prints one JSON line: interp_tok_s (interp.sae: training_loss + decoder constraint + Adam),
 sparsify_tok_s (eai-sparsify 1.3.3 SparseCoder; on CPU it uses its eager decoder, Triton off),
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--impls", nargs="+", default=["interp", "sparsify", "saelens", "bound"],
                    choices=["interp", "sparsify", "saelens", "bound"],
                    help="implementations to time, in this order (default: all four)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="alternate the implementations this many times; medians and per-round ratios (default: 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's choice, one per core); 1 is steadier on a loaded machine")
     p.add_argument("--profile", action="store_true",
@@ -151,17 +154,24 @@ def main(argv: list[str] | None = None) -> dict:
              "sparsify": lambda: sparsify_step(x, args.d, args.n, args.k, dtype),
              "saelens": lambda: saelens_step(x, args.d, args.n, args.k, dtype),
              "bound": lambda: bound_step(x, args.d, args.n, dtype)}
-    for name, make in ((n, steps[n]) for n in args.impls):
+    made = {}
+    for name in args.impls:
         try:
-            step = make()
+            made[name] = steps[name]()
         except ImportError as e:
             result[f"{name}_tok_s"], result[f"{name}_error"] = None, str(e)
-            continue
-        result[f"{name}_tok_s"] = round(args.batch / timed(step, repeats), 1)
-    if result.get("interp_tok_s"):
+    rounds = {name: [] for name in made}  # alternating rounds: a load spike hits every implementation alike
+    for _ in range(args.rounds):
+        for name, step in made.items():
+            rounds[name].append(args.batch / timed(step, repeats))
+    for name, values in rounds.items():
+        result[f"{name}_tok_s"] = round(sorted(values)[len(values) // 2], 1)
+    if "interp" in rounds:
         for name in ("sparsify", "saelens", "bound"):
-            if result.get(f"{name}_tok_s"):
+            if name in rounds:
                 result[f"interp_over_{name}"] = round(result["interp_tok_s"] / result[f"{name}_tok_s"], 3)
+                if args.rounds > 1:
+                    result[f"interp_over_{name}_per_round"] = [round(a / b, 3) for a, b in zip(rounds["interp"], rounds[name])]
     print(json.dumps(result))
     return result
 
