@@ -26,6 +26,7 @@ from safetensors.torch import save as save_safetensors
 from interp.atomic import write_bytes
 from interp.config import to_dict
 from interp.errors import ConfigError, MissingFile
+from interp.sae.config import SAEConfig
 from interp.sae.module import SparseAutoencoder
 from interp.sae.stats import LatentStats
 
@@ -151,6 +152,8 @@ def check_resume(directory: str | Path, store_path: str | Path, configs: list, t
     then = meta.get("settings")
     if then is None:  # written before settings were recorded: compare what it holds
         then = {"train": {k: v for k, v in meta.get("train", {}).items() if k not in NOT_RESULT}, "saes": meta["configs"]}
+    if "saes" in then:  # a format-1 checkpoint holds flat SAE configs: compare them as this interp reads them
+        then = {**then, "saes": [asdict(SAEConfig.from_dict(c)) for c in then["saes"]]}
     then_threads = then.get("threads")
     differences = _differences({k: v for k, v in then.items() if k != "threads"},
                                {k: now[k] for k in then if k != "threads"}, "")

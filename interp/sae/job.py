@@ -25,6 +25,7 @@ from safetensors.torch import save as save_safetensors
 
 from interp.atomic import write_bytes
 from interp.config import check_fields, check_value, from_dict, read_toml, to_dict
+from interp.devices import model_device
 from interp.errors import ConfigError
 from interp.sae import checkpoint, rundir, saving
 from interp.sae.config import SAEConfig, SAETrainConfig
@@ -226,17 +227,20 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     store_dir = cfg.store_dir(grads, weights_fingerprint(model))
     store = _cache(model, cfg, store_dir, grads, train_tokens, progress)
     configs = cfg.sae_configs(store.d_model(cfg.hook))
+    train_cfg = cfg.train
+    if train_cfg.device is None and model_device(model).type != "cpu":  # train where the model runs (a GPU)
+        train_cfg = replace(train_cfg, device=str(model_device(model)))
     run_dir = Path(cfg.out_dir) / cfg.run_name()
     with hold_lock(run_dir, what="SAE run directory"):
         rundir.recover(run_dir)
         previous = None
         if resume:  # refused before anything is written
-            previous = checkpoint.check_resume(rundir.resume_from(run_dir), store.path, configs, cfg.train, cfg.hook)
+            previous = checkpoint.check_resume(rundir.resume_from(run_dir), store.path, configs, train_cfg, cfg.hook)
         before = _history_before(run_dir, previous)
         stage = rundir.prepare(run_dir, resume)
         ckpt_dir = stage / rundir.CHECKPOINT
         try:
-            result = train(store, configs, cfg.train, hook=cfg.hook, checkpoint_dir=ckpt_dir, resume=resume,
+            result = train(store, configs, train_cfg, hook=cfg.hook, checkpoint_dir=ckpt_dir, resume=resume,
                            progress=progress)
         except BaseException:
             rundir.discard_if_empty(stage)

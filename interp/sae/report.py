@@ -7,13 +7,19 @@ from __future__ import annotations
 import pandas as pd
 
 from interp import markdown
+from interp.sae.registry import get_variant
 
 COLUMNS = ["variant", "mode", "l0", "nmse", "dead_fraction", "ce_recovered", "ce_delta", "kl", "eps_lbo_median"]
 L0_TOLERANCE = 0.10
 
 
+def _fixed_k(variant: str) -> bool:
+    """Whether `variant` selects k latents per token (else its L0 is its own: top-AFA)."""
+    return get_variant(variant).fixed_k
+
+
 def _level_of(row, levels: list[int]) -> int:
-    if row["variant"] == "top_afa":
+    if not _fixed_k(row["variant"]):  # its L0 is its own: the nearest level it is compared at
         return min(levels, key=lambda k: abs(row["l0"] - k))
     return int(row["k"])
 
@@ -29,7 +35,7 @@ def _verdict(ok: bool | None) -> str:
 def claims(metrics: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(claim, verdict, evidence) for each paper's claim, from the metrics table."""
     m = metrics.reset_index()
-    levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if v != "top_afa"})
+    levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if _fixed_k(v)})
     m["level"] = [_level_of(r, levels) for _, r in m.iterrows()]
     m["matched"] = [_matched(r, lv) for (_, r), lv in zip(m.iterrows(), m["level"])]
     out = []
@@ -76,7 +82,7 @@ def claims(metrics: pd.DataFrame) -> list[tuple[str, str, str]]:
 def results_markdown(metrics: pd.DataFrame, cfg, training) -> str:
     """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its SAETrainResult)."""
     m = metrics.reset_index()
-    levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if v != "top_afa"})
+    levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if _fixed_k(v)})
     m["level"] = [_level_of(r, levels) for _, r in m.iterrows()]
     m["L0 matched"] = [_matched(r, lv) for (_, r), lv in zip(m.iterrows(), m["level"])]
     lines = ["# Do the papers' claims hold on the zoo?", "",

@@ -328,11 +328,11 @@ def log_row(step: int, index: int, out: LossOutput, stats: LatentStats, sae: Spa
 
 
 def maybe_checkpoint(checkpoint_dir, done: int, total_steps: int, train_cfg: SAETrainConfig, rank: int,
-                     saes, optimizers, stats, meta: dict) -> None:
-    """Write a checkpoint after `done` steps when one is due (rank 0 only)."""
+                     saes, optimizers, stats, meta: dict, history: list[dict] | None = None) -> None:
+    """Write a checkpoint after `done` steps when one is due (rank 0 only), with the history so far."""
     if checkpoint_dir is not None and rank == 0 and train_cfg.checkpoint_every \
             and done % train_cfg.checkpoint_every == 0 and done < total_steps:
-        checkpoint.save(checkpoint_dir, done, saes, optimizers, stats, meta)
+        checkpoint.save(checkpoint_dir, done, saes, optimizers, stats, meta, history=history)
 
 
 def _is_meta(t: torch.Tensor) -> bool:
@@ -369,7 +369,7 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig
     saes = build_saes(store, configs, train_cfg, hook)
     optimizers = [adam(s, train_cfg) for s in saes]
     stats = [LatentStats.new(c.n_latents, device) for c in configs]
-    start_step = 0
+    start_step, history = 0, []
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
@@ -377,9 +377,10 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig
             ckpt, stats = checkpoint.load(checkpoint_dir, saes, optimizers)
             stats = [st.to(device) for st in stats]
             start_step = ckpt.step
+            # the loss curve before the kill, as the checkpoint recorded it
+            history = [h for h in ckpt.meta.get("history", []) if h["step"] < start_step]
 
     log_every = log_every or max(1, total_steps // 50)
-    history: list[dict] = []
     ctx = StepContext(train_cfg, total_steps, devices.autocast(device, train_cfg.dtype), world, group, checkpoint_dir)
     meta = {"train": to_dict(train_cfg), "total_steps": total_steps, "store": str(store.path), "hook": hook}
     bar = tqdm(total=total_steps, initial=start_step, desc=f"train {len(saes)} SAE(s)", unit="step",
@@ -391,11 +392,12 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig
                 if step % log_every == 0 or step == total_steps - 1:
                     history.append(log_row(step, i, out, st, sae, train_cfg.batch_size))
             bar.update(1)
-            maybe_checkpoint(checkpoint_dir, step + 1, total_steps, train_cfg, rank, saes, optimizers, stats, meta)
+            maybe_checkpoint(checkpoint_dir, step + 1, total_steps, train_cfg, rank, saes, optimizers, stats, meta,
+                             history)
     finally:
         bar.close()
     if checkpoint_dir is not None and rank == 0:
-        checkpoint.save(checkpoint_dir, total_steps, saes, optimizers, stats, meta)
+        checkpoint.save(checkpoint_dir, total_steps, saes, optimizers, stats, meta, history=history)
     for sae in saes:
         sae.eval()
     return SAETrainResult(saes, stats, total_steps, total_steps * train_cfg.batch_size, history)

@@ -135,8 +135,6 @@ def test_a_resumed_finished_run_keeps_its_history(tiny, tmp_path):
     assert again["history"] == first["history"] and len(first["history"]) == 8
 
 
-@pytest.mark.xfail(strict=True, reason="needs interp/sae/trainer.py to pass its history to checkpoint.save and "
-                                       "start from the checkpoint's history on resume")
 def test_training_json_keeps_the_whole_history_across_a_resume_after_a_kill(tiny, tmp_path):
     cfg = _cfg(tmp_path)
     full = json.loads(_files(_run(_cfg(tmp_path / "u"), tiny).run_dir)["training.json"])
