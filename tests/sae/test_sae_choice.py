@@ -110,3 +110,37 @@ def test_aux_zipf_adds_under_utilised_live_latents_weighted_by_deficit():
     density[7] = 1e-4
     mask, weights = losses.under_utilised(density, torch.zeros(32, dtype=torch.bool), 1.0, 1.0, 0.5)
     assert bool(mask[7]) and 0 < float(weights[7]) <= 1 and float(weights[~mask].abs().sum()) == 0
+
+
+@pytest.mark.parametrize("k", [16, 64])
+def test_zipf_capacities_conserve_the_budget_at_realistic_sizes(k):
+    """n=2048, B=4096: the clamp to B binds for the densest latents; what it removes goes to the others."""
+    n, B = 2048, 4096
+    density = torch.rand(n, generator=torch.Generator().manual_seed(1))
+    cap = capacities("zipf", n, B, k, density, alpha=1.0, beta=1.0)
+    assert int(cap.max()) == B  # the clamp binds here
+    assert int(cap.sum()) == k * B and int(cap.max()) <= B and int(cap.min()) >= 0
+    order = density.argsort(descending=True)
+    assert bool((cap[order][:-1] >= cap[order][1:]).all())
+
+
+def test_zipf_capacities_are_the_largest_remainder_rounding_of_the_capped_shares():
+    w = torch.tensor([8.0, 4.0, 2.0, 1.0, 1.0])
+    from interp.sae.variants.feature_choice import capped_shares
+
+    share = capped_shares(w, budget=20, cap=6)  # 6 and 6 capped; the other 8 shared 2:1:1
+    torch.testing.assert_close(share, torch.tensor([6.0, 6.0, 4.0, 2.0, 2.0], dtype=torch.float64))
+    cap = capacities("zipf", 5, 7, 3, torch.tensor([0.5, 0.4, 0.3, 0.2, 0.1]), alpha=1.0, beta=1.0)
+    assert int(cap.sum()) == 21 and int(cap.max()) <= 7
+
+
+def test_zipf_ties_at_step_zero_follow_the_seeded_order_not_the_latent_index():
+    sae = _sae("feature_choice", capacity="zipf", seed=3)
+    st = LatentStats.new(32)  # no density observed yet: every latent tied
+    cap = sae.variant.capacity(24, st)
+    assert int(cap.sum()) == 4 * 24
+    assert not bool((cap[:-1] >= cap[1:]).all())  # not decreasing in the latent index
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(3))
+    assert bool((cap[order][:-1] >= cap[order][1:]).all())  # decreasing along the seeded permutation
+    other = _sae("feature_choice", capacity="zipf", seed=4).variant.capacity(24, st)
+    assert not torch.equal(cap, other)
