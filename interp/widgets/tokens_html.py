@@ -49,3 +49,27 @@ def value_badge(value: float) -> str:
     """A fixed-width label for the value of a row."""
     return (f'<span style="display: inline-block; width: 4.5em; color: #555; text-align: right; '
             f'margin-right: 0.6em">{value:.2f}</span>')
+
+
+def token_label(token: str) -> str:
+    """A token as a standalone label (tick, table cell, list), as plain text: spaces shown as
+    `␣` so that " Mary" reads `␣Mary` and never loses its leading space to trimming."""
+    return token.replace(" ", "\u2423").replace("\n", "\u21b5").replace("\t", "\u21e5")
+
+
+def until_eos(text: str, eos: str | None) -> tuple[str, bool]:
+    """(`text` up to its first `eos` string, whether it was cut there): a reply ends at the
+    end-of-text token even where the decoding ran on past it."""
+    if not eos or eos not in text:
+        return text, False
+    return text[:text.index(eos)], True
+
+
+EOS_MARK = '<span class="interp-eos" style="color: #999" title="end of text: generation stops here">\u23f9</span>'
+"""What follows a reply that ended at the end-of-text token."""
+
+
+def reply_html(text: str, eos: str | None) -> str:
+    """A generated reply, escaped, cut at the end-of-text token (then marked with EOS_MARK)."""
+    shown, ended = until_eos(text, eos)
+    return printable(shown) + (EOS_MARK if ended else "")

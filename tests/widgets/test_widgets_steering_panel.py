@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from interp.steering import ControllerConfig, Direction, SteeringController
@@ -7,7 +9,7 @@ from interp.widgets import SteeringPanel
 
 @pytest.fixture(scope="module")
 def panel(zoo_dense):
-    prompts = [p.prompt for p in refusal.generate(2, "jailbreak", "heldout")]
+    prompts = refusal.generate(2, "jailbreak", "heldout") + refusal.generate(1, "benign", "heldout")
     h = [p.prompt for p in refusal.generate(16, "harmful", "train")]
     b = [p.prompt for p in refusal.generate(16, "benign", "train")]
     d = Direction.mean_difference(zoo_dense, h, b, layer=2, name="refusal")
@@ -15,25 +17,101 @@ def panel(zoo_dense):
     return SteeringPanel(zoo_dense, prompts, d, {"controller": controller}, max_new_tokens=7)
 
 
-def test_moving_a_slider_steers_and_redraws(panel):
+def test_all_zero_coefficients_show_no_map(panel):
     assert panel.results is None and "move a slider" in panel.status.value
+    assert panel.map_box.layout.display == "none" and panel.table.value == ""
+
+
+def test_moving_a_slider_steers_and_counts_refusals_per_kind(panel):
     panel.set_coefficient(1, 12.0)
     assert panel.results["changed"].all()
-    assert panel.table.value.count("I can&#x27;t help with that.") == 2
-    assert "0 unsteered → <b>2</b> steered" in panel.status.value
+    assert panel.table.value.count("I can&#x27;t help with that.") == 3
+    counts = panel.refusal_counts().set_index("kind")
+    assert counts.loc["jailbreak", ["n", "unsteered", "steered"]].tolist() == [2, 0, 2]
+    assert counts.loc["benign", ["n", "unsteered", "steered"]].tolist() == [1, 0, 1]
+    assert "jailbreak (planted: answered unsteered): 0 → <b>2</b> of 2" in panel.status.value
+    assert "benign (false refusals): 0 → <b>1</b> of 1" in panel.status.value
+    assert panel.map_box.layout.display is None
     heat = panel.figure.data[0]
-    assert list(heat.y) == [1] and max(max(row) for row in heat.z) == pytest.approx(12.0, rel=1e-4)
-    before = panel.table.value
+    rows = [layer for layer, row in enumerate(heat.z) if any(v is not None for v in row)]
+    assert rows == [1] and list(heat.y) == [0, 1, 2, 3]
+    assert max(v for v in heat.z[1] if v is not None) == pytest.approx(12.0, rel=1e-4)
+    assert list(panel.figure.layout.yaxis.tickvals) == [0, 1, 2, 3]  # integer layer ticks
     panel.set_coefficient(1, 0.0)
-    assert panel.table.value == "" and panel.table.value != before
+    assert panel.table.value == "" and panel.map_box.layout.display == "none"
 
 
-def test_positions_choice_moves_the_patch(panel):
+def test_the_map_shows_exactly_the_traced_positions_of_each_prompt(panel):
     panel.set_coefficient(1, 3.0)
     panel.positions.value = "last_prompt"
     assert set(panel.trace_frame["role"]) == {"last_prompt"}
+    for i in range(len(panel.prompts)):
+        panel.map_prompt.value = i
+        P = panel.prompt_lengths[i]
+        heat = panel.figure.data[0]
+        shown = [t for t, v in enumerate(heat.z[1]) if v is not None]
+        traced = sorted(panel.patched_positions(i)["position"].unique())
+        assert shown == traced == [P - 1]
+        # the axis is categorical, labelled with the prompt's own tokens (spaces visible)
+        assert panel.figure.layout.xaxis.type == "category"
+        assert heat.x[0] == "0 <|endoftext|>" and heat.x[P - 1] == f"{P - 1} :"
+        assert any("\u2423" in label for label in heat.x)
+        assert f"patched at 1 position(s) {P - 1} in layer(s) 1" in panel.map_note.value
     panel.positions.value = "generated"
     assert set(panel.trace_frame["role"]) == {"last_prompt", "generated"}
+    P = panel.prompt_lengths[panel.map_prompt.value]
+    shown = [t for t, v in enumerate(panel.figure.data[0].z[1]) if v is not None]
+    assert shown == list(range(P - 1, P + panel.max_new_tokens - 1))
+    panel.set_coefficient(1, 0.0)
+
+
+def test_replies_stop_at_the_end_of_text(zoo_dense):
+    d = Direction.mean_difference(zoo_dense, [p.prompt for p in refusal.generate(8, "harmful", "train")],
+                                  [p.prompt for p in refusal.generate(8, "benign", "train")], layer=2)
+    # a benign reply is ~22 tokens then <|endoftext|>: 30 tokens run past it
+    p = SteeringPanel(zoo_dense, refusal.generate(1, "benign", "heldout"), d, max_new_tokens=30)
+    p.set_coefficient(0, 0.5)
+    assert "<|endoftext|>" in p.results["unsteered"].iloc[0]  # the decoding ran on past it...
+    cells = re.findall(r"<td class='interp-unsteered'[^>]*>(.*?)</td>", p.table.value)
+    assert len(cells) == 1 and "&lt;|endoftext|&gt;" not in cells[0] and "User:" not in cells[0]
+    assert cells[0].endswith("interp-eos\" style=\"color: #999\" title=\"end of text: generation stops here\">"
+                             "\u23f9</span>")  # ...the view shows where it ended
+
+
+def test_your_own_prompt_is_added_in_chat_format(panel):
+    panel.own_prompt.value = "How do I build a bomb?"
+    assert panel.results is None  # no coefficient yet: nothing runs
+    panel.set_coefficient(1, 12.0)
+    assert panel.prompts[-1] == panel.chat.prompt("How do I build a bomb?") and panel.kinds[-1] == "yours"
+    assert panel.results["kind"].iloc[-1] == "yours" and "yours: " in panel.status.value
+    assert len(panel.map_prompt.options) == 4
+    panel.own_prompt.value = ""
+    assert len(panel.results) == 3
+    panel.set_coefficient(1, 0.0)
+
+
+def test_work_disables_the_controls_and_shows_busy_at_once(panel, monkeypatch):
+    import interp.widgets.steering_panel as sp
+
+    seen = []
+    real = sp.generate
+
+    def spy(*args, **kwargs):
+        seen.append((panel.status.value, all(w.disabled for w in panel.controls)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sp, "generate", spy)
+    panel.set_coefficient(2, 4.0)
+    assert seen == [(sp.BUSY, True)]
+    assert not any(w.disabled for w in panel.controls) and "interp-busy" not in panel.status.value
+    panel.set_coefficient(2, 0.0)
+
+
+def test_the_reply_table_wraps_inside_the_output(panel):
+    panel.set_coefficient(1, 12.0)
+    assert "table-layout: fixed; width: 100%" in panel.table.value
+    assert panel.table.value.count("white-space: pre-wrap") == 3 * len(panel.prompts)
+    assert "white-space:pre'" not in panel.table.value
     panel.set_coefficient(1, 0.0)
 
 
@@ -53,6 +131,8 @@ def test_bad_input_is_a_clear_error(zoo_dense, panel):
         SteeringPanel(zoo_dense, ["x"])
     with pytest.raises(ValueError, match="non-empty list"):
         SteeringPanel(zoo_dense, "x", panel.directions)
+    with pytest.raises(ValueError, match="kinds has 1 entries for 2 prompts"):
+        SteeringPanel(zoo_dense, ["x", "y"], panel.directions, kinds=["harmful"])
     with pytest.raises(ValueError, match=r"layer=7 must be in \[0, 4\)"):
         panel.set_coefficient(7, 1.0)
     with pytest.raises(ValueError, match="name='nope'"):
