@@ -30,6 +30,13 @@ def afa_loss(f_norm_B: torch.Tensor, x_BD: torch.Tensor) -> torch.Tensor:
     return (f_norm_B - x_BD.norm(dim=1)).pow(2).mean()
 
 
+def element_variance(x_BD: torch.Tensor) -> torch.Tensor:
+    """sigma^2 = sum_b ||x_b - mean(x)||^2 / (B d): the batch's variance per element, the factor
+    between element-wise MSE and NMSE (NMSE = MSE / sigma^2). A constant of the data (no gradient)."""
+    x = x_BD.detach().float()
+    return (x - x.mean(dim=0)).pow(2).mean()
+
+
 class ZFData(NamedTuple):
     """Per-token data of the ZF plot and eps_LBO. x_norm (T,) ||x||; f_norm (T,) ||f||; eps_lbo (T,)."""
 

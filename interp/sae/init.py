@@ -6,7 +6,9 @@ rescaled so that the initial k-sparse reconstruction is the least-squares fit of
 projections all point partly along x, so the raw tied reconstruction overshoots by about
 k * E[top projection^2] / ||x||^2: NMSE ~5 at k=64, n=2048, d=128, which takes hundreds of
 steps to unlearn. Scaling the encoder leaves every variant's selection unchanged (it is
-positively homogeneous in the pre-activations while b_enc = 0)."""
+positively homogeneous in the pre-activations while b_enc = 0). top-AFA's policy is its
+`init` param: `tied` keeps the shared init without the rescale, `kaiming` is the authors'
+(`kaiming_init`: Kaiming-uniform encoder, b_dec = 0)."""
 
 from __future__ import annotations
 
@@ -52,3 +54,18 @@ def least_squares_scale(sae: SparseAutoencoder, x_TD: torch.Tensor) -> float:
                                   backend=sae.backend)
     norm = float(r_TD.pow(2).sum())
     return max(float(((x_TD - sae.b_dec) * r_TD).sum()) / norm, 0.0) if norm > 0 else 1.0
+
+
+@torch.no_grad()
+def kaiming_init(sae: SparseAutoencoder) -> None:
+    """The top-AFA authors' initialisation: encoder rows Kaiming-uniform (fan_in = d_in, gain
+    sqrt(2), bound sqrt(6 / d_in)), decoder = the encoder's transpose with unit rows (the
+    decoder constraint every variant here keeps), b_enc = b_dec = 0. Replaces the weights from
+    the data-dependent init; seeded by `cfg.seed` on a CPU generator, so equal on every device.
+    `input_scale` (normalize="scale") is kept: it is the input space, not a weight."""
+    gen = torch.Generator().manual_seed(sae.cfg.seed)
+    W_ND = torch.nn.init.kaiming_uniform_(torch.empty(sae.cfg.n_latents, sae.cfg.d_in), generator=gen)
+    sae.W_enc.copy_(W_ND.T)
+    sae.W_dec.copy_(W_ND / W_ND.norm(dim=1, keepdim=True).clamp(min=1e-12))
+    sae.b_enc.zero_()
+    sae.b_dec.zero_()

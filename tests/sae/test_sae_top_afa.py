@@ -1,7 +1,9 @@
 """top-AFA properties (specs/sae_variants.md section 4)."""
 
+import pytest
 import torch
 
+from interp.errors import ConfigError
 from interp.sae import afa
 from interp.sae.config import SAEConfig
 from interp.sae.module import SparseAutoencoder, code_to_dense, l0_per_token
@@ -54,3 +56,58 @@ def test_orthonormal_dictionary_has_zero_eps_lbo():
     code = sae.encode(x)
     f = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
     assert afa.zf_data(x, f, 8).eps_lbo.abs().max() < 1e-5
+
+
+def _afa_parts(x, **params):
+    sae = SparseAutoencoder(SAEConfig(d_in=16, n_latents=40, variant="top_afa", params=params or None))
+    out = training_loss(sae, x, None, LatentStats.new(40))
+    return sae, out
+
+
+def test_afa_weight_relative_to_reconstruction_is_the_papers_on_any_input_scale():
+    """Default objective: afa / nmse = lambda * AFA / element-wise MSE (the paper's relative
+    weight), the same when the inputs are scaled (normalize="none")."""
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(2)) + 0.5
+    ratios = []
+    for c in (1.0, 10.0):
+        sae, out = _afa_parts(x * c)
+        code = out.code
+        f = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
+        mse = (x * c - out.x_hat).pow(2).mean()
+        paper_ratio = sae.cfg.params.afa_coef * afa.afa_loss(f, x * c) / mse
+        ratio = out.parts["afa"] / out.parts["nmse"]
+        torch.testing.assert_close(ratio, paper_ratio, rtol=1e-4, atol=0)
+        ratios.append(float(ratio.detach()))
+    assert abs(ratios[0] - ratios[1]) <= 1e-3 * ratios[0]
+
+
+def test_afa_scale_nmse_keeps_the_term_added_to_nmse_as_is():
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(2)) * 3
+    sae, out = _afa_parts(x, afa_scale="nmse")
+    code = out.code
+    f = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
+    torch.testing.assert_close(out.parts["afa"], sae.cfg.params.afa_coef * afa.afa_loss(f, x))
+
+
+def test_init_tied_by_default_and_kaiming_as_the_authors():
+    from interp.sae.init import initialize_from_data
+
+    x = torch.randn(512, 16, generator=torch.Generator().manual_seed(4)) * 2 + 1
+    tied = SparseAutoencoder(SAEConfig(d_in=16, n_latents=40, variant="top_afa"))
+    initialize_from_data(tied, x)
+    assert tied.cfg.params.init == "tied"  # the init the committed results used
+    torch.testing.assert_close(tied.W_enc, tied.W_dec.T)  # no least-squares rescale
+    assert float(tied.b_dec.norm()) > 1  # the geometric median
+    kaiming = SparseAutoencoder(SAEConfig(d_in=16, n_latents=40, variant="top_afa", params={"init": "kaiming"}))
+    initialize_from_data(kaiming, x)
+    assert float(kaiming.b_dec.abs().max()) == 0 and float(kaiming.b_enc.abs().max()) == 0
+    bound = (6 / 16) ** 0.5
+    assert float(kaiming.W_enc.abs().max()) <= bound and float(kaiming.W_enc.abs().max()) > 0.9 * bound
+    torch.testing.assert_close(kaiming.W_dec.norm(dim=1), torch.ones(40))
+    torch.testing.assert_close(kaiming.W_dec, kaiming.W_enc.T / kaiming.W_enc.T.norm(dim=1, keepdim=True))
+
+
+def test_top_afa_params_are_checked():
+    for bad in ({"init": "xavier"}, {"afa_scale": "sum"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            SAEConfig(d_in=16, n_latents=40, variant="top_afa", params=bad)

@@ -2,17 +2,34 @@
 latents k_b is chosen per token so that the norm of the code matches the input norm.
 
 a = ReLU(pre); target t = ||x - b_dec||; scores s_i = (a_i ||d_i||)^2 sorted descending;
-k_b = argmin_j |sqrt(cumsum_j s) - t| + 1; keep the top k_b latents. Loss adds
-afa_coef * mean_b (||f_b|| - ||x_b||)^2 (f including the bias atom); no gradient through the
-choice of k. Ours: the reconstruction term is NMSE like every variant here (a constant
-rescaling of the paper's MSE); we keep b_enc (initialised to 0) so the encoder kernel is shared, and the
-candidates are the k_max largest pre-activations (k_max = n by default: no cap).
+k_b = argmin_j |sqrt(cumsum_j s) - t| + 1; keep the top k_b latents. No gradient through the
+choice of k.
+
+Objective. The paper's loss is MSE + lambda * mean_b (||f_b|| - ||x_b||)^2 with MSE the
+element-wise mean on layer-normed inputs (f including the bias atom). Every variant here trains
+on NMSE = MSE / sigma^2, sigma^2 = sum_b ||x_b - mu||^2 / (B d) the batch's variance per
+element, which is not a constant rescaling of that loss: adding lambda * AFA to NMSE weighs the
+AFA term sigma^2 times (V/d, V = mean ||x - mu||^2) more than the paper does. With
+`afa_scale="mse"` (default) the term added is lambda * AFA / sigma^2, so the loss is
+(MSE + lambda * AFA) / sigma^2: the paper's loss divided by one positive number per batch, the
+same relative weight on any input scale and with any `normalize` (on layer-normed inputs
+sigma^2 = 1 - ||mu||^2 / d ~ 1). `afa_scale="nmse"` keeps lambda * AFA added to NMSE [ours,
+before].
+
+Initialisation (`init`): `tied` [ours; what saes/RESULTS.md used] the shared init (W_enc =
+W_dec^T, b_dec = geometric median) without the least-squares encoder rescale, since top-AFA's
+criterion sets the code's scale; `kaiming` [the authors' code] Kaiming-uniform encoder, b_dec = 0
+(`interp.sae.init.kaiming_init`).
+
+Ours: we keep b_enc (initialised to 0) so the encoder kernel is shared, and the candidates are
+the k_max largest pre-activations (k_max = n by default: no cap).
 Not an sae-lens architecture: interp-only, loads with `interp.sae.load`."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -31,6 +48,12 @@ class TopAFAConfig(VariantConfig):
     """Weight lambda_AFA of the AFA loss mean_b (||f_b|| - ||x_b||)^2."""
     k_max: int | None = None
     """Cap on the per-token k: candidates are the k_max largest pre-activations (None: n_latents, no cap)."""
+    afa_scale: Literal["mse", "nmse"] = "mse"
+    """What afa_coef is relative to: mse (the paper's element-wise MSE: the AFA term is divided
+    by the batch's variance per element, scale-free) or nmse (added to NMSE as is; ours, before)."""
+    init: Literal["tied", "kaiming"] = "tied"
+    """Initialisation: tied (ours, the committed results': W_enc = W_dec^T, b_dec = geometric
+    median, no rescale) or kaiming (the authors': Kaiming-uniform encoder, b_dec = 0)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,7 +87,15 @@ class TopAFA(Variant):
 
     def extra_losses(self, sae, x_BD, code, x_hat_BD):
         f_norm_B = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
-        return {"afa": self.params.afa_coef * afa.afa_loss(f_norm_B, x_BD)}
+        term = afa.afa_loss(f_norm_B, x_BD)
+        if self.params.afa_scale == "mse":  # NMSE = MSE / sigma^2: divide the AFA term by the same sigma^2
+            term = term / afa.element_variance(x_BD)
+        return {"afa": self.params.afa_coef * term}
 
     def init_encoder(self, sae, x_TD):
-        """None: top-AFA picks k by matching norms, so its criterion sets the encoder's scale."""
+        """tied: nothing more (top-AFA picks k by matching norms, so its criterion sets the
+        encoder's scale); kaiming: the authors' init (`interp.sae.init.kaiming_init`)."""
+        if self.params.init == "kaiming":
+            from interp.sae.init import kaiming_init
+
+            kaiming_init(sae)
