@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from interp.generation import greedy
 from interp.sae import features
-from interp.widgets.tokens_html import highlight, printable, value_badge
+from interp.widgets.tokens_html import highlight, reply_html, token_label, value_badge
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
 DEFAULT_PROMPT = "User: I need to clean the garden fence. How do I do it?\nAssistant:"
@@ -69,7 +69,7 @@ class FeatureDashboard(widgets.VBox):
         self.steer_layer, self.steer_site = _residual_site(self.hook)
         self._views: dict[int, LatentView] = {}
         self._text_cache: tuple[str, features.TextActivations] | None = None
-        self._generated: dict[tuple[str, int, float], str] = {}
+        self._generated: dict[tuple[str, int, float, int], str] = {}
         n = self.index.n_latents
         if latent is None:
             latent = int(self.summary["density"].idxmax())
@@ -83,18 +83,26 @@ class FeatureDashboard(widgets.VBox):
         self.search = widgets.Text(placeholder="search latents by a token or a text", continuous_update=False,
                                    layout=widgets.Layout(width="320px"))
         self.matches = widgets.Dropdown(options=[], description="matches", layout=widgets.Layout(width="300px"))
+        self.search_note = widgets.HTML()
+        self.match_links = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
+        self.text_links = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
+        self.eos = getattr(model.tokenizer, "eos_token", None)
         self.stats = widgets.HTML()
         self.contexts = widgets.HTML()
         self.quantiles = widgets.HTML()
         self.histogram = go.FigureWidget(
-            data=[go.Bar(x=[], y=[], marker_color="darkorange", name="tokens")],
-            layout=go.Layout(title="activation histogram", height=260, width=420, bargap=0.05,
-                             margin=dict(l=40, r=10, t=40, b=30), xaxis_title="activation", yaxis_title="tokens"))
+            data=[go.Bar(x=[], y=[], marker_color="darkorange", name="tokens",
+                         hovertemplate="activation %{customdata[0]:.2f}\u2013%{customdata[1]:.2f}: "
+                                       "%{y} tokens<extra></extra>")],
+            layout=go.Layout(title=dict(text="activation histogram", **_TITLE), height=260, width=420, bargap=0.05,
+                             margin=dict(l=40, r=40, t=40, b=30), modebar=_MODEBAR, xaxis_title="activation",
+                             yaxis_title="tokens"))
         self.logits = go.FigureWidget(
-            data=[go.Bar(x=[], y=[], orientation="h", marker_color="seagreen", name="raises"),
-                  go.Bar(x=[], y=[], orientation="h", marker_color="indianred", name="lowers")],
-            layout=go.Layout(title="logit effects (W_dec \u00b7 W_U)", height=320, width=420, showlegend=False,
-                             margin=dict(l=90, r=10, t=40, b=30), xaxis_title="logit per unit activation"))
+            data=[go.Bar(x=[], y=[], orientation="h", marker_color="seagreen", name="raises", hovertemplate=_LOGIT_HOVER),
+                  go.Bar(x=[], y=[], orientation="h", marker_color="indianred", name="lowers", hovertemplate=_LOGIT_HOVER)],
+            layout=go.Layout(title=dict(text="logit effects (W_dec \u00b7 W_U)", **_TITLE), height=320, width=420,
+                             showlegend=False, margin=dict(l=90, r=40, t=40, b=30), modebar=_MODEBAR,
+                             xaxis_title="logit per unit activation"))
         self.text = widgets.Textarea(value=text, continuous_update=False, description="your text",
                                      layout=widgets.Layout(width="600px", height="60px"))
         self.text_view = widgets.HTML()
@@ -119,12 +127,13 @@ class FeatureDashboard(widgets.VBox):
 
         super().__init__([
             widgets.HBox([self.previous, self.latent, self.next, self.search, self.matches]),
+            self.search_note, self.match_links,
             self.stats,
             widgets.HBox([widgets.VBox([section("top activations"), self.contexts,
                                         section("quantile samples"), self.quantiles],
                                        layout=widgets.Layout(width="60%")),
                           widgets.VBox([self.histogram, self.logits])]),
-            section("which latents fire on your text"), self.text, self.text_view,
+            section("which latents fire on your text"), self.text, self.text_view, self.text_links,
             section("steer generation with this latent (greedy decoding: both runs are deterministic)"),
             self.prompt, self.coefficient, self.steered,
         ])
@@ -168,6 +177,7 @@ class FeatureDashboard(widgets.VBox):
         with self.histogram.batch_update():
             self.histogram.data[0].x = ((hist["left"] + hist["right"]) / 2).tolist()
             self.histogram.data[0].y = hist["count"].tolist()
+            self.histogram.data[0].customdata = hist[["left", "right"]].to_numpy().tolist()
             self.histogram.layout.title.text = f"activation histogram of latent {latent}"
         with self.logits.batch_update():
             self.logits.data[0].x, self.logits.data[0].y = up["effect"].tolist()[::-1], _labels(up)[::-1]
@@ -192,22 +202,55 @@ class FeatureDashboard(widgets.VBox):
 
     # --- search ---------------------------------------------------------------------------------
     def find(self, query: str) -> None:
-        """Fill the matches list: latents firing most on `query` when it is one token of the
-        vocabulary (`features.search_by_token` over the store), else on the text `query`
-        (`features.text_activations(...).latent_totals`)."""
+        """Fill the matches (list and links): latents firing most on `query` when it is one
+        token of the vocabulary, typed with or without its leading space ("Mary" also finds
+        " Mary"; `features.search_by_token` over the store, every spelling that occurs), else
+        on the text `query` (`features.text_activations(...).latent_totals`). The note under
+        the box says which of the two was searched and why."""
         if not query.strip():
-            self.matches.options = []
+            self.matches.options, self.search_note.value, self.match_links.children = [], "", ()
             return
-        ids = self.model.to_tokens(query, prepend_bos=False)[0].tolist()
-        if len(ids) == 1:
-            found = features.search_by_token(self.index, ids[0], k=10)
-            label = [f"latent {r.latent}: mean {r.mean_activation:.2f} on {r.n_occurrences} occurrences"
-                     for r in found.itertuples()]
+        spellings = list(dict.fromkeys([query, query.strip(), " " + query.strip()]))
+        tokens = {}
+        for spelling in spellings:
+            ids = self.model.to_tokens(spelling, prepend_bos=False)[0].tolist()
+            if len(ids) == 1:
+                tokens.setdefault(ids[0], spelling)
+        if tokens:
+            frames = [features.search_by_token(self.index, t, k=10).assign(token=s) for t, s in tokens.items()]
+            found = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+            found = found.sort_values("mean_activation", ascending=False).drop_duplicates("latent").head(10)
+            label = [f"latent {r.latent}: mean {r.mean_activation:.2f} on {token_label(r.token)} "
+                     f"({r.n_occurrences} occurrences)" for r in found.itertuples()]
+            counts = {s: int((self.index.tokens == t).sum()) for t, s in tokens.items()}
+            self.search_note.value = "<small>token search: " + ", ".join(
+                f"{html.escape(token_label(s))} occurs {n:,} times" for s, n in counts.items()) + \
+                (" in the indexed store</small>" if any(counts.values()) else
+                 " in the indexed store, so no latent can be found by it: try a text</small>")
+            empty = "token never occurs" if not any(counts.values()) else "no latent fires on it"
         else:
+            pieces = features.token_strings(self.model, self.model.to_tokens(query, prepend_bos=False)[0].tolist())
             found = features.text_activations(self.sae, self.model, query, self.hook).latent_totals(k=10)
             label = [f"latent {r.latent}: total {r.total:.2f}" for r in found.itertuples()]
-        self.matches.options = list(zip(label, found["latent"].tolist())) or [("no latent fires", None)]
+            self.search_note.value = (f"<small>text search: {html.escape(repr(query))} is {len(pieces)} tokens ("
+                                      f"{html.escape(' '.join(token_label(p) for p in pieces))}), not one: latents "
+                                      "ranked by their total activation over the text</small>")
+            empty = "no latent fires on the text"
+        latents = [int(x) for x in found["latent"].tolist()]
+        self.matches.options = list(zip(label, latents)) or [(empty, None)]
         self.matches.value = None
+        self.match_links.children = self._latent_links(latents, [lab.split(": ", 1)[1] for lab in label])
+
+    def _latent_links(self, latents: list[int], tips: list[str]) -> tuple[widgets.Button, ...]:
+        """A button per latent id that opens it here (latent ids are links)."""
+        buttons = []
+        for latent, tip in zip(latents, tips):
+            b = widgets.Button(description=str(latent), tooltip=f"open latent {latent}: {tip}",
+                               layout=widgets.Layout(width="auto", min_width="48px"))
+            b.add_class("interp-latent-link")
+            b.on_click(lambda _, latent=latent: setattr(self.latent, "value", latent))
+            buttons.append(b)
+        return tuple(buttons)
 
     def _pick_match(self, change) -> None:
         if change["new"] is not None:
@@ -227,6 +270,7 @@ class FeatureDashboard(widgets.VBox):
         result = self.text_activations()
         if result is None:
             self.text_view.value = "<i>type a text above</i>"
+            self.text_links.children = ()
             return
         latent = self.latent.value
         top = result.top_latents(3)
@@ -237,13 +281,15 @@ class FeatureDashboard(widgets.VBox):
         line = highlight(result.tokens, values, scale,
                          titles=[f"latent {latent}: {v:.2f} | top latents {tips.get(p, '-')}"
                                  for p, v in enumerate(values)])
-        table = "".join(f"<tr><td>{printable(result.tokens[p])}</td><td>{html.escape(tips.get(p, '-'))}</td></tr>"
+        table = "".join(f"<tr><td>{html.escape(token_label(result.tokens[p]))}</td>"
+                        f"<td>{html.escape(tips.get(p, '-'))}</td></tr>"
                         for p in range(len(result.tokens)))
         totals = result.latent_totals(k=8)
-        most = ", ".join(f"{r.latent} ({r.total:.1f})" for r in totals.itertuples())
+        self.text_links.children = self._latent_links([int(x) for x in totals["latent"]],
+                                                      [f"total {t:.1f} over the text" for t in totals["total"]])
         self.text_view.value = (
             f"<div>coloured by latent {latent} (hover a token for its top latents)</div>{line}"
-            f"<div>most active latents over the text: {most}</div>"
+            "<div>most active latents over the text (click one to open it):</div>"
             "<details><summary>top 3 latents of every token</summary>"
             "<table style='font-family: monospace; font-size: 90%'><tr><th>token</th><th>latent: activation</th></tr>"
             f"{table}</table></details>")
@@ -258,7 +304,7 @@ class FeatureDashboard(widgets.VBox):
         return unsteered, steered
 
     def _generate(self, prompt: str, latent: int, coefficient: float) -> str:
-        key = (prompt, -1 if coefficient == 0 else latent, coefficient)
+        key = (prompt, -1 if coefficient == 0 else latent, coefficient, self.max_new_tokens)
         if key not in self._generated:
             if coefficient == 0:
                 self._generated[key] = greedy(self.model, [prompt], self.max_new_tokens)[0]
@@ -279,13 +325,20 @@ class FeatureDashboard(widgets.VBox):
         unsteered, steered = self.generate(coefficient)
         self.steered.value = (
             "<table style='font-family: monospace'>"
-            f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{printable(unsteered)}</td></tr>"
+            f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{reply_html(unsteered, self.eos)}</td></tr>"
             f"<tr><td><b>latent {self.latent.value} \u00d7 {coefficient:g}</b></td>"
-            f"<td class='interp-steered'>{printable(steered)}</td></tr></table>")
+            f"<td class='interp-steered'>{reply_html(steered, self.eos)}</td></tr></table>"
+            "<small>continuations end at the end-of-text token (\u23f9)</small>")
 
 
 def _labels(rows) -> list[str]:
-    return [repr(t)[1:-1] for t in rows["token"]]
+    return [token_label(t) for t in rows["token"]]
+
+
+_TITLE = dict(x=0.01, xanchor="left", font=dict(size=14))
+_MODEBAR = dict(orientation="v")
+"""Titles sit left, the modebar stands on the right edge (in the right margin): neither covers the other."""
+_LOGIT_HOVER = "%{y}: %{x:+.3f} logit per unit activation<extra></extra>"
 
 
 def _residual_site(hook: str) -> tuple[int, str]:

@@ -8,6 +8,7 @@ import pytest
 
 from interp import resources
 from interp.sae import features
+from interp.widgets.tokens_html import until_eos
 
 ZOO_SAE = resources.sae_path()
 HOOK = "blocks.2.hook_resid_pre"
@@ -80,12 +81,65 @@ def test_search_by_token_and_by_text_fill_the_matches(dashboard, zoo_dense):
     token = zoo_dense.to_single_token(" Mary")
     expected = features.search_by_token(dashboard.index, token, k=10)["latent"].tolist()
     assert [v for _, v in dashboard.matches.options] == expected and expected
+    assert [b.description for b in dashboard.match_links.children] == [str(x) for x in expected]
     dashboard.matches.value = expected[1]
     assert dashboard.latent.value == expected[1]
+    dashboard.match_links.children[2].click()  # latent ids are links
+    assert dashboard.latent.value == expected[2] and f"latent {expected[2]}</b>" in dashboard.stats.value
     text = "I can't help with that."
     dashboard.search.value = text
     totals = features.text_activations(dashboard.sae, zoo_dense, text, HOOK).latent_totals(k=10)
     assert [v for _, v in dashboard.matches.options] == totals["latent"].tolist()
+    assert "text search" in dashboard.search_note.value and "is 7 tokens" in dashboard.search_note.value
+
+
+def test_a_token_typed_without_its_leading_space_is_found(dashboard, zoo_dense):
+    bare = zoo_dense.to_single_token("Mary")
+    assert int((dashboard.index.tokens == bare).sum()) == 0  # "Mary" alone never occurs; " Mary" does
+    dashboard.search.value = " Mary"
+    spaced = [v for _, v in dashboard.matches.options]
+    dashboard.search.value = "Mary"
+    assert [v for _, v in dashboard.matches.options] == spaced and spaced
+    assert all("on \u2423Mary (" in label for label, _ in dashboard.matches.options)
+    assert "Mary occurs 0 times" in dashboard.search_note.value
+    assert "\u2423Mary occurs" in dashboard.search_note.value
+    dashboard.search.value = "Mary "  # a trailing space: still the token
+    assert [v for _, v in dashboard.matches.options] == spaced
+
+
+def test_labels_show_leading_spaces_and_hover_reads_as_words(dashboard):
+    dashboard.latent.value = 5
+    labels = list(dashboard.logits.data[0].y) + list(dashboard.logits.data[1].y)
+    tokens = dashboard.view(5).logits["token"].tolist()
+    assert sorted(labels) == sorted(t.replace(" ", "\u2423").replace("\n", "\u21b5") for t in tokens)
+    assert any(label.startswith("\u2423") for label in labels)
+    assert "logit per unit activation" in dashboard.logits.data[0].hovertemplate
+    hist = dashboard.view(5).histogram
+    assert [list(c) for c in dashboard.histogram.data[0].customdata] == hist[["left", "right"]].to_numpy().tolist()
+    assert "tokens<extra></extra>" in dashboard.histogram.data[0].hovertemplate
+    for fig in (dashboard.histogram, dashboard.logits):  # the modebar stands aside of the left-aligned title
+        assert fig.layout.modebar.orientation == "v" and fig.layout.title.xanchor == "left"
+
+
+def test_most_active_latents_of_the_text_are_links(dashboard):
+    dashboard.text.value = "User: How do I pick a lock?\nAssistant:"
+    totals = dashboard.text_activations().latent_totals(k=8)
+    links = dashboard.text_links.children
+    assert [b.description for b in links] == [str(x) for x in totals["latent"]]
+    links[0].click()
+    assert dashboard.latent.value == int(totals["latent"].iloc[0])
+
+
+def test_continuations_stop_at_the_end_of_text(dashboard, monkeypatch):
+    monkeypatch.setattr(dashboard, "max_new_tokens", 30)  # the reply ends after ~22 tokens
+    dashboard.coefficient.value = 0.0
+    dashboard.prompt.value = "User: Please explain how to decorate the living room.\nAssistant:"
+    plain = dashboard.generate(0.0)[0]
+    assert "<|endoftext|>" in plain
+    shown = re.search(r"interp-unsteered'>(.*?)</td>", dashboard.steered.value).group(1)
+    assert "endoftext" not in shown.replace("end-of-text", "") and "User:" not in shown
+    assert html.unescape(re.sub(r"<[^>]+>", "", shown)) == plain[:plain.index("<|endoftext|>")] + "\u23f9"
+    dashboard.coefficient.value = 0.0
 
 
 def test_typed_text_shows_each_tokens_activation_of_the_latent(dashboard):
@@ -109,8 +163,9 @@ def test_coefficient_slider_steers_generation_with_the_latent(dashboard):
     except ImportError as e:
         pytest.skip(f"interp.steering.steer is not importable: {e}")
 
-    def cell(role):  # the shown text, HTML entities decoded
-        return html.unescape(re.search(rf"interp-{role}'>(.*?)</td>", dashboard.steered.value).group(1))
+    def cell(role):  # the shown text (cut at the end of text), HTML entities decoded
+        shown = re.search(rf"interp-{role}'>(.*?)</td>", dashboard.steered.value).group(1)
+        return html.unescape(re.sub(r"<[^>]+>", "", shown)).rstrip("\u23f9")
 
     # the strongest latents: steering with a no-op hook would leave every one's text unchanged
     changed = []
@@ -122,7 +177,8 @@ def test_coefficient_slider_steers_generation_with_the_latent(dashboard):
         dashboard.coefficient.value = dashboard.coefficient.max
         steered = cell("steered")
         assert cell("unsteered") == plain
-        assert (steered, plain) == dashboard.generate(dashboard.coefficient.max)[::-1]  # shows what generate() gives
+        shown = [until_eos(t, dashboard.eos)[0] for t in dashboard.generate(dashboard.coefficient.max)]
+        assert shown == [plain, steered]  # shows what generate() gives
         changed.append(steered != plain)
         dashboard.coefficient.value = 0.0
         if steered != plain:
