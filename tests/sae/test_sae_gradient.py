@@ -44,3 +44,24 @@ def test_gradient_is_detached():
     sae.encode(X, g).top_acts.sum().backward()
     assert g.grad is None and sae.W_enc.grad is not None
     assert sae.W_dec.grad is None  # the attribution d_i . g sends nothing into the decoder
+
+
+def test_batch_rms_makes_the_selection_independent_of_the_gradient_scale():
+    def sae(**params):
+        return SparseAutoencoder(SAEConfig(d_in=16, n_latents=48, k=6, variant="gradient",
+                                           params={"beta": 2.0, **params}))
+
+    rms = sae(grad_norm="batch_rms")
+    codes = [code_to_dense(rms.encode(X, G * c), 48) for c in (1e-3, 1.0, 50.0)]
+    assert torch.equal(codes[0], codes[1]) and torch.equal(codes[1], codes[2])
+    none = sae()  # as cached: the bonus grows with g
+    assert not torch.equal(code_to_dense(none.encode(X, G * 1e-3), 48), code_to_dense(none.encode(X, G * 50), 48))
+    unit = G / G.pow(2).mean().sqrt()  # batch_rms of G equals feeding the unit-RMS G to grad_norm="none"
+    torch.testing.assert_close(codes[1], code_to_dense(none.encode(X, unit), 48))
+
+
+def test_selection_change_is_zero_at_beta_zero_and_grows_with_beta():
+    from interp.sae.variants.gradient import selection_change
+
+    changes = [selection_change(_sae(b), X, G) for b in (0.0, 1.0, 30.0)]
+    assert changes[0] == 0.0 and 0 < changes[1] <= changes[2] <= 1
