@@ -1,7 +1,8 @@
 """`PatchingView(scores, ...)`: patching scores as [layer, position] heatmaps in a notebook.
 
 A method selector switches every heatmap (one per component, and heads when present) to that
-method's scores; a table shows each method's Pearson r with exact activation patching; clicking
+method's scores, all on one colour scale symmetric about 0 (± the largest |score| of the
+method over every map shown, so colours compare across maps); a table shows each method's Pearson r with exact activation patching; clicking
 a cell (or calling `select`) shows that node's verification: the method's score beside the
 exact activation-patching score, from `interp.patching.verify` when the view has the model,
 prompts and metric, else from the "ap" rows of `scores`. Display only: every number comes
@@ -18,9 +19,13 @@ import plotly.graph_objects as go
 
 from interp.patching import correlations, score_map, verify
 from interp.patching.nodes import Site, parse_node
+from interp.widgets.tokens_html import token_label
 
 TITLES = {"ap": "activation patching (exact)", "atp": "attribution patching (AtP)", "relp": "relevance patching (RelP)",
           "ig": "integrated gradients"}
+COLORBAR_TITLE = "score<br>(Δ metric)"
+"""Every method's score is in the metric's units: the change of the metric the node accounts for."""
+BUSY = "<span class='interp-busy'>⏳</span>"
 
 
 class PatchingView(widgets.VBox):
@@ -58,29 +63,63 @@ class PatchingView(widgets.VBox):
         self.figures = {c: self._figure(c) for c in self.components}
         self.method.observe(lambda change: self._redraw(), names="value")
         self._redraw()
-        super().__init__([widgets.HBox([self.method, self.correlation]),
-                          widgets.HBox(list(self.figures.values()), layout=widgets.Layout(flex_flow="row wrap")),
-                          self.verification])
+        # the verification sits above the maps, so a click's answer is on screen beside the click
+        super().__init__([widgets.HBox([self.method, self.correlation]), self.verification,
+                          widgets.HBox(list(self.figures.values()), layout=widgets.Layout(flex_flow="row wrap"))])
 
     # --- views ---------------------------------------------------------------------------
     def _figure(self, component: str) -> go.FigureWidget:
-        fig = go.FigureWidget(data=[go.Heatmap(z=[[0]], colorscale="RdBu", reversescale=True, zmid=0)],
-                              layout=go.Layout(height=260 if component != "head" else 420, width=460,
-                                               margin=dict(l=60, r=10, t=40, b=60), title=component,
-                                               yaxis=dict(autorange="reversed", title="layer")))
+        fig = go.FigureWidget(
+            data=[go.Heatmap(z=[[0]], colorscale="RdBu", reversescale=True, zmid=0,
+                             colorbar=dict(title=dict(text=COLORBAR_TITLE, side="right")),
+                             hovertemplate="%{y} · position %{x}<br>score %{z:.4g}<extra></extra>"),
+                  go.Scatter(x=[], y=[], mode="markers", name="selected", showlegend=False, hoverinfo="skip",
+                             marker=dict(symbol="square-open", size=16, color="black", line=dict(width=3)))],
+            layout=go.Layout(height=260 if component != "head" else 420, width=480,
+                             margin=dict(l=70, r=10, t=40, b=60), title=component,
+                             yaxis=dict(autorange="reversed", type="category",
+                                        title="L.H (layer.head)" if component == "head" else "layer"),
+                             xaxis=dict(type="category")))
         fig.data[0].on_click(lambda trace, points, state, c=component: self._on_click(c, points))
         return fig
 
+    def colour_range(self, method: str) -> float:
+        """The method's colour scale is [-r, r]: r = the largest |score| over every map shown."""
+        r = max(float(score_map(self.scores, c, method).abs().max().max()) for c in self.components)
+        return r if r > 0 else 1.0
+
     def _redraw(self) -> None:
         m = self.method.value
+        r = self.colour_range(m)
         for c, fig in self.figures.items():
             grid = score_map(self.scores, c, m)
-            x = [self.tokens[p] if self.tokens is not None and p < len(self.tokens) else str(p) for p in grid.columns]
             with fig.batch_update():
                 fig.data[0].z = grid.to_numpy()
-                fig.data[0].x = [f"{p}:{t}" for p, t in zip(grid.columns, x)]
+                fig.data[0].x = [self._position_label(p) for p in grid.columns]
                 fig.data[0].y = [str(r) for r in grid.index]
+                fig.data[0].zmin, fig.data[0].zmax = -r, r
                 fig.layout.title = f"{c} — {TITLES.get(m, m)}"
+        self._mark()
+
+    def _position_label(self, p: int) -> str:
+        token = self.tokens[p] if self.tokens is not None and p < len(self.tokens) else ""
+        return f"{p}:{token_label(token)}"
+
+    def _mark(self) -> None:
+        """Outline the selected node's cell on its map (and nothing on the others)."""
+        cell = self._cell(self.selected[1]) if self.selected is not None else None
+        for c, fig in self.figures.items():
+            x, y = ([cell[2]], [cell[1]]) if cell is not None and cell[0] == c else ([], [])
+            with fig.batch_update():
+                fig.data[1].x, fig.data[1].y = x, y
+
+    def _cell(self, node: str) -> tuple[str, str, str] | None:
+        """(component, row label, column label) of `node`'s cell, None where it has none."""
+        ref = parse_node(node)
+        if ref.component not in self.figures:
+            return None
+        row = f"L{ref.layer}.H{ref.unit}" if ref.component == "head" else str(ref.layer)
+        return ref.component, row, self._position_label(ref.position)
 
     def _correlation_html(self) -> str:
         if self.reference not in set(self.scores["method"]) or self.scores["method"].nunique() < 2:
@@ -116,10 +155,17 @@ class PatchingView(widgets.VBox):
         one = self.scores[(self.scores["method"] == method) & (self.scores["node"] == node)]
         if one.empty:
             raise ValueError(f"node={node!r} has no {method} score in this view")
-        key = (method, node)
-        if key not in self._verified:
-            self._verified[key] = self._verify(one, method, node)
+        key, before = (method, node), self.selected
         self.selected = key
+        self._mark()
+        if key not in self._verified:
+            self.verification.value = f"{BUSY} verifying <b>{html.escape(node)}</b> by exact patching…"
+            try:
+                self._verified[key] = self._verify(one, method, node)
+            except ValueError:
+                self.selected = before
+                self._mark()
+                raise
         row = self._verified[key]
         self.verification.value = (
             f"<b>{html.escape(node)}</b> ({html.escape(TITLES.get(method, method))}): score {row['approx']:.4f}, "

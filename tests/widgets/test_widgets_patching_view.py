@@ -77,3 +77,34 @@ def test_head_cells_verify_the_head_and_scores_alone_use_the_ap_rows(scores):
     assert view._verified[view.selected]["exact"] == ap
     with pytest.raises(ValueError, match="method="):
         PatchingView(scores, method="ig")
+
+
+def test_one_symmetric_titled_scale_per_method(view, scores):
+    for method in ("relp", "ap"):
+        view.method.value = method
+        r = max(score_map(scores, c, method).abs().max().max() for c in view.figures)
+        for fig in view.figures.values():
+            assert (fig.data[0].zmin, fig.data[0].zmax) == pytest.approx((-r, r))
+            assert fig.data[0].zmid == 0 and "score" in fig.data[0].colorbar.title.text
+    assert view.figures["head"].layout.yaxis.title.text.startswith("L.H")
+    assert view.figures["resid_pre"].layout.yaxis.title.text == "layer"
+    labels = view.figures["resid_pre"].data[0].x
+    assert any("\u2423" in label for label in labels)  # tokens with their leading space visible
+
+
+def test_the_clicked_cell_is_marked_on_its_map_only(scores):
+    from interp.widgets import PatchingView
+
+    view = PatchingView(scores, method="relp")
+    assert all(len(f.data[1].x) == 0 for f in view.figures.values())
+    view.figures["head"].data[0]._dispatch_on_click(Points(point_inds=[(5, 3)], xs=[3], ys=[5], trace_index=0),
+                                                    InputDeviceState())
+    head = view.figures["head"]
+    assert list(head.data[1].y) == [head.data[0].y[5]] and list(head.data[1].x) == [head.data[0].x[3]]
+    assert all(len(f.data[1].x) == 0 for c, f in view.figures.items() if c != "head")
+    view.select("resid_pre.L1.P2")
+    resid = view.figures["resid_pre"]
+    assert list(resid.data[1].y) == ["1"] and list(resid.data[1].x) == [resid.data[0].x[2]]
+    assert len(head.data[1].x) == 0
+    view.method.value = "ap"  # another method keeps the mark where it is
+    assert list(resid.data[1].y) == ["1"]
