@@ -65,12 +65,12 @@ def _afa_parts(x, **params):
 
 
 def test_afa_weight_relative_to_reconstruction_is_the_papers_on_any_input_scale():
-    """Default objective: afa / nmse = lambda * AFA / element-wise MSE (the paper's relative
+    """afa_scale="mse": afa / nmse = lambda * AFA / element-wise MSE (the paper's relative
     weight), the same when the inputs are scaled (normalize="none")."""
     x = torch.randn(64, 16, generator=torch.Generator().manual_seed(2)) + 0.5
     ratios = []
     for c in (1.0, 10.0):
-        sae, out = _afa_parts(x * c)
+        sae, out = _afa_parts(x * c, afa_scale="mse")
         code = out.code
         f = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
         mse = (x * c - out.x_hat).pow(2).mean()
@@ -81,9 +81,10 @@ def test_afa_weight_relative_to_reconstruction_is_the_papers_on_any_input_scale(
     assert abs(ratios[0] - ratios[1]) <= 1e-3 * ratios[0]
 
 
-def test_afa_scale_nmse_keeps_the_term_added_to_nmse_as_is():
+def test_afa_scale_nmse_by_default_keeps_the_term_added_to_nmse_as_is():
     x = torch.randn(64, 16, generator=torch.Generator().manual_seed(2)) * 3
-    sae, out = _afa_parts(x, afa_scale="nmse")
+    sae, out = _afa_parts(x)
+    assert sae.cfg.params.afa_scale == "nmse"  # the objective the committed results used
     code = out.code
     f = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
     torch.testing.assert_close(out.parts["afa"], sae.cfg.params.afa_coef * afa.afa_loss(f, x))

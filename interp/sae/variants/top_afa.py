@@ -9,12 +9,12 @@ Objective. The paper's loss is MSE + lambda * mean_b (||f_b|| - ||x_b||)^2 with 
 element-wise mean on layer-normed inputs (f including the bias atom). Every variant here trains
 on NMSE = MSE / sigma^2, sigma^2 = sum_b ||x_b - mu||^2 / (B d) the batch's variance per
 element, which is not a constant rescaling of that loss: adding lambda * AFA to NMSE weighs the
-AFA term sigma^2 times (V/d, V = mean ||x - mu||^2) more than the paper does. With
-`afa_scale="mse"` (default) the term added is lambda * AFA / sigma^2, so the loss is
+AFA term sigma^2 = V / d times (V = mean ||x - mu||^2) what the paper does. With
+`afa_scale="mse"` [paper] the term added is lambda * AFA / sigma^2, so the loss is
 (MSE + lambda * AFA) / sigma^2: the paper's loss divided by one positive number per batch, the
 same relative weight on any input scale and with any `normalize` (on layer-normed inputs
-sigma^2 = 1 - ||mu||^2 / d ~ 1). `afa_scale="nmse"` keeps lambda * AFA added to NMSE [ours,
-before].
+sigma^2 = 1 - ||mu||^2 / d ~ 1). `afa_scale="nmse"` (default, what saes/RESULTS.md was trained
+with) adds lambda * AFA to NMSE [ours; its relative weight depends on the input scale].
 
 Initialisation (`init`): `tied` [ours; what saes/RESULTS.md used] the shared init (W_enc =
 W_dec^T, b_dec = geometric median) without the least-squares encoder rescale, since top-AFA's
@@ -48,9 +48,10 @@ class TopAFAConfig(VariantConfig):
     """Weight lambda_AFA of the AFA loss mean_b (||f_b|| - ||x_b||)^2."""
     k_max: int | None = None
     """Cap on the per-token k: candidates are the k_max largest pre-activations (None: n_latents, no cap)."""
-    afa_scale: Literal["mse", "nmse"] = "mse"
-    """What afa_coef is relative to: mse (the paper's element-wise MSE: the AFA term is divided
-    by the batch's variance per element, scale-free) or nmse (added to NMSE as is; ours, before)."""
+    afa_scale: Literal["nmse", "mse"] = "nmse"
+    """What afa_coef is relative to: nmse (added to NMSE as is; ours, the committed results') or
+    mse (the paper's element-wise MSE: the AFA term is divided by the batch's variance per
+    element, so its relative weight does not depend on the input scale)."""
     init: Literal["tied", "kaiming"] = "tied"
     """Initialisation: tied (ours, the committed results': W_enc = W_dec^T, b_dec = geometric
     median, no rescale) or kaiming (the authors': Kaiming-uniform encoder, b_dec = 0)."""
