@@ -1,5 +1,6 @@
-"""`interp patch ioi` (one method -> CSV + heatmap PNG) and `interp patch protocol` (the paper's
-IOI protocol -> results/relp_ioi.md)."""
+"""`interp patch ioi` / `interp patch pairs` (one method -> CSV + heatmap PNG) and `interp patch
+protocol` (the paper's protocol: on IOI alone -> results/relp_ioi.md; on several contrasts,
+models or a pair file -> results/relp.md)."""
 
 from __future__ import annotations
 
@@ -46,17 +47,24 @@ def register(subparsers) -> None:
     q.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
     add_model_flags(q)
     q.set_defaults(func=_pairs)
-    r = sub.add_parser("protocol", help="the paper's IOI protocol: AP vs AtP vs RelP, timing, SAE circuits")
-    r.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
-    r.add_argument("--n", type=int, default=32, help="prompt pairs per template (default: 32)")
+    r = sub.add_parser("protocol", help="the paper's protocol: AP vs AtP vs RelP, timing, SAE circuits",
+                       description="With --task ioi and one model (the default): the IOI study with templates, "
+                       "verification and the SAE comparison (results/relp_ioi.md). With several tasks or models, "
+                       "or --pairs: one section per (model, contrast) (results/relp.md).")
+    r.add_argument("--task", default=None, help="comma-separated built-in contrasts, of "
+                   "ioi, refusal, jailbreak (default: ioi)")
+    r.add_argument("--pairs", default=None, help="a JSON Lines pair file (as `interp patch pairs`) instead of --task")
+    r.add_argument("--model", default="zoo-dense", help="comma-separated models (default: zoo-dense)")
+    r.add_argument("--n", type=int, default=32, help="prompt pairs per template or contrast (default: 32)")
     r.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
     r.add_argument("--templates", default="0", help="comma-separated template indices (the first one drives "
                    "the maps, verification and SAE comparison) (default: 0)")
     r.add_argument("--sae", default=None, help="SAE directory for the feature-circuit comparison, or 'none' "
-                   f"(default: the shipped {resources.DEFAULT_SAE})")
+                   f"(default: the shipped {resources.DEFAULT_SAE} for the IOI study, none for contrasts)")
     r.add_argument("--ig-steps", type=int, default=10, help="IG steps of the SAE comparison (default: 10)")
     r.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
-    r.add_argument("--out", default="results/relp_ioi.md", help="report path (default: results/relp_ioi.md)")
+    r.add_argument("--out", default=None, help="report path (default: results/relp_ioi.md for the IOI study, "
+                   "results/relp.md otherwise)")
     add_model_flags(r)
     r.set_defaults(func=_protocol)
     p.set_defaults(func=lambda args: p.print_help() or 2)
@@ -103,6 +111,20 @@ def _score(args, model, inputs, task: str) -> int:
 
 
 def _protocol(args) -> int:
+    from interp.errors import UserError
+
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if args.pairs is not None and args.task is not None:
+        raise UserError(f"--task={args.task!r} and --pairs={args.pairs!r}: give one of them")
+    tasks = None if args.pairs else [t.strip() for t in (args.task or "ioi").split(",") if t.strip()]
+    if not models or tasks == []:
+        raise UserError(f"--model={args.model!r} / --task={args.task!r}: name at least one")
+    if tasks == ["ioi"] and len(models) == 1:
+        return _ioi_study(args)
+    return _contrasts(args, models, tasks)
+
+
+def _ioi_study(args) -> int:
     from interp.patching.protocol import ioi_study
     from interp import resources
     from interp.models import model_from_flags
@@ -115,6 +137,35 @@ def _protocol(args) -> int:
         sae = None if args.sae.lower() == "none" else args.sae
     study = ioi_study(args.model, args.n, args.split, _ints(args.templates, "templates"), sae,
                       ig_steps=args.ig_steps, seed=args.seed, model=model_from_flags(args))
-    path = write_ioi_report(study, args.out)
+    path = write_ioi_report(study, args.out or "results/relp_ioi.md")
+    print(path.read_text())
+    return 0
+
+
+def _contrasts(args, models: list[str], tasks: list[str] | None) -> int:
+    from interp.models import model_from_flags
+    from interp.patching.contrasts import CONTRASTS, contrast_inputs
+    from interp.patching.pairs import pair_inputs, read_pairs
+    from interp.patching.protocol import contrast_study
+    from interp.patching.report import protocol_command, write_contrast_report
+    from interp.errors import UserError
+
+    bad = [t for t in tasks or [] if t not in CONTRASTS]
+    if bad:
+        raise UserError(f"--task={bad[0]!r} is not a built-in contrast; allowed: {', '.join(CONTRASTS)} "
+                        "(or --pairs FILE.jsonl)")
+    sae = None if args.sae is None or args.sae.lower() == "none" else args.sae
+    pairs = read_pairs(args.pairs) if args.pairs else None
+    out = args.out or "results/relp.md"
+    studies = []
+    for name in models:
+        model = model_from_flags(args, name)
+        for task in tasks or [args.pairs]:
+            inputs = pair_inputs(model, pairs) if pairs else contrast_inputs(model, task, args.n, args.split, args.seed)
+            studies.append(contrast_study(model, name, task, inputs, args.split, args.seed, sae,
+                                          ig_steps=args.ig_steps))
+    n = len(pairs) if pairs else args.n
+    path = write_contrast_report(studies, out, protocol_command(models, n, args.split, args.seed, out, tasks,
+                                                                args.pairs))
     print(path.read_text())
     return 0

@@ -17,42 +17,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from interp.patching.contrasts import ioi_inputs  # noqa: F401 (re-exported: the IOI contrast)
 from interp.patching.attribution import attribution_patching, relevance_patching
 from interp.patching.exact import activation_patching
 from interp.patching.faithfulness import faithfulness_curve
-from interp.patching.inputs import aligned_pair
 from interp.patching.integrated_gradients import integrated_gradients
 from interp.patching.maps import correlations
 from interp.patching.nodes import DEFAULT_COMPONENTS, SAEHook
-from interp.patching.pairs import PatchInputs, inputs_for, score
+from interp.patching.pairs import PatchInputs
 from interp.tasks import ioi
 
 DEFAULT_SIZES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-
-
-def ioi_inputs(model, n: int = 32, split: str = "train", template: int = 0, seed: int = 0) -> PatchInputs:
-    """`n` IOI pairs of the `template`-th template of `split` that share one token length,
-    tokenised, with the metric calibrated on this model (clean = 1, corrupt = 0)."""
-    pool = ioi.templates(split)
-    if not isinstance(template, int) or not 0 <= template < len(pool):
-        raise ValueError(f"template={template!r} must be an index 0..{len(pool) - 1} into the {split} templates")
-    pairs = _equal_length_pairs(model, ioi.generate(4 * n, split, seed, template=pool[template], tokenizer=model), n)
-    clean, corrupt = aligned_pair(model, [p.prompt for p in pairs], [p.corrupt for p in pairs])
-    io, s = ioi.answer_ids(model, pairs)
-    return inputs_for(model, clean, corrupt, io, s, pairs)
-
-
-def _equal_length_pairs(model, candidates: list, n: int) -> list:
-    """The first `n` candidates whose prompt has the most common token length. [ours] A template
-    that starts with a name ("{A} and {B} walked ...") tokenises the unspaced first name into a
-    varying number of tokens; keeping one length keeps every position aligned."""
-    lengths = [len(model.to_str_tokens(p.prompt)) for p in candidates]
-    mode = max(set(lengths), key=lambda L: (lengths.count(L), -L))
-    kept = [p for p, L in zip(candidates, lengths) if L == mode][:n]
-    if len(kept) < n:
-        raise ValueError(f"n={n}: only {len(kept)} of {len(candidates)} prompts of this template share one token "
-                         "length; ask for fewer prompts")
-    return kept
 
 
 @dataclass
@@ -119,6 +94,15 @@ class SAEComparison:
     def n_nodes(self) -> int:
         """(latent, position) nodes scored by each method."""
         return len(self.scores) // 2
+
+
+def sae_comparison(model, inputs: PatchInputs, sae_path, sizes: tuple[int, ...] | None = None,
+                   ig_steps: int = 10) -> SAEComparison:
+    """`sae_circuits` of the SAE at `sae_path` on `inputs`, with the Pearson r of RelP and IG."""
+    hook = SAEHook.load(sae_path)
+    scores, curves = sae_circuits(model, inputs, hook, sizes or DEFAULT_SIZES, ig_steps)
+    r = scores.pivot(index="node", columns="method", values="score").corr().loc["relp", "ig"]
+    return SAEComparison(str(sae_path), hook.hook, hook.sae.cfg.n_latents, ig_steps, scores, curves, float(r))
 
 
 @dataclass
@@ -193,12 +177,55 @@ def ioi_study(model_name: str = "zoo-dense", n: int = 32, split: str = "train", 
         across = across.reset_index()
     checks = pd.DataFrame([verify(res.scores[res.scores["method"] == m], 10, model, first.clean, first.corrupt,
                                   first.metric).summary() for m in ("atp", "relp")])
-    sae = None
-    if sae_path:
-        hook = SAEHook.load(sae_path)
-        scores, curves = sae_circuits(model, first, hook, sizes or DEFAULT_SIZES, ig_steps)
-        r = scores.pivot(index="node", columns="method", values="score").corr().loc["relp", "ig"]
-        sae = SAEComparison(str(sae_path), hook.hook, hook.sae.cfg.n_latents, ig_steps, scores, curves, float(r))
+    sae = sae_comparison(model, first, sae_path, sizes, ig_steps) if sae_path else None
     return IOIStudy(model_name=model_name, n_layers=model.cfg.n_layers, d_model=model.cfg.d_model, n=n, split=split,
                     seed=seed, templates=table, correlations=wide, across_templates=across, seconds=res.seconds,
                     checks=checks, maps=res.scores, tokens=model.to_str_tokens(first.clean[0]), sae=sae)
+
+
+@dataclass
+class ContrastStudy:
+    """The protocol on one contrast and one model (`contrast_study`): a section of `results/relp.md`."""
+
+    model_name: str
+    n_layers: int
+    d_model: int
+    task: str
+    """A key of `interp.patching.contrasts.CONTRASTS`, or the path of a pair file."""
+    n: int
+    split: str
+    seed: int
+    accuracy: float
+    """Fraction of clean prompts whose answer's logit beats the wrong one's."""
+    ld_clean: float
+    ld_corrupt: float
+    correlations: pd.DataFrame
+    """Pearson r with AP: one row per component; columns component, atp, relp."""
+    seconds: dict[str, float]
+    """Wall-clock of AP (the full sweep), AtP and RelP."""
+    maps: pd.DataFrame = field(repr=False)
+    """Tidy scores of AP, AtP and RelP (drawn as heatmaps)."""
+    tokens: list[str] = field(default_factory=list)
+    """The first clean prompt's tokens."""
+    sae: SAEComparison | None = None
+
+    @property
+    def speedup(self) -> float:
+        """Wall-clock of the full AP sweep / wall-clock of RelP."""
+        return self.seconds["ap"] / self.seconds["relp"]
+
+
+def contrast_study(model, model_name: str, task: str, inputs: PatchInputs, split: str = "train", seed: int = 0,
+                   sae_path=None, sizes: tuple[int, ...] | None = None, ig_steps: int = 10,
+                   repeats: int = 3) -> ContrastStudy:
+    """The protocol (`run_protocol`) on `inputs` of contrast `task`, and with `sae_path` the
+    SAE-circuit comparison (`sae_comparison`). `split`/`seed` only label how `inputs` were drawn."""
+    res = run_protocol(model, inputs, repeats=repeats)
+    wide = res.correlations.pivot(index="component", columns="method", values="pearson").reset_index()
+    wide.columns.name = None
+    sae = sae_comparison(model, inputs, sae_path, sizes, ig_steps) if sae_path else None
+    return ContrastStudy(model_name=model_name, n_layers=model.cfg.n_layers, d_model=model.cfg.d_model, task=task,
+                         n=int(inputs.clean.shape[0]), split=split, seed=seed, accuracy=inputs.accuracy,
+                         ld_clean=inputs.metric.clean_value, ld_corrupt=inputs.metric.corrupt_value,
+                         correlations=wide[["component", "atp", "relp"]], seconds=res.seconds, maps=res.scores,
+                         tokens=model.to_str_tokens(inputs.clean[0]), sae=sae)

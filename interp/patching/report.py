@@ -1,6 +1,7 @@
 """What the patching commands write: `results/relp_ioi.md`, an `IOIStudy`
-(`interp.patching.protocol.ioi_study`) rendered as markdown plus its PNG figures, and one
-method's scores as CSV plus heatmaps (`write_scores`). Rendering computes nothing new: the
+(`interp.patching.protocol.ioi_study`) rendered as markdown plus its PNG figures;
+`results/relp.md`, one `ContrastStudy` per (model, contrast) with the command that reproduces
+each table (`write_contrast_report`); and one method's scores as CSV plus heatmaps (`write_scores`). Rendering computes nothing new: the
 targets' met/NO and every verdict sentence follow from the study's numbers and the bounds
 stated here."""
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 from interp import markdown
 from interp.atomic import replacing, write_text
-from interp.patching.protocol import IOIStudy
+from interp.patching.protocol import ContrastStudy, IOIStudy
 from interp.targets import Target
 from interp.targets import table as targets_table
 
@@ -161,6 +162,118 @@ def write_ioi_report(study: IOIStudy, out: str | Path = "results/relp_ioi.md") -
     """Write the figures and the markdown report of `study` to `out` (atomically); returns its path."""
     write_ioi_figures(study, out)
     return write_text(Path(out), ioi_markdown(study, out))
+
+
+def protocol_command(models: list[str], n: int, split: str, seed: int, out: str | Path,
+                     tasks: list[str] | None = None, pairs: str | None = None) -> str:
+    """The `interp patch protocol` command line that writes the contrast report `out`."""
+    what = f"--pairs {pairs}" if pairs else f"--task {','.join(tasks or [])} --n {n} --split {split} --seed {seed}"
+    return f"interp patch protocol {what} --model {','.join(models)} --out {out}"
+
+
+def contrast_verdict(correlations: pd.DataFrame) -> str:
+    """How RelP and AtP compare on one run, from its Pearson r with AP per component
+    (columns component, atp, relp): on how many components each is ahead, by more than
+    `CLOSE_R` where it is, and where each falls below `FAIL_R`."""
+    r = correlations.set_index("component")
+    gap = r["relp"] - r["atp"]
+    ahead = [c for c in r.index if gap[c] > 0]
+    clear = [c for c in ahead if gap[c] > CLOSE_R]
+    behind = [c for c in r.index if gap[c] < -CLOSE_R]
+    lines = [f"RelP beats AtP on {len(ahead)} of {len(r)} components"
+             + (f" (by more than {CLOSE_R:g} on {', '.join(clear)})" if clear else "")
+             + (f"; AtP beats RelP by more than {CLOSE_R:g} on {_listed(behind, r)}" if behind else "") + "."]
+    for name, col in (("RelP", "relp"), ("AtP", "atp")):
+        low = [c for c in r.index if r.loc[c, col] < FAIL_R]
+        if low:
+            lines.append(f"{name}'s r is below {FAIL_R:g} on {', '.join(low)}.")
+    return " ".join(lines)
+
+
+def overall_verdict(studies: list[ContrastStudy]) -> str:
+    """The verdict over every (model, contrast, component) cell of `studies`: where RelP's r
+    exceeds AtP's, and the runs on which AtP is ahead by more than `CLOSE_R`."""
+    cells = [(s, row) for s in studies for row in s.correlations.itertuples()]
+    ahead = sum(row.relp > row.atp for _, row in cells)
+    behind = [f"{s.task} on {s.model_name} ({row.component}: AtP {row.atp:.3f}, RelP {row.relp:.3f})"
+              for s, row in cells if row.relp < row.atp - CLOSE_R]
+    clear = sum(row.relp > row.atp + CLOSE_R for _, row in cells)
+    text = (f"Over {len(studies)} runs, RelP's Pearson r with AP exceeds AtP's on {ahead} of {len(cells)} "
+            f"(model, contrast, component) cells, by more than {CLOSE_R:g} on {clear}")
+    models = list(dict.fromkeys(s.model_name for s, _ in cells))
+    if len(models) > 1:
+        text += " (" + "; ".join(f"{m}: {sum(row.relp > row.atp for s, row in cells if s.model_name == m)} of "
+                                 f"{sum(s.model_name == m for s, _ in cells)}" for m in models) + ")"
+    text += ". "
+    if behind:
+        text += f"AtP is ahead by more than {CLOSE_R:g} on {len(behind)}: {'; '.join(behind)}."
+    else:
+        text += f"AtP is nowhere ahead by more than {CLOSE_R:g}."
+    return text
+
+
+def _maps_path(out: Path, study: ContrastStudy) -> Path:
+    label = Path(study.task).stem if study.task.endswith(".jsonl") else study.task
+    return out.with_name(f"{out.stem}_{label}_{Path(study.model_name).name}_maps.png")
+
+
+def contrast_markdown(studies: list[ContrastStudy], out: str | Path, command: str) -> str:
+    """The contrast report's markdown: `command` (which wrote it) at the top, then per study its
+    setup, the command that reproduces its table alone, the table and its verdict."""
+    from interp.patching.contrasts import CONTRASTS
+
+    out = Path(out)
+    lines = ["# Relevance patching against activation patching on several contrasts", "",
+             "Reproduce the whole file (and its figures):", "", "```bash", command, "```", "",
+             "* Protocol [paper]: per contrast, clean/corrupt pairs of one token length; metric = logit difference "
+             "answer - wrong at the last position, mean over pairs, normalised so clean = 1 and corrupt = 0; "
+             "denoising direction. AP (activation patching of every [layer, position] node of resid_pre, attn_out, "
+             "mlp_out) is the ground truth; AtP and RelP (the paper's default rules: LN + identity + half) are "
+             "scored by the Pearson r of their maps with AP's.",
+             f"* Verdicts are computed from the numbers: 'beats' = higher r; a gap counts as clear above "
+             f"{CLOSE_R:g}; a method fails to track AP on a component below r {FAIL_R:g}.",
+             "* Wall-clock: AP once; AtP and RelP median of 3 runs; same machine, same inputs.", "",
+             "## Verdict", "", overall_verdict(studies), ""]
+    for s in studies:
+        c = CONTRASTS.get(s.task)
+        label = s.task if c else f"pairs `{s.task}`"
+        # One table alone goes to a file of its own ("-" apart from this report's "_" figure names).
+        alone = out.with_name(f"{out.stem}-{Path(s.task).stem}-{Path(s.model_name).name}.md")
+        one = (protocol_command([s.model_name], s.n, s.split, s.seed, alone, tasks=[s.task]) if c else
+               protocol_command([s.model_name], s.n, s.split, s.seed, alone, pairs=s.task))
+        if s.task == "ioi":  # --task ioi alone is the IOI study, whose template-0 table this is
+            one = (f"interp patch protocol --task ioi --model {s.model_name} --n {s.n} --split {s.split} --templates 0 "
+                   f"--seed {s.seed} --sae none --out {alone}")
+        table = s.correlations.assign(gap=s.correlations["relp"] - s.correlations["atp"])
+        lines += [f"## {label} on {s.model_name} ({s.n_layers} layers, d_model {s.d_model})", ""]
+        if c:
+            lines += [f"* clean: {c.clean}; corrupt: {c.corrupt}; metric: {c.metric}.", ""]
+        lines += ["Reproduce this table" + (" (the IOI report's template-0 table)" if s.task == "ioi" else "") + ":",
+                  "", "```bash", one, "```", "",
+                  f"{s.n} pairs of {len(s.tokens)} tokens "
+                  + (f"({s.split} split, seed {s.seed})" if c else f"(all of `{s.task}`)") + "; clean accuracy "
+                  f"{s.accuracy:.3f}; LD clean {s.ld_clean:.2f}, LD corrupt {s.ld_corrupt:.2f}.", "",
+                  markdown.table(table.rename(columns={"atp": "AtP", "relp": "RelP", "gap": "RelP - AtP"})), "",
+                  contrast_verdict(s.correlations), "",
+                  f"Wall-clock: AP {s.seconds['ap']:.2f} s, AtP {s.seconds['atp']:.3f} s, RelP "
+                  f"{s.seconds['relp']:.3f} s; AP sweep / RelP = {s.speedup:.1f}x.", "",
+                  f"![AP, AtP and RelP maps]({_maps_path(out, s).name})", ""]
+        if s.sae:
+            wide_f = s.sae.curves.pivot(index="size", columns="method", values="faithfulness").reset_index()
+            lines += [f"SAE `{s.sae.path}` (hook `{s.sae.hook}`): Pearson r of RelP and IG ({s.sae.ig_steps} steps) "
+                      f"over {s.sae.n_nodes} latent nodes {s.sae.pearson:.3f}; faithfulness by circuit size:", "",
+                      markdown.table(wide_f.rename(columns={"relp": "RelP", "ig": "IG"})), ""]
+    return "\n".join(lines)
+
+
+def write_contrast_report(studies: list[ContrastStudy], out: str | Path, command: str) -> Path:
+    """Write each study's heatmaps beside `out` and the markdown report (atomically); returns its path."""
+    from interp.patching.plot import heatmaps
+
+    out = Path(out)
+    for s in studies:
+        heatmaps(s.maps, path=_maps_path(out, s), tokens=s.tokens)
+    return write_text(out, contrast_markdown(studies, out, command))
 
 
 def write_scores(scores: pd.DataFrame, stem: str | Path, tokens: list[str] | None = None) -> tuple[Path, Path]:
