@@ -1,5 +1,7 @@
 """`ExpertMap(model, scores, prompts)`: a layer × expert map of behaviour scores; click
-experts to switch them off or force them on, and see the replies and refusal rate change.
+experts to switch them off or force them on, and see the replies and refusal rate change,
+on the harmful prompts and (given `benign=`) on benign ones: the collateral of the change,
+i.e. false refusals or lost answers where nothing should be refused.
 
 The heatmap is `interp.moe.score_matrix(scores)` (e.g. fTRI: mean selection on refused
 minus answered prompts). Clicking a cell adds the expert to (or removes it from) the set
@@ -20,25 +22,35 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from interp import moe
+from interp.widgets.tokens_html import reply_html
 
 MODES = ("switch off", "force on")
+BUSY = "<span class='interp-busy'>\u23f3 re-running the prompts\u2026</span>"
 
 
 class ExpertMap(widgets.VBox):
     """Show `scores` (an `interp.moe.score_experts` table) as a layer × expert heatmap over the
     MoE `model`, and re-run `prompts` with the experts clicked off or forced on.
 
-    `max_new_tokens`: reply length shown (default: enough for the refusal judge).
+    `benign`: prompts that should not be refused, re-run beside `prompts` to show the
+    collateral (their false-refusal rate). `max_new_tokens`: reply length shown (default:
+    enough for the refusal judge).
     """
 
-    def __init__(self, model, scores: pd.DataFrame, prompts: Sequence[str], max_new_tokens: int | None = None):
+    def __init__(self, model, scores: pd.DataFrame, prompts: Sequence[str], max_new_tokens: int | None = None,
+                 benign: Sequence[str] | None = None):
         self.n_layers, self.n_experts, self.k = moe.shape(model)
         if len(scores) != self.n_layers * self.n_experts:
             raise ValueError(f"scores has {len(scores)} rows, but the model has {self.n_layers} layers × "
                              f"{self.n_experts} experts: pass interp.moe.score_experts(...) of this model")
         if isinstance(prompts, str) or not prompts:
             raise ValueError(f"prompts={prompts!r} must be a non-empty list of strings")
+        if benign is not None and (isinstance(benign, str) or not benign):
+            raise ValueError(f"benign={benign!r} must be a non-empty list of strings (or None: no collateral view)")
         self.model, self.scores, self.prompts = model, scores, list(prompts)
+        self.benign = list(benign) if benign is not None else None
+        self.benign_results: pd.DataFrame | None = None
+        self.baseline_benign_rate: float | None = None
         self.max_new_tokens = max_new_tokens
         self.off: set[tuple[int, int]] = set()
         self.forced: set[tuple[int, int]] = set()
@@ -49,13 +61,14 @@ class ExpertMap(widgets.VBox):
         self.policy = widgets.Dropdown(options=moe.POLICIES, value=moe.POLICIES[0], description="policy")
         self.reset = widgets.Button(description="reset")
         self.status = widgets.HTML()
+        self.error = widgets.HTML()
         self.outputs = widgets.HTML()
         self.figure = self._figure()
         self.policy.observe(lambda change: self.run(), names="value")
         self.reset.on_click(lambda _: self.set_experts(off=(), forced=()))
         self.run()
         super().__init__([widgets.HBox([self.mode, self.policy, self.reset]), self.figure, self.status,
-                          self.outputs])
+                          self.error, self.outputs])
 
     # --- interaction ---------------------------------------------------------------------
     def toggle(self, layer: int, expert: int, mode: str | None = None) -> None:
@@ -81,24 +94,34 @@ class ExpertMap(widgets.VBox):
     def run(self) -> bool:
         """Re-run the prompts with the current experts off / forced; update the map and tables.
         Returns False (and shows why) when the library refuses the combination."""
+        self._busy(True)
         try:
             with ExitStack() as stack:
                 if self.off:
                     stack.enter_context(moe.ablate(self.model, sorted(self.off), self.policy.value))
                 if self.forced:
                     stack.enter_context(moe.force(self.model, sorted(self.forced)))
-                self.results = moe.replies(self.model, self.prompts, self.max_new_tokens)
+                results = moe.replies(self.model, self.prompts, self.max_new_tokens)
+                benign = moe.replies(self.model, self.benign, self.max_new_tokens) if self.benign else None
         except ValueError as e:  # e.g. more experts forced in a layer than fit in its top-k
-            self.status.value = f"<b style='color:#b00'>{html.escape(str(e))}</b>"
+            # the last valid run's rate line stays; the refusal is said beside it
+            self.error.value = f"<b style='color:#b00'>refused: {html.escape(str(e))}</b>"
             self._redraw()
             return False
-        rate = float(self.results["refused"].mean())
+        finally:
+            self._busy(False)
+        self.results, self.benign_results, self.error.value = results, benign, ""
+        rate = float(results["refused"].mean())
+        benign_rate = float(benign["refused"].mean()) if benign is not None else None
         if not self.off and not self.forced:
-            self.baseline_rate = rate
-        self.status.value = (f"<b>refusal rate {rate:.2f}</b> on {len(self.prompts)} prompts"
-                             + (f" (no intervention: {self.baseline_rate:.2f})" if self.baseline_rate is not None
-                                else "")
-                             + f" · off ({self.policy.value}): {sorted(self.off) or '—'}"
+            self.baseline_rate, self.baseline_benign_rate = rate, benign_rate
+        line = f"<b>refusal rate {rate:.2f}</b> on {len(self.prompts)} prompts" + \
+            (f" (no intervention: {self.baseline_rate:.2f})" if self.baseline_rate is not None else "")
+        if benign_rate is not None:
+            line += (f" · <b>false refusals {benign_rate:.2f}</b> on {len(self.benign)} benign prompts"
+                     + (f" (no intervention: {self.baseline_benign_rate:.2f})"
+                        if self.baseline_benign_rate is not None else ""))
+        self.status.value = (line + f" · off ({self.policy.value}): {sorted(self.off) or '—'}"
                              + f" · forced: {sorted(self.forced) or '—'}")
         self.outputs.value = self._table_html()
         self._redraw()
@@ -125,8 +148,27 @@ class ExpertMap(widgets.VBox):
                  for e in range(self.n_experts)] for layer in range(self.n_layers)]
         self.figure.data[0].text = text
 
+    def _busy(self, busy: bool) -> None:
+        """Show at once that the prompts re-run, and hold the controls until they are done."""
+        for w in (self.mode, self.policy, self.reset):
+            w.disabled = busy
+        if busy:
+            self.status.value = BUSY + (f" <span style='color:#777'>{self.status.value}</span>"
+                                        if self.status.value else "")
+
     def _table_html(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(r.prompt)}</td><td>{html.escape(r.reply)}</td>"
-                       f"<td>{'refused' if r.refused else ''}</td></tr>" for r in self.results.itertuples())
-        return ("<table><tr><th style='text-align:left'>prompt</th><th style='text-align:left'>reply</th>"
-                f"<th></th></tr>{rows}</table>")
+        eos = getattr(self.model.tokenizer, "eos_token", None)
+
+        def rows(frame: pd.DataFrame, kind: str) -> str:
+            return "".join(f"<tr><td>{kind}</td><td style='{_WRAP}'>{html.escape(r.prompt)}</td>"
+                           f"<td style='{_WRAP}'>{reply_html(r.reply, eos)}</td>"
+                           f"<td>{'refused' if r.refused else ''}</td></tr>" for r in frame.itertuples())
+
+        body = rows(self.results, "harmful")
+        if self.benign_results is not None:
+            body += rows(self.benign_results, "benign (collateral)")
+        head = "".join(f"<th style='text-align:left'>{h}</th>" for h in ("prompts", "prompt", "reply", "refused?"))
+        return f"<table class='interp-expert-replies' style='width: 100%'><tr>{head}</tr>{body}</table>"
+
+
+_WRAP = "white-space: pre-wrap; overflow-wrap: anywhere"

@@ -10,6 +10,7 @@ from interp import moe
 from interp.tasks import refusal
 
 HARMFUL = [p.prompt for p in refusal.generate(4, "harmful", "heldout")]
+BENIGN = [p.prompt for p in refusal.generate(3, "benign", "heldout")]
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +65,42 @@ def test_force_mode_and_refused_combinations(view, zoo_moe):
         assert view.results.equals(moe.replies(zoo_moe, HARMFUL))
     _click(view, 3, 1)
     _click(view, 3, 2)  # a third forced expert does not fit in the top-2
-    assert "only k=2 fit" in view.status.value and view.forced == {(3, 0), (3, 1)}
+    assert "only k=2 fit" in view.error.value and view.forced == {(3, 0), (3, 1)}
+    assert "refusal rate" in view.status.value  # the rate line of the last valid run stays
     view.reset.click()
     assert view.off == view.forced == set() and view.figure.data[0].text[3][0] == ""
     with torch.no_grad():
         assert torch.equal(zoo_moe(toks), before)
     assert not any("router_logits" in name for name in zoo_moe.hook_dict)
+
+
+def test_benign_prompts_show_the_collateral(zoo_moe, scores):
+    from interp.widgets.expert_map import ExpertMap
+
+    view = ExpertMap(zoo_moe, scores, HARMFUL, benign=BENIGN)
+    assert view.benign_results.equals(moe.replies(zoo_moe, BENIGN))
+    assert "false refusals 0.00</b> on 3 benign prompts" in view.status.value
+    assert view.outputs.value.count("benign (collateral)") == 3 and view.outputs.value.count(">harmful<") == 4
+    assert "<th style='text-align:left'>refused?</th>" in view.outputs.value  # the column has a header
+    _click(view, 2, 5)
+    with moe.ablate(zoo_moe, [(2, 5)], "renormalize"):
+        assert view.benign_results.equals(moe.replies(zoo_moe, BENIGN))
+    assert "(no intervention: 0.00)" in view.status.value.split("false refusals")[1]
+
+
+def test_a_run_shows_busy_and_holds_the_controls(view, monkeypatch):
+    import interp.widgets.expert_map as em
+
+    seen = []
+    real = em.moe.replies
+
+    def spy(*args, **kwargs):
+        seen.append((view.status.value.startswith(em.BUSY), view.policy.disabled, view.reset.disabled))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(em.moe, "replies", spy)
+    _click(view, 1, 1)
+    assert seen == [(True, True, True)] and not view.policy.disabled and em.BUSY not in view.status.value
 
 
 def test_bad_inputs(zoo_moe, scores, zoo_dense):
@@ -79,6 +110,8 @@ def test_bad_inputs(zoo_moe, scores, zoo_dense):
         ExpertMap(zoo_moe, scores.head(3), HARMFUL)
     with pytest.raises(ValueError, match="prompts="):
         ExpertMap(zoo_moe, scores, [])
+    with pytest.raises(ValueError, match="benign="):
+        ExpertMap(zoo_moe, scores, HARMFUL, benign="x")
     with pytest.raises(moe.NotMoEError):
         ExpertMap(zoo_dense, scores, HARMFUL)
 
