@@ -26,6 +26,7 @@ from interp.sae import features
 from interp.widgets.tokens_html import highlight, reply_html, token_label, value_badge
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
+BUSY = "<span class='interp-busy'>\u23f3 generating\u2026</span>"
 DEFAULT_PROMPT = "User: I need to clean the garden fence. How do I do it?\nAssistant:"
 
 
@@ -303,8 +304,12 @@ class FeatureDashboard(widgets.VBox):
         steered = unsteered if coefficient == 0 else self._generate(prompt, latent, coefficient)
         return unsteered, steered
 
+    def _key(self, prompt: str, latent: int, coefficient: float) -> tuple[str, int, float, int]:
+        """What a continuation depends on (the unsteered one on no latent)."""
+        return prompt, -1 if coefficient == 0 else latent, coefficient, self.max_new_tokens
+
     def _generate(self, prompt: str, latent: int, coefficient: float) -> str:
-        key = (prompt, -1 if coefficient == 0 else latent, coefficient, self.max_new_tokens)
+        key = self._key(prompt, latent, coefficient)
         if key not in self._generated:
             if coefficient == 0:
                 self._generated[key] = greedy(self.model, [prompt], self.max_new_tokens)[0]
@@ -322,7 +327,15 @@ class FeatureDashboard(widgets.VBox):
             self.steered.value = "<i>type a prompt above</i>"
             return
         coefficient = float(self.coefficient.value)
-        unsteered, steered = self.generate(coefficient)
+        latent, prompt = int(self.latent.value), self.prompt.value
+        cached = all(self._key(prompt, latent, c) in self._generated for c in {0.0, coefficient})
+        if not cached:  # say at once that generation runs, and hold its controls until it is done
+            self.steered.value = BUSY
+            self.coefficient.disabled = self.prompt.disabled = True
+        try:
+            unsteered, steered = self.generate(coefficient)
+        finally:
+            self.coefficient.disabled = self.prompt.disabled = False
         self.steered.value = (
             "<table style='font-family: monospace'>"
             f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{reply_html(unsteered, self.eos)}</td></tr>"

@@ -186,6 +186,27 @@ def test_coefficient_slider_steers_generation_with_the_latent(dashboard):
     assert any(changed)
 
 
+def test_generation_shows_busy_at_once_and_holds_its_controls(dashboard, monkeypatch):
+    import interp.widgets.feature_dashboard as fd
+
+    seen = []
+    real = fd.FeatureDashboard._generate
+
+    def spy(self, *args):
+        seen.append((self.steered.value, self.coefficient.disabled, self.prompt.disabled))
+        return real(self, *args)
+
+    monkeypatch.setattr(fd.FeatureDashboard, "_generate", spy)
+    dashboard.coefficient.value = 7.0  # not generated before
+    assert seen and all(v == (fd.BUSY, True, True) for v in seen)
+    assert not dashboard.coefficient.disabled and "interp-steered" in dashboard.steered.value
+    seen.clear()
+    dashboard.coefficient.value = 0.0
+    dashboard.coefficient.value = 7.0  # cached: no busy flash
+    assert all(v[0] != fd.BUSY for v in seen)
+    dashboard.coefficient.value = 0.0
+
+
 def test_wrong_sae_width_is_rejected(zoo_dense, store):
     from interp.sae import SAEConfig, SparseAutoencoder
     from interp.widgets import FeatureDashboard
