@@ -33,3 +33,13 @@ def test_tokens_and_titles_are_escaped():
 def test_length_mismatch_is_rejected():
     with pytest.raises(ValueError, match=r"tokens \(2\), values \(1\)"):
         highlight(["a", "b"], [1.0], 1.0)
+
+
+def test_token_labels_show_spaces_and_replies_end_at_eos():
+    from interp.widgets.tokens_html import EOS_MARK, reply_html, token_label, until_eos
+
+    assert token_label(" Mary") == "\u2423Mary" and token_label("\n") == "\u21b5"
+    assert until_eos(" Sure.<|endoftext|>User: hi", "<|endoftext|>") == (" Sure.", True)
+    assert until_eos(" Sure.", "<|endoftext|>") == (" Sure.", False) and until_eos("a", None) == ("a", False)
+    assert reply_html("<b><|endoftext|>x", "<|endoftext|>") == "&lt;b&gt;" + EOS_MARK
+    assert reply_html("a\nb", "<|endoftext|>") == "a\u21b5b"
