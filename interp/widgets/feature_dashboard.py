@@ -99,8 +99,8 @@ class FeatureDashboard(widgets.VBox):
                              margin=dict(l=40, r=40, t=40, b=30), modebar=_MODEBAR, xaxis_title="activation",
                              yaxis_title="tokens"))
         self.logits = go.FigureWidget(
-            data=[go.Bar(x=[], y=[], orientation="h", marker_color="seagreen", name="raises", hovertemplate=_LOGIT_HOVER),
-                  go.Bar(x=[], y=[], orientation="h", marker_color="indianred", name="lowers", hovertemplate=_LOGIT_HOVER)],
+            data=[go.Bar(x=[], y=[], orientation="h", marker_color=colour, name=name, hovertemplate=_LOGIT_HOVER)
+                  for colour, name in (("seagreen", "raises"), ("indianred", "lowers"))],
             layout=go.Layout(title=dict(text="logit effects (W_dec \u00b7 W_U)", **_TITLE), height=320, width=420,
                              showlegend=False, margin=dict(l=90, r=40, t=40, b=30), modebar=_MODEBAR,
                              xaxis_title="logit per unit activation"))

@@ -2,10 +2,10 @@
 
 A method selector switches every heatmap (one per component, and heads when present) to that
 method's scores, all on one colour scale symmetric about 0 (± the largest |score| of the
-method over every map shown, so colours compare across maps); a table shows each method's Pearson r with exact activation patching; clicking
-a cell (or calling `select`) shows that node's verification: the method's score beside the
-exact activation-patching score, from `interp.patching.verify` when the view has the model,
-prompts and metric, else from the "ap" rows of `scores`. Display only: every number comes
+method over every map shown, so colours compare across maps); a table shows each method's
+Pearson r with exact activation patching; clicking a cell (or calling `select`) outlines it
+and shows that node's verification: the method's score beside the exact activation-patching
+score, from `interp.patching.verify` when the view has the model, prompts and metric, else from the "ap" rows of `scores`. Display only: every number comes
 from `interp.patching` (score_map, correlations, verify), and verifications are cached.
 """
 
