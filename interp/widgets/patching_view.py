@@ -5,8 +5,9 @@ method's scores, all on one colour scale symmetric about 0 (± the largest |scor
 method over every map shown, so colours compare across maps); a table shows each method's
 Pearson r with exact activation patching; clicking a cell (or calling `select`) outlines it
 and shows that node's verification: the method's score beside the exact activation-patching
-score, from `interp.patching.verify` when the view has the model, prompts and metric, else from the "ap" rows of `scores`. Display only: every number comes
-from `interp.patching` (score_map, correlations, verify), and verifications are cached.
+score, from `interp.patching.verify` when the view has the model, prompts and metric, else
+from the "ap" rows of `scores`. Display only: every number comes from `interp.patching`
+(score_map, correlations, verify), and verifications are cached.
 """
 
 from __future__ import annotations
