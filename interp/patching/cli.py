@@ -53,7 +53,8 @@ def register(subparsers) -> None:
                        "or --pairs: one section per (model, contrast) (results/relp.md).")
     r.add_argument("--task", default=None, help="comma-separated built-in contrasts, of "
                    "ioi, refusal, jailbreak (default: ioi)")
-    r.add_argument("--pairs", default=None, help="a JSON Lines pair file (as `interp patch pairs`) instead of --task")
+    r.add_argument("--pairs", default=None,
+                   help="a JSON Lines pair file (as `interp patch pairs`) instead of --task (default: none)")
     r.add_argument("--model", default="zoo-dense", help="comma-separated models (default: zoo-dense)")
     r.add_argument("--n", type=int, default=32, help="prompt pairs per template or contrast (default: 32)")
     r.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
