@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import interp
 from interp.cli import main
 
@@ -46,3 +48,11 @@ def test_a_bug_is_a_traceback_not_a_user_error(monkeypatch, capsys):
 def test_a_user_error_names_the_full_subcommand(capsys):
     assert main(["patch", "pairs", "/nonexistent/pairs.jsonl"]) == 2
     assert "interp patch pairs: error: /nonexistent/pairs.jsonl: cannot read the pair set" in capsys.readouterr().err
+
+
+def test_bad_components_are_refused_before_the_model_loads(capsys, monkeypatch):
+    import interp.models
+
+    monkeypatch.setattr(interp.models, "load_model", lambda *a, **k: pytest.fail("loaded the model"))
+    assert main(["patch", "ioi", "--components", "resid_pre,foo"]) == 2
+    assert "--components='resid_pre,foo': foo is not a component; allowed: resid_pre" in capsys.readouterr().err

@@ -98,12 +98,21 @@ def _scores(model, config):
     return cap, classes, moe.score_experts(cap, classes, config.statistic, config.last)
 
 
-def _scan(args) -> int:
+def _moe_model(args, config):
+    """The model of `config`, checked to be a TransformerLens MoE model before any work."""
     from interp import moe
     from interp.models import model_from_flags
 
-    config = _config(args)
     model = model_from_flags(args, config.model)
+    moe.shape(model)  # a dense model is an error naming what it has, not a failure minutes later
+    return model
+
+
+def _scan(args) -> int:
+    from interp import moe
+
+    config = _config(args)
+    model = _moe_model(args, config)
     cap, classes, scores = _scores(model, config)
     print(f"{config.model}: {sum(classes)} of {len(classes)} training prompts refused")
     print("\nper layer: load balance and routing entropy")
@@ -134,7 +143,6 @@ def _mote_command(config, report: str | None = None) -> str:
 
 def _ablate(args) -> int:
     from interp import moe
-    from interp.models import model_from_flags
     from interp.moe.experiment import HeldOut, measure, run_mote, write_report
 
     config = _config(args)
@@ -149,7 +157,7 @@ def _ablate(args) -> int:
             write_report(result, args.report, _mote_command(config, args.report))
             print(f"wrote {args.report}")
         return 0
-    model = model_from_flags(args, config.model)
+    model = _moe_model(args, config)
     experts = moe.check_experts(model, args.experts, field="--experts")
     heldout = HeldOut.draw(model, config.n_heldout, config.n_ioi, config.n_prose)
     rows = [dict(policy="(none)", **measure(model, heldout, benign=True))]
@@ -163,13 +171,12 @@ def _ablate(args) -> int:
 
 def _force(args) -> int:
     from interp import moe
-    from interp.models import model_from_flags
     from interp.generation import greedy
     from interp.tasks import chat_format, refusal
     from interp.tasks.refusal import refusal_rate
 
     config = _config(args)
-    model = model_from_flags(args, config.model)
+    model = _moe_model(args, config)
     experts = args.experts if args.experts else moe.top_experts(_scores(model, config)[2], args.top)
     experts = moe.check_experts(model, experts, field="--experts")
     chat = chat_format(model)

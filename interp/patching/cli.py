@@ -80,10 +80,25 @@ def _ints(text: str, field: str) -> tuple[int, ...]:
         raise UserError(f"--{field}={text!r} must be comma-separated integers") from None
 
 
+def _components(args) -> tuple[str, ...]:
+    """--components, checked before anything is loaded."""
+    from interp.errors import UserError
+    from interp.patching.nodes import COMPONENTS
+
+    components = tuple(c.strip() for c in args.components.split(",") if c.strip())
+    allowed = [c for c in COMPONENTS if c != "sae"]
+    bad = [c for c in components if c not in allowed]
+    if bad or not components:
+        raise UserError(f"--components={args.components!r}: {', '.join(bad) or 'empty'} is not a component; "
+                        f"allowed: {', '.join(allowed)}")
+    return components
+
+
 def _ioi(args) -> int:
     from interp.models import model_from_flags
     from interp.patching.protocol import ioi_inputs
 
+    _components(args)
     model = model_from_flags(args)
     return _score(args, model, ioi_inputs(model, args.n, args.split, args.template, args.seed), "ioi")
 
@@ -93,6 +108,7 @@ def _pairs(args) -> int:
     from interp.patching.pairs import pair_inputs, read_pairs
 
     pairs = read_pairs(args.pairs)
+    _components(args)
     model = model_from_flags(args)
     return _score(args, model, pair_inputs(model, pairs), Path(args.pairs).stem)
 
@@ -101,8 +117,7 @@ def _score(args, model, inputs, task: str) -> int:
     from interp.patching.pairs import score
     from interp.patching.report import write_scores
 
-    components = tuple(c.strip() for c in args.components.split(",") if c.strip())
-    scores = score(model, args.method, inputs, components, args.steps)
+    scores = score(model, args.method, inputs, _components(args), args.steps)
     csv, png = write_scores(scores, Path(args.out) / f"{task}-{Path(args.model).name}-{args.method}",
                             model.to_str_tokens(inputs.clean[0]))
     top = scores.reindex(scores["score"].abs().sort_values(ascending=False).index).head(10)

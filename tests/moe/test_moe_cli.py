@@ -75,3 +75,11 @@ def test_bad_input_is_a_clean_error(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["scan"], ["ablate", "--experts", "0:1"], ["force", "--experts", "0:1"]])
+def test_a_dense_model_is_refused_before_any_work(command, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr("interp.tasks.refusal.generate", lambda *a, **k: calls.append(a) or [])
+    assert main(["moe", *command, "--model", "zoo-dense"]) == 2
+    assert "has no MoE MLPs" in capsys.readouterr().err and not calls  # no prompts were even drawn
