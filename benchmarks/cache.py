@@ -42,6 +42,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -99,21 +100,22 @@ def _ours(model, rows, work: Path, grads: bool) -> cache.Store:
     return cache.write(model, HOOK, rows, out, grads=grads, batch_size=BATCH, progress=False)
 
 
-def _saelens(model, rows, work: Path) -> None:
+def saelens_runner(model, hook: str, rows: torch.Tensor, out: Path, batch: int) -> Callable[[], object]:
+    """A ready `CacheActivationsRunner.run` over `rows` (setup is not timed): the runner loads
+    its model by name, so the loaded model is handed to it in place of its `load_model`."""
     import datasets
     import sae_lens.cache_activations_runner as runner_module
     from sae_lens import CacheActivationsRunner, CacheActivationsRunnerConfig
 
-    out = work / "saelens"
     shutil.rmtree(out, ignore_errors=True)
     dataset = datasets.Dataset.from_dict({"input_ids": rows.tolist()})
     cfg = CacheActivationsRunnerConfig(
-        dataset_path="interp-benchmark-tokens", model_name="zoo-dense", model_batch_size=BATCH, hook_name=HOOK,
-        d_in=model.cfg.d_model, training_tokens=rows.numel(), context_size=rows.shape[1],
+        dataset_path="interp-benchmark-tokens", model_name=model.cfg.model_name, model_batch_size=batch,
+        hook_name=hook, d_in=model.cfg.d_model, training_tokens=rows.numel(), context_size=rows.shape[1],
         new_cached_activations_path=str(out), shuffle=False, dtype="float32", device="cpu", prepend_bos=False,
-        buffer_size_gb=rows.numel() * model.cfg.d_model * 4 / 1e9)  # one buffer = exactly our tokens
+        buffer_size_gb=rows.numel() * model.cfg.d_model * 4 / 1e9)  # one buffer = exactly these tokens
     real_load = runner_module.load_model
-    runner_module.load_model = lambda **kwargs: model  # the runner loads by name; give it ours
+    runner_module.load_model = lambda **kwargs: model
     try:
         runner = CacheActivationsRunner(cfg, override_dataset=dataset)
     finally:
@@ -123,6 +125,9 @@ def _saelens(model, rows, work: Path) -> None:
                            f"not {len(rows)}: adjust buffer_size_gb")
     return runner.run
 
+
+def _saelens(model, rows, work: Path):
+    return saelens_runner(model, HOOK, rows, work / "saelens", BATCH)
 
 def _read_all(store: cache.Store, epochs: int) -> int:
     n = 0

@@ -64,6 +64,8 @@ from typing import Callable, Iterator
 import pandas as pd
 import torch
 
+from benchmarks.cache import saelens_runner
+
 CONTEXT = 128
 """Tokens per cached row (the zoo's n_ctx; the GPT-2-sized model gets the same rows)."""
 BATCH = 32
@@ -213,32 +215,6 @@ def _ours(model, hook: str, rows: torch.Tensor, out: Path, batch: int):
     return cache.write(model, hook, rows, out, batch_size=batch, progress=False)
 
 
-def _saelens_runner(model, hook: str, rows: torch.Tensor, out: Path, batch: int) -> Callable[[], object]:
-    """A ready `CacheActivationsRunner.run` over `rows` (setup is not timed): the runner loads
-    its model by name, so the loaded model is handed to it in place of its `load_model`."""
-    import datasets
-    import sae_lens.cache_activations_runner as runner_module
-    from sae_lens import CacheActivationsRunner, CacheActivationsRunnerConfig
-
-    shutil.rmtree(out, ignore_errors=True)
-    dataset = datasets.Dataset.from_dict({"input_ids": rows.tolist()})
-    cfg = CacheActivationsRunnerConfig(
-        dataset_path="interp-benchmark-tokens", model_name=model.cfg.model_name, model_batch_size=batch,
-        hook_name=hook, d_in=model.cfg.d_model, training_tokens=rows.numel(), context_size=rows.shape[1],
-        new_cached_activations_path=str(out), shuffle=False, dtype="float32", device="cpu", prepend_bos=False,
-        buffer_size_gb=rows.numel() * model.cfg.d_model * 4 / 1e9)  # one buffer = exactly these tokens
-    real_load = runner_module.load_model
-    runner_module.load_model = lambda **kwargs: model
-    try:
-        runner = CacheActivationsRunner(cfg, override_dataset=dataset)
-    finally:
-        runner_module.load_model = real_load
-    if runner.cfg.n_seq_in_buffer * runner.cfg.n_buffers != len(rows):
-        raise RuntimeError(f"sae-lens would cache {runner.cfg.n_seq_in_buffer * runner.cfg.n_buffers} sequences, "
-                           f"not {len(rows)}: adjust buffer_size_gb")
-    return runner.run
-
-
 def _same_activations(reference_ND: torch.Tensor, store, saelens_dir: Path, hook: str) -> bool:
     import datasets
 
@@ -258,7 +234,7 @@ def bench_cache(model, n_tokens: int, repeats: int, work: Path) -> dict:
         "forward_to_hook": lambda: captured.update(reference=_forward_to_hook(model, hook, rows, batch)),
         "ours": lambda: captured.update(store=_ours(model, hook, rows, work / "ours", batch)),
         # setup (dataset, config) is not timed; the runner needs an empty directory each run
-        "saelens": lambda: _saelens_runner(model, hook, rows, work / "saelens", batch)(),
+        "saelens": lambda: saelens_runner(model, hook, rows, work / "saelens", batch)(),
     }
     measured = _interleaved(runs, repeats)
     same = _same_activations(captured["reference"], captured["store"], work / "saelens", hook)

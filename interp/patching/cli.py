@@ -9,43 +9,24 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     from interp import resources
-    from interp.patching import METHODS
-    from interp.patching.nodes import COMPONENTS, DEFAULT_COMPONENTS
     from interp.models import add_model_flags
     from interp.tasks.base import SPLITS
 
     p = subparsers.add_parser("patch", help="circuit discovery: activation patching, AtP, RelP, IG")
     sub = p.add_subparsers(dest="patch_command", metavar="TASK")
     i = sub.add_parser("ioi", help="score IOI nodes with one method; write CSV and heatmap PNG")
-    i.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
-    i.add_argument("--method", default="relp", choices=list(METHODS), help="(default: relp)")
-    i.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
-                   help=f"comma-separated, of {', '.join(c for c in COMPONENTS if c != 'sae')} "
-                   f"(default: {','.join(DEFAULT_COMPONENTS)})")
     i.add_argument("--n", type=int, default=32, help="prompt pairs (default: 32)")
     i.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
     i.add_argument("--template", type=int, default=0, help="template index within the split (default: 0)")
-    i.add_argument("--steps", type=int, default=10, help="interpolation steps of the methods that take them "
-                   "(ig) (default: 10)")
     i.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
-    i.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
-    add_model_flags(i)
+    _scoring_flags(i)
     i.set_defaults(func=_ioi)
     q = sub.add_parser("pairs", help="score nodes of any clean/corrupt pair set (JSON Lines) with one method",
                        description="Each line of PAIRS is {\"clean\": ..., \"corrupt\": ..., \"answer\": ..., "
                        "\"wrong\": ...}; the metric is the answer-minus-wrong logit difference at the last "
                        "position, normalised to clean = 1, corrupt = 0 (interp.patching.pairs).")
     q.add_argument("pairs", help="JSON Lines file of prompt pairs")
-    q.add_argument("--model", default="zoo-dense", help="zoo name, model or Hugging Face checkpoint directory, or "
-                   "cached hub name (default: zoo-dense)")
-    q.add_argument("--method", default="relp", choices=list(METHODS), help="(default: relp)")
-    q.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
-                   help=f"comma-separated, of {', '.join(c for c in COMPONENTS if c != 'sae')} "
-                   f"(default: {','.join(DEFAULT_COMPONENTS)})")
-    q.add_argument("--steps", type=int, default=10, help="interpolation steps of the methods that take them "
-                   "(ig) (default: 10)")
-    q.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
-    add_model_flags(q)
+    _scoring_flags(q)
     q.set_defaults(func=_pairs)
     r = sub.add_parser("protocol", help="the paper's protocol: AP vs AtP vs RelP, timing, SAE circuits",
                        description="With --task ioi and one model (the default): the IOI study with templates, "
@@ -69,6 +50,24 @@ def register(subparsers) -> None:
     add_model_flags(r)
     r.set_defaults(func=_protocol)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _scoring_flags(parser) -> None:
+    """The flags of a subcommand that scores nodes with one method (`patch ioi`, `patch pairs`)."""
+    from interp.models import add_model_flags
+    from interp.patching import METHODS
+    from interp.patching.nodes import COMPONENTS, DEFAULT_COMPONENTS
+
+    parser.add_argument("--model", default="zoo-dense", help="zoo name, model or Hugging Face checkpoint "
+                        "directory, or cached hub name (default: zoo-dense)")
+    parser.add_argument("--method", default="relp", choices=list(METHODS), help="(default: relp)")
+    parser.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
+                        help=f"comma-separated, of {', '.join(c for c in COMPONENTS if c != 'sae')} "
+                        f"(default: {','.join(DEFAULT_COMPONENTS)})")
+    parser.add_argument("--steps", type=int, default=10, help="interpolation steps of the methods that take them "
+                        "(ig) (default: 10)")
+    parser.add_argument("--out", default="results/patching", help="output directory (default: results/patching)")
+    add_model_flags(parser)
 
 
 def _ints(text: str, field: str) -> tuple[int, ...]:

@@ -51,7 +51,8 @@ def test_loads_with_the_checkpoints_logits(family, checkpoints):
     model = load_model(checkpoints[family], device="cpu")
     expected = "TransformerBridge" if family == "gemma2" else "HookedTransformer"
     assert type(model).__name__ == expected
-    hf = AutoModelForCausalLM.from_pretrained(checkpoints[family], attn_implementation="eager")
+    hf = AutoModelForCausalLM.from_pretrained(checkpoints[family], attn_implementation="eager",
+                                              local_files_only=True)  # the fixture directory: nothing is fetched
     tokens = model.to_tokens(PAIRS[0]["clean"])
     with torch.no_grad():
         ours, theirs = model(tokens), hf(tokens).logits
