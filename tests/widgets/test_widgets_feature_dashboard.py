@@ -135,7 +135,7 @@ def test_continuations_stop_at_the_end_of_text(dashboard, monkeypatch):
     dashboard.coefficient.value = 0.0
     dashboard.prompt.value = "User: Please explain how to decorate the living room.\nAssistant:"
     plain = dashboard.generate(0.0)[0]
-    assert "<|endoftext|>" in plain
+    assert plain.endswith("<|endoftext|>") and plain.count("<|endoftext|>") == 1  # decoding stopped there
     shown = re.search(r"interp-unsteered'>(.*?)</td>", dashboard.steered.value).group(1)
     assert "endoftext" not in shown.replace("end-of-text", "") and "User:" not in shown
     assert html.unescape(re.sub(r"<[^>]+>", "", shown)) == plain[:plain.index("<|endoftext|>")] + "\u23f9"

@@ -71,7 +71,10 @@ def test_replies_stop_at_the_end_of_text(zoo_dense):
     # a benign reply is ~22 tokens then <|endoftext|>: 30 tokens run past it
     p = SteeringPanel(zoo_dense, refusal.generate(1, "benign", "heldout"), d, max_new_tokens=30)
     p.set_coefficient(0, 0.5)
-    assert "<|endoftext|>" in p.results["unsteered"].iloc[0]  # the decoding ran on past it...
+    for reply in (p.results["unsteered"].iloc[0], p.results["steered"].iloc[0]):
+        assert reply.endswith("<|endoftext|>") and reply.count("<|endoftext|>") == 1  # decoding stopped there
+    n_reply = len(zoo_dense.to_tokens(p.results["steered"].iloc[0], prepend_bos=False)[0])
+    assert p.trace_frame["forward"].nunique() == n_reply < 30  # no forward after the end of text
     cells = re.findall(r"<td class='interp-unsteered'[^>]*>(.*?)</td>", p.table.value)
     assert len(cells) == 1 and "&lt;|endoftext|&gt;" not in cells[0] and "User:" not in cells[0]
     assert cells[0].endswith("interp-eos\" style=\"color: #999\" title=\"end of text: generation stops here\">"
