@@ -17,8 +17,32 @@ COMMAND_MODULES = ("interp.zoo.cli", "interp.sae.cli", "interp.cache.cli", "inte
                    "interp.steering.cli")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every flag's default: `(default: X)` is appended to a flag's help unless
+    the help already says its default or that it is required, or there is nothing to show
+    (no default, None, a switch that is off unless given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or "required" in text or not action.option_strings:
+            return text
+        if action.default in (None, argparse.SUPPRESS, False) or action.nargs == 0:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """`argparse.ArgumentParser` with `HelpFormatter` by default. `add_subparsers` makes its
+    subcommands' parsers of the parser's own class, so every `interp` subcommand, at any
+    depth, formats its help this way."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interp", description=interp.__doc__)
+    parser = Parser(prog="interp", description=interp.__doc__)
     parser.add_argument("--version", action="version", version=f"interp {interp.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

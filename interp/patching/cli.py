@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="patch_command", metavar="TASK")
     i = sub.add_parser("ioi", help="score IOI nodes with one method; write CSV and heatmap PNG")
     i.add_argument("--n", type=int, default=32, help="prompt pairs (default: 32)")
-    i.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
+    i.add_argument("--split", default="train", choices=SPLITS, help="IOI split the templates and names come from")
     i.add_argument("--template", type=int, default=0, help="template index within the split (default: 0)")
     i.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     _scoring_flags(i)
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
                    help="a JSON Lines pair file (as `interp patch pairs`) instead of --task (default: none)")
     r.add_argument("--model", default="zoo-dense", help="comma-separated models (default: zoo-dense)")
     r.add_argument("--n", type=int, default=32, help="prompt pairs per template or contrast (default: 32)")
-    r.add_argument("--split", default="train", choices=SPLITS, help="(default: train)")
+    r.add_argument("--split", default="train", choices=SPLITS, help="split the prompt pairs come from")
     r.add_argument("--templates", default="0", help="comma-separated template indices (the first one drives "
                    "the maps, verification and SAE comparison) (default: 0)")
     r.add_argument("--sae", default=None, help="SAE directory for the feature-circuit comparison, or 'none' "
@@ -60,7 +60,8 @@ def _scoring_flags(parser) -> None:
 
     parser.add_argument("--model", default="zoo-dense", help="zoo name, model or Hugging Face checkpoint "
                         "directory, or cached hub name (default: zoo-dense)")
-    parser.add_argument("--method", default="relp", choices=list(METHODS), help="(default: relp)")
+    parser.add_argument("--method", default="relp", choices=list(METHODS),
+                        help="scoring method: exact activation patching or a gradient approximation of it")
     parser.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
                         help=f"comma-separated, of {', '.join(c for c in COMPONENTS if c != 'sae')} "
                         f"(default: {','.join(DEFAULT_COMPONENTS)})")

@@ -9,6 +9,7 @@ from dataclasses import replace
 def register(subparsers) -> None:
     from interp.config import add_flags
     from interp.models import add_model_flags
+    from interp.steering.apply import POSITIONS
     from interp.steering.controller import ZOO_SETTINGS, ControllerConfig
     from interp.steering.evaluate import EvalConfig
     from interp.steering.train import RefusalRecipe, ControllerTrainConfig
@@ -34,7 +35,8 @@ def register(subparsers) -> None:
 
     g = sub.add_parser("generate", help="greedy replies without and with steering, side by side")
     g.add_argument("prompts", nargs="+", help="prompts (a zoo chat prompt looks like 'User: ...\\nAssistant:')")
-    g.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
+    g.add_argument("--model", default="zoo-dense", help="zoo name, model or Hugging Face checkpoint directory, "
+                   "or cached hub name")
     g.add_argument("--controller", help="a trained controller directory (default: none)")
     g.add_argument("--mode", choices=["paper", "reference"], help="override the controller's mode (default: its own)")
     g.add_argument("--alpha", type=float, help="override the controller's α (default: its own)")
@@ -42,8 +44,10 @@ def register(subparsers) -> None:
     g.add_argument("--layers", type=int, nargs="+", help="fixed steering: layers to patch (default: none)")
     g.add_argument("--coefficients", type=float, nargs="+",
                    help="fixed steering: one, or one per layer (default: none)")
-    g.add_argument("--positions", default="generated", help="fixed steering positions (default: generated)")
-    g.add_argument("--max-new-tokens", type=int, default=8, help="(default: 8)")
+    g.add_argument("--positions", default="generated", help="fixed steering: positions to patch, one of "
+                   f"{', '.join(POSITIONS)} or comma-separated token positions")
+    g.add_argument("--max-new-tokens", type=int, default=8,
+                   help="tokens generated per reply at most (a reply also ends at the end-of-text token)")
     add_model_flags(g)
     g.set_defaults(func=_generate)
 
@@ -52,12 +56,14 @@ def register(subparsers) -> None:
     s.add_argument("--controller", required=True,
                    help="trained controller directory (its direction is swept too) (required)")
     s.add_argument("--out", required=True, help="directory for sweep.csv, sweep.md and pareto.html (required)")
-    s.add_argument("--model", default="zoo-dense", help="(default: zoo-dense)")
+    s.add_argument("--model", default="zoo-dense", help="zoo name, model or Hugging Face checkpoint directory, "
+                   "or cached hub name")
     s.add_argument("--layers", nargs="+", default=["0", "1", "2", "3", "all"],
                    help="layer sets: an index, comma-separated indices, or 'all' (default: 0 1 2 3 all)")
     s.add_argument("--coefficients", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 12.0, 16.0],
-                   help="(default: 2 4 6 8 12 16)")
-    s.add_argument("--positions", default="generated", help="(default: generated)")
+                   help="fixed steering coefficients, in residual-stream units along the unit direction "
+                   "(default: 2 4 6 8 12 16)")
+    s.add_argument("--positions", default="generated", choices=POSITIONS, help="positions the fixed steering patches")
     s.add_argument("--controller-alphas", type=float, nargs="+", default=None,
                    help="α values to evaluate the controller at, in both modes (default: its own α)")
     s.add_argument("-n", type=int, help="shorthand: --n-refusal and --n-ioi at once (default: their defaults)")

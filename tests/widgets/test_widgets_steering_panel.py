@@ -68,7 +68,7 @@ def test_the_map_shows_exactly_the_traced_positions_of_each_prompt(panel):
 def test_replies_stop_at_the_end_of_text(zoo_dense):
     d = Direction.mean_difference(zoo_dense, [p.prompt for p in refusal.generate(8, "harmful", "train")],
                                   [p.prompt for p in refusal.generate(8, "benign", "train")], layer=2)
-    # a benign reply is ~22 tokens then <|endoftext|>: 30 tokens run past it
+    # a benign reply is ~22 tokens then <|endoftext|>: 30 tokens would run past it
     p = SteeringPanel(zoo_dense, refusal.generate(1, "benign", "heldout"), d, max_new_tokens=30)
     p.set_coefficient(0, 0.5)
     for reply in (p.results["unsteered"].iloc[0], p.results["steered"].iloc[0]):
