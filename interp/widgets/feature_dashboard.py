@@ -1,12 +1,15 @@
 """`FeatureDashboard(sae, model, store)`: page through an SAE's latents inside a notebook.
 
 For the chosen latent: its density and maximum, the top-activating store contexts with
-per-token highlighting, contexts sampled from activation quantiles, the activation histogram
-and the top +/- logit effects. A text box shows which latents fire on each token of a text
+per-token highlighting, contexts sampled from activation quantiles, the activation histogram,
+the top +/- logit effects, its nearest latents by decoder cosine (buttons that open them) and
+where its density sits in the density histogram of all the SAE's latents; `export_html` writes
+that page as one standalone file. A text box shows which latents fire on each token of a text
 the user types; a search box finds latents by a token or a text; a coefficient slider steers
 greedy generation with the latent and shows the steered beside the unsteered continuation.
 
-Everything shown comes from `interp.sae.features` (and `interp.steering` for steering). The
+Everything shown comes from `interp.sae.features`, `interp.widgets.latent_page` (nearest
+latents, the unit of steering, the export) and `interp.steering` for steering. The
 store index is built once when the dashboard is made; each latent's view is computed on first
 visit and cached, so paging back and forth never recomputes anything.
 """
@@ -23,6 +26,7 @@ import plotly.graph_objects as go
 
 from interp.generation import greedy
 from interp.sae import features
+from interp.widgets import latent_page
 from interp.widgets.tokens_html import highlight, reply_html, token_label, value_badge
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
@@ -40,6 +44,16 @@ class LatentView:
     quantiles: list[features.QuantileSample]
     histogram: pd.DataFrame
     logits: pd.DataFrame
+    nearest: pd.DataFrame
+    """`latent_page.nearest_latents`: latent, cosine of the decoder rows, most similar first."""
+    unit: float
+    """Residual-stream norm of one unit of activation (`latent_page.residual_per_activation`)."""
+
+    @property
+    def steering_unit(self) -> float:
+        """Residual-stream norm that a steering coefficient of 1 adds: the latent's decoder
+        row at its maximum activation in the store (at activation 1 for a latent that never fired)."""
+        return self.unit * (float(self.summary["max_activation"]) or 1.0)
 
 
 class FeatureDashboard(widgets.VBox):
@@ -48,24 +62,26 @@ class FeatureDashboard(widgets.VBox):
     `hook`: the store hook the SAE reads (default: the store's only hook). `max_tokens`: index
     only the first tokens of the store. `latent`: shown first (default: the densest latent).
     `n_contexts`: top contexts shown; `n_quantiles` x `per_quantile`: quantile samples;
-    `before`/`after`: tokens of context around each token; `max_new_tokens`: length of the
-    steered continuation; the slider spans +/- `coefficient_range` (residual-stream units: the
-    latent's unit decoder direction times the coefficient is added at every position of the
-    hook the SAE reads, through `interp.steering.steer`). Build the widget and make it the
-    last expression of a cell.
+    `before`/`after`: tokens of context around each token; `n_nearest`: nearest latents shown;
+    `max_new_tokens`: length of the steered continuation at most (it also ends at the
+    end-of-text token). The steering slider spans +/- `coefficient_range` in units of the
+    latent's maximum activation: coefficient c adds c times what the latent writes at its store
+    maximum (its decoder row times that activation) at every position of the hook the SAE
+    reads, through `interp.steering.steer`; on the zoo, 4-8 changes replies visibly and
+    beyond ~10 they degrade. Build the widget and make it the last expression of a cell.
     """
 
     def __init__(self, sae, model, store, *, hook: str | None = None, max_tokens: int | None = None,
                  latent: int | None = None, n_contexts: int = 8, n_quantiles: int = 4, per_quantile: int = 2,
                  before: int = 12, after: int = 3, text: str = DEFAULT_TEXT, prompt: str = DEFAULT_PROMPT,
-                 max_new_tokens: int = 12, coefficient_range: float = 60.0):
+                 max_new_tokens: int = 12, coefficient_range: float = 10.0, n_nearest: int = 8):
         self.sae, self.model, self.store = sae, model, store
         self.index = features.index_store(sae, store, hook=hook, max_tokens=max_tokens)
         self.hook = self.index.hook
         self.summary = self.index.summary()
         self.vocab = features.token_strings(model, range(model.cfg.d_vocab))
         self.options = dict(n_contexts=n_contexts, n_quantiles=n_quantiles, per_quantile=per_quantile,
-                            before=before, after=after)
+                            before=before, after=after, n_nearest=n_nearest)
         self.max_new_tokens = max_new_tokens
         self.steer_layer, self.steer_site = _residual_site(self.hook)
         self._views: dict[int, LatentView] = {}
@@ -98,6 +114,8 @@ class FeatureDashboard(widgets.VBox):
             layout=go.Layout(title=dict(text="activation histogram", **_TITLE), height=260, width=420, bargap=0.05,
                              margin=dict(l=40, r=40, t=40, b=30), modebar=_MODEBAR, xaxis_title="activation",
                              yaxis_title="tokens"))
+        self.density = go.FigureWidget(latent_page.density_figure(self.summary, latent, self.index.n_tokens))
+        self.nearest = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.logits = go.FigureWidget(
             data=[go.Bar(x=[], y=[], orientation="h", marker_color=colour, name=name, hovertemplate=_LOGIT_HOVER)
                   for colour, name in (("seagreen", "raises"), ("indianred", "lowers"))],
@@ -109,9 +127,10 @@ class FeatureDashboard(widgets.VBox):
         self.text_view = widgets.HTML()
         self.prompt = widgets.Textarea(value=prompt, continuous_update=False, description="prompt",
                                        layout=widgets.Layout(width="600px", height="48px"))
-        self.coefficient = widgets.FloatSlider(value=0.0, min=-coefficient_range, max=coefficient_range, step=1.0,
-                                               description="coefficient", continuous_update=False,
+        self.coefficient = widgets.FloatSlider(value=0.0, min=-coefficient_range, max=coefficient_range, step=0.5,
+                                               description="× max act.", continuous_update=False,
                                                layout=widgets.Layout(width="500px"))
+        self.coefficient_unit = widgets.HTML()
         self.steered = widgets.HTML()
 
         self.latent.observe(lambda change: self.show(change["new"]), names="value")
@@ -130,13 +149,14 @@ class FeatureDashboard(widgets.VBox):
             widgets.HBox([self.previous, self.latent, self.next, self.search, self.matches]),
             self.search_note, self.match_links,
             self.stats,
+            widgets.HBox([section("nearest latents by decoder cosine:"), self.nearest]),
             widgets.HBox([widgets.VBox([section("top activations"), self.contexts,
                                         section("quantile samples"), self.quantiles],
                                        layout=widgets.Layout(width="60%")),
-                          widgets.VBox([self.histogram, self.logits])]),
+                          widgets.VBox([self.histogram, self.logits, self.density])]),
             section("which latents fire on your text"), self.text, self.text_view, self.text_links,
             section("steer generation with this latent (greedy decoding: both runs are deterministic)"),
-            self.prompt, self.coefficient, self.steered,
+            self.prompt, self.coefficient, self.coefficient_unit, self.steered,
         ])
         self.add_class("interp-feature-dashboard")
         self.show(latent)
@@ -154,6 +174,8 @@ class FeatureDashboard(widgets.VBox):
                                                      o["per_quantile"], before=o["before"], after=o["after"]),
                 histogram=features.activation_histogram(self.index, latent),
                 logits=features.logit_effects(self.sae, self.model, latent, k=8),
+                nearest=latent_page.nearest_latents(self.sae, latent, o["n_nearest"]),
+                unit=latent_page.residual_per_activation(self.sae, latent),
             )
         return self._views[latent]
 
@@ -173,19 +195,51 @@ class FeatureDashboard(widgets.VBox):
         self.quantiles.value = "".join(
             f"<div style='color:#555'>activation {q.lower:.2f}\u2013{q.upper:.2f} ({q.fraction:.0%} of firings)</div>"
             + self._contexts_html(q.contexts, scale) for q in v.quantiles) or "<i>no samples</i>"
-        hist, logits = v.histogram, v.logits
-        up, down = logits[logits["sign"] == "+"], logits[logits["sign"] == "-"]
         with self.histogram.batch_update():
-            self.histogram.data[0].x = ((hist["left"] + hist["right"]) / 2).tolist()
-            self.histogram.data[0].y = hist["count"].tolist()
-            self.histogram.data[0].customdata = hist[["left", "right"]].to_numpy().tolist()
-            self.histogram.layout.title.text = f"activation histogram of latent {latent}"
+            _fill_histogram(self.histogram, v, latent)
         with self.logits.batch_update():
-            self.logits.data[0].x, self.logits.data[0].y = up["effect"].tolist()[::-1], _labels(up)[::-1]
-            self.logits.data[1].x, self.logits.data[1].y = down["effect"].tolist(), _labels(down)
-            self.logits.layout.title.text = f"logit effects of latent {latent}"
+            _fill_logits(self.logits, v, latent)
+        with self.density.batch_update():
+            latent_page.mark_density(self.density, self.summary, latent)
+        self.nearest.children = self._latent_links([int(x) for x in v.nearest["latent"]],
+                                                   [f"decoder cosine {c:.2f}" for c in v.nearest["cosine"]])
+        for button, cosine in zip(self.nearest.children, v.nearest["cosine"]):
+            button.description = f"{button.description} ({cosine:.2f})"
+        self.coefficient_unit.value = (
+            f"<small>coefficient in units of latent {latent}'s maximum activation "
+            f"({float(s['max_activation']):.2f}): 1 adds its decoder row at that activation, "
+            f"{v.steering_unit:.2f} in residual-stream norm, at every position of {html.escape(self.hook)}</small>")
         self._render_text()
         self._render_steering()
+
+    def export_html(self, path, latent: int | None = None):
+        """Write `latent`'s page (default: the one shown) as a standalone HTML file at `path`
+        (atomic; plotly inlined, so it opens offline): its statistics, nearest latents, top
+        and quantile contexts, and its activation, logit-effect and density figures. Returns
+        the path."""
+        latent = int(self.latent.value if latent is None else latent)
+        if not 0 <= latent < self.index.n_latents:
+            raise ValueError(f"latent={latent} must be in [0, {self.index.n_latents}) for this SAE")
+        v = self.view(latent)
+        s = v.summary
+        scale = float(s["max_activation"]) or 1.0
+        hist, logits = go.Figure(self.histogram), go.Figure(self.logits)
+        _fill_histogram(hist, v, latent)
+        _fill_logits(logits, v, latent)
+        density = latent_page.density_figure(self.summary, latent, self.index.n_tokens)
+        nearest = ", ".join(f"{r.latent} (cosine {r.cosine:.2f})" for r in v.nearest.itertuples())
+        stats = (f"density {s['density']:.3%} of {self.index.n_tokens:,} tokens of {html.escape(self.hook)}; "
+                 f"max {s['max_activation']:.2f}; mean when firing {s['mean_activation']:.2f}")
+        quantiles = "".join(
+            f"<div style='color:#555'>activation {q.lower:.2f}\u2013{q.upper:.2f} ({q.fraction:.0%} of firings)</div>"
+            + self._contexts_html(q.contexts, scale) for q in v.quantiles)
+        page = latent_page.page_html(
+            f"latent {latent}",
+            [("statistics", f"<p>{stats}</p>"), ("nearest latents by decoder cosine", f"<p>{nearest}</p>"),
+             ("top activations", self._contexts_html(v.top, scale) if len(v.top) else "<i>never fired</i>"),
+             ("quantile samples", quantiles or "<i>no samples</i>")],
+            [hist, logits, density])
+        return latent_page.write_page(path, page)
 
     def _step(self, delta: int) -> None:
         self.latent.value = min(max(self.latent.value + delta, 0), self.index.n_latents - 1)
@@ -304,6 +358,11 @@ class FeatureDashboard(widgets.VBox):
         steered = unsteered if coefficient == 0 else self._generate(prompt, latent, coefficient)
         return unsteered, steered
 
+    def residual_coefficient(self, latent: int, coefficient: float) -> float:
+        """The residual-stream coefficient (norm of the patch along the latent's unit decoder
+        direction) of a slider `coefficient` in units of `latent`'s maximum activation."""
+        return coefficient * self.view(latent).steering_unit
+
     def _key(self, prompt: str, latent: int, coefficient: float) -> tuple[str, int, float, int]:
         """What a continuation depends on (the unsteered one on no latent)."""
         return prompt, -1 if coefficient == 0 else latent, coefficient, self.max_new_tokens
@@ -318,7 +377,8 @@ class FeatureDashboard(widgets.VBox):
                 from interp.steering.apply import generate_steered
 
                 spec = Steering(direction=Direction.from_sae_latent(self.sae, latent), layers=[self.steer_layer],
-                                coefficients=coefficient, positions="all", site=self.steer_site)
+                                coefficients=self.residual_coefficient(latent, coefficient), positions="all",
+                                site=self.steer_site)
                 self._generated[key] = generate_steered(self.model, spec, [prompt], self.max_new_tokens)[0][0]
         return self._generated[key]
 
@@ -339,13 +399,31 @@ class FeatureDashboard(widgets.VBox):
         self.steered.value = (
             "<table style='font-family: monospace'>"
             f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{reply_html(unsteered, self.eos)}</td></tr>"
-            f"<tr><td><b>latent {self.latent.value} \u00d7 {coefficient:g}</b></td>"
+            f"<tr><td><b>latent {self.latent.value} \u00d7 {coefficient:g} max</b></td>"
             f"<td class='interp-steered'>{reply_html(steered, self.eos)}</td></tr></table>"
             "<small>continuations end at the end-of-text token (\u23f9)</small>")
 
 
 def _labels(rows) -> list[str]:
     return [token_label(t) for t in rows["token"]]
+
+
+def _fill_histogram(fig, v: LatentView, latent: int) -> None:
+    """Put `v`'s activation histogram into `fig` (the dashboard's figure or a copy of it)."""
+    hist = v.histogram
+    fig.data[0].x = ((hist["left"] + hist["right"]) / 2).tolist()
+    fig.data[0].y = hist["count"].tolist()
+    fig.data[0].customdata = hist[["left", "right"]].to_numpy().tolist()
+    fig.layout.title.text = f"activation histogram of latent {latent}"
+
+
+def _fill_logits(fig, v: LatentView, latent: int) -> None:
+    """Put `v`'s top +/- logit effects into `fig`."""
+    logits = v.logits
+    up, down = logits[logits["sign"] == "+"], logits[logits["sign"] == "-"]
+    fig.data[0].x, fig.data[0].y = up["effect"].tolist()[::-1], _labels(up)[::-1]
+    fig.data[1].x, fig.data[1].y = down["effect"].tolist(), _labels(down)
+    fig.layout.title.text = f"logit effects of latent {latent}"
 
 
 _TITLE = dict(x=0.01, xanchor="left", font=dict(size=14))

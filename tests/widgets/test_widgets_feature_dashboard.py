@@ -213,3 +213,77 @@ def test_wrong_sae_width_is_rejected(zoo_dense, store):
 
     with pytest.raises(ValueError, match="d_in is 64"):
         FeatureDashboard(SparseAutoencoder(SAEConfig(d_in=64, n_latents=16, k=2)), zoo_dense, store)
+
+
+def test_nearest_latents_are_the_closest_decoder_rows_and_open_on_click(dashboard, sae):
+    import torch
+
+    latent = 5
+    dashboard.latent.value = latent
+    W = sae.W_dec.detach().float()
+    cos = torch.nn.functional.cosine_similarity(W, W[latent][None], dim=1)
+    cos[latent] = -2
+    expected = cos.topk(len(dashboard.nearest.children)).indices.tolist()
+    shown = [int(b.description.split(" ")[0]) for b in dashboard.nearest.children]
+    assert shown == expected and latent not in shown
+    assert dashboard.nearest.children[0].description.endswith(f"({cos[expected[0]]:.2f})")
+    dashboard.nearest.children[1].click()
+    assert dashboard.latent.value == expected[1]
+    assert str(latent) in [b.description.split(" ")[0] for b in dashboard.nearest.children]  # cosine is symmetric
+
+
+def test_density_histogram_bins_every_latent_and_marks_the_shown_one(dashboard):
+    import numpy as np
+
+    density = dashboard.summary["density"]
+    x = np.asarray(dashboard.density.data[0].x)
+    assert len(x) == int((density > 0).sum()) and np.allclose(np.sort(x), np.sort(np.log10(density[density > 0])))
+    assert dashboard.density.layout.xaxis.ticktext[-1] == "1e0"  # log scale, labelled as fractions
+    for latent in (3, int(density.idxmax())):
+        dashboard.latent.value = latent
+        line = dashboard.density.layout.shapes[0]
+        assert line.x0 == pytest.approx(np.log10(density[latent]))
+
+
+def test_coefficient_is_in_units_of_the_latents_max_activation(dashboard, sae, monkeypatch):
+    import interp.steering.apply as apply
+
+    from interp.widgets.feature_dashboard import DEFAULT_PROMPT
+
+    latent = int(dashboard.summary["density"].idxmax())
+    dashboard.latent.value = latent
+    dashboard.prompt.value = DEFAULT_PROMPT
+    top = float(dashboard.summary.loc[latent, "max_activation"])
+    row_norm = float(sae.W_dec[latent].detach().norm() / sae.input_scale)
+    assert dashboard.residual_coefficient(latent, 2.0) == pytest.approx(2.0 * top * row_norm, rel=1e-5)
+    assert f"maximum activation ({top:.2f})" in dashboard.coefficient_unit.value
+    assert "max act" in dashboard.coefficient.description
+    specs = []
+    real = apply.generate_steered
+    monkeypatch.setattr(apply, "generate_steered", lambda m, spec, *a, **k: specs.append(spec) or real(m, spec, *a, **k))
+    dashboard.coefficient.value = 4.0  # inside the default range, and it changes the reply visibly
+    assert specs and specs[-1].coefficients == pytest.approx((4.0 * top * row_norm,), rel=1e-5)
+    assert dashboard.coefficient.max == 10.0
+    unsteered, steered = dashboard.generate(4.0)
+    assert until_eos(steered, dashboard.eos)[0] != until_eos(unsteered, dashboard.eos)[0]
+    dashboard.coefficient.value = 0.0
+
+
+def test_export_writes_one_standalone_page(dashboard, tmp_path):
+    latent = 3
+    path = dashboard.export_html(tmp_path / "latent3.html", latent=latent)
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>") and f"<title>latent {latent}</title>" in text
+    import plotly.offline
+
+    js = plotly.offline.get_plotlyjs()
+    assert text.count(js) == 1  # plotly inlined once...
+    page = text.replace(js, "")
+    assert "Plotly.newPlot" in page and "http" not in page and "src=" not in page  # ...and nothing fetched
+    assert text.count('class="interp-row"') == len(dashboard.view(latent).top) + sum(
+        len(q.contexts) for q in dashboard.view(latent).quantiles)
+    nearest = dashboard.view(latent).nearest
+    assert f"{nearest['latent'].iloc[0]} (cosine {nearest['cosine'].iloc[0]:.2f})" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["latent3.html"]  # atomic: no temporary left
+    with pytest.raises(ValueError, match="html"):
+        dashboard.export_html(tmp_path / "latent3.json")
