@@ -6,6 +6,9 @@ are packed end to end into rows of `context_size`. Every row starts with BOS: a 
 begins at a document start takes it as is, a row that begins inside a document gets a
 BOS prepended (so no token is dropped and none is seen twice).
 
+`heldout` gives evaluation rows of text that training never saw, prose and task text apart
+(`interp.zoo.corpus.build_heldout`): what an SAE trained on the zoo corpus is evaluated on.
+
 Text files and datasets are read, tokenized and packed a chunk of documents at a time;
 with `spill_dir` the rows go to an unlinked temporary file there and come back memory-
 mapped, so resolving a source of any size holds only one chunk in memory.
@@ -22,7 +25,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from interp.errors import MissingFile
+from interp.errors import ConfigError, MissingFile
 
 # Zoo-corpus documents average ~35 tokens with the zoo tokenizer; the first guess of how
 # many documents to build uses a lower figure so that one build is usually enough.
@@ -69,6 +72,46 @@ def resolve(tokens, model, context_size: int | None, seed: int, spill_dir: str |
     else:
         raise TypeError(f"tokens={tokens!r}: allowed are an int (token count), a LongTensor (n_seq, ctx), "
                         "or a path to a text file or a datasets directory")
+    return _token_rows(rows, model, source)
+
+
+HELDOUT_PARTS = ("prose", "task")
+"""The keys of `heldout`: held-out prose paragraphs, and held-out task documents."""
+
+
+def heldout(n_tokens: int, model, context_size: int | None = None, seed: int = 0) -> dict[str, TokenRows]:
+    """Held-out evaluation tokens for `model`: text that shares no document with the zoo training
+    corpus (`interp.zoo.corpus.build_heldout`), tokenized with `model.tokenizer` and packed as
+    `resolve` packs the corpus (every document begins with BOS; every row starts with BOS).
+
+    Returns {"prose": rows, "task": rows} (`HELDOUT_PARTS`), each a `TokenRows` whose `tokens`
+    are (ceil(n_tokens / context_size), context_size) int64 on the CPU: "prose" holds only
+    held-out prose paragraphs, each at most once (so `n_tokens` is bounded by how much held-out
+    prose there is: about 120k tokens of the zoo's tokenizer; more is a `ConfigError` that says the maximum);
+    "task" holds only task documents from the held-out splits (IOI, refusal's harmful, benign and
+    jailbreak requests, topics), weighted as the training corpus weights them.
+    `context_size`: row length, in [2, model n_ctx] (None: n_ctx). Deterministic in
+    (n_tokens, context_size, seed, tokenizer).
+    """
+    from interp.zoo import corpus
+
+    if not isinstance(n_tokens, (int, np.integer)) or isinstance(n_tokens, bool) or n_tokens < 1:
+        raise ConfigError(f"n_tokens={n_tokens!r} is not allowed: a positive integer (tokens per part)")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ConfigError(f"seed={seed!r} is not allowed: an integer")
+    n_tokens, seed = int(n_tokens), int(seed)
+    ctx = _context_size(model, context_size)
+    task_mix = {k: corpus.MIX[k] for k in corpus.TASK_KINDS}
+    parts = {
+        "prose": _corpus_rows(n_tokens, model, ctx, lambda n: corpus.build_heldout(n, seed, {"prose": 1}).documents,
+                              max_documents=len(corpus.heldout_prose()), what="held-out prose"),
+        "task": _corpus_rows(n_tokens, model, ctx, lambda n: corpus.build_heldout(n, seed, task_mix).documents),
+    }
+    return {part: _token_rows(rows, model, {"kind": f"heldout_{part}", "n_tokens": n_tokens, "seed": seed})
+            for part, rows in parts.items()}
+
+
+def _token_rows(rows: torch.Tensor, model, source: dict) -> TokenRows:
     _check_vocab(rows, model)
     crc = 0
     for start in range(0, len(rows), 65536):  # chunked: rows may be a memory-mapped spill file
@@ -177,14 +220,28 @@ def _from_zoo_corpus(n_tokens: int, model, context_size: int, seed: int) -> torc
 
     if n_tokens < 1:
         raise ValueError(f"tokens={n_tokens}: the token count must be positive")
+    return _corpus_rows(n_tokens, model, context_size, lambda n: corpus.build(n, seed).documents)
+
+
+def _corpus_rows(n_tokens: int, model, context_size: int, build, max_documents: int | None = None,
+                 what: str = "") -> torch.Tensor:
+    """ceil(n_tokens / context_size) rows packed from `build(n_documents)` (documents as strings),
+    building more documents until they fill the rows; at most `max_documents` of them (then too
+    few rows are a `ConfigError` naming `what` and the most tokens it gives)."""
     tokenizer = _tokenizer(model)
     n_rows = -(-n_tokens // context_size)
     n_documents = max(16, n_tokens // _TOKENS_PER_DOCUMENT_GUESS)
     while True:
-        documents = corpus.build(n_documents, seed).documents
+        if max_documents is not None:
+            n_documents = min(n_documents, max_documents)
+        documents = build(n_documents)
         rows = pack(tokenize_documents(documents, tokenizer), context_size, tokenizer.bos_token_id, n_rows)
         if len(rows) == n_rows:
             return rows
+        if n_documents == max_documents:
+            raise ConfigError(f"n_tokens={n_tokens} is not allowed: the {what} ({max_documents} documents) fills "
+                              f"only {len(rows)} rows of context_size={context_size}, so at most "
+                              f"{len(rows) * context_size} tokens with this tokenizer")
         n_documents *= 2
 
 
