@@ -103,3 +103,38 @@ def run_from_embeddings(model, x_BTD, names: list[str]):
     tokens_BT = torch.zeros(x_BTD.shape[:2], dtype=torch.long, device=x_BTD.device)
     with model.hooks(fwd_hooks=[(resid(0, "resid_pre"), lambda act, hook: x_BTD)]):
         return model.run_with_cache(tokens_BT, names_filter=list(names))
+
+
+def forward_order(model, names: list[str]) -> list[str]:
+    """`names` in the order a forward pass reaches them (a two-token probe with the model's
+    first token id, no gradient). Raises ValueError naming a hook the model lacks."""
+    import torch
+
+    missing = [n for n in names if n not in model.hook_dict]
+    if missing:
+        raise ValueError(f"hook {missing[0]!r} is not a hook of the model (model.hook_dict has "
+                         f"{len(model.hook_dict)} hooks, e.g. blocks.0.hook_resid_pre)")
+    seen: list[str] = []
+
+    def record(act, hook):
+        if hook.name not in seen:
+            seen.append(hook.name)
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        model.run_with_hooks(torch.zeros(1, 2, dtype=torch.long, device=device), return_type=None,
+                             fwd_hooks=named_all([(n, record) for n in names]))
+    return seen
+
+
+def check_pair(model, hook: str, target_hook: str, what: str = "target_hook") -> None:
+    """A transcoder's input `hook` and `target_hook` exist and the target comes later in the
+    forward pass (ValueError naming `what` otherwise)."""
+    if target_hook == hook:
+        raise ValueError(f"{what}={target_hook!r} is the input hook: a transcoder predicts another hook "
+                         "(e.g. blocks.L.ln2.hook_normalized -> blocks.L.hook_mlp_out)")
+    order = forward_order(model, [hook, target_hook])
+    if order.index(target_hook) < order.index(hook):
+        raise ValueError(f"{what}={target_hook!r} comes before the input hook {hook!r} in the forward pass: a "
+                         "transcoder predicts a later activation from an earlier one (e.g. blocks.L.ln2."
+                         "hook_normalized -> blocks.L.hook_mlp_out)")

@@ -51,12 +51,14 @@ def zoo_dir() -> Path:
 
 
 def shipped_saes() -> list[str]:
-    """Run names of the SAEs shipped in `saes/` (directories holding a `cfg.json`), sorted."""
+    """Run names of the SAEs shipped in `saes/` (directories holding a `cfg.json`, and the
+    per-layer ones of a layered run, `<run>/L<layer>`), sorted."""
     root = shipped_dir("saes")
     if not root.is_dir():
         return []
     # a hidden `.<run>.partial/` is a run being written (interp.sae.rundir), not a shipped one
-    return sorted(p.parent.name for p in root.glob(f"*/{SAE_CONFIG}") if not p.parent.name.startswith("."))
+    found = [p.parent.relative_to(root) for p in (*root.glob(f"*/{SAE_CONFIG}"), *root.glob(f"*/L*/{SAE_CONFIG}"))]
+    return sorted(r.as_posix() for r in found if not any(part.startswith(".") for part in r.parts))
 
 
 def sae_path(name: str = DEFAULT_SAE) -> Path:

@@ -40,6 +40,8 @@ class Batch(NamedTuple):
     """(B,) int64 token id at each position, or None unless `with_tokens=True`."""
     index: torch.Tensor
     """(B,) int64 global token index = seq * context_size + pos (ascending within a batch)."""
+    target: torch.Tensor | None = None
+    """(B, d_target) activations of the target hook at the same tokens (a transcoder's pair), or None."""
 
 
 class Store:
@@ -82,13 +84,21 @@ class Store:
     def batches(self, batch_size: int, *, hook: str | None = None, shuffle: bool = True, seed: int = 0,
                 rank: int = 0, world_size: int = 1, with_grads: bool = False, with_tokens: bool = False,
                 epochs: int = 1, dtype: torch.dtype = torch.float32, drop_last: bool = False,
-                skip: int = 0) -> Iterator[Batch]:
+                skip: int = 0, target_hook: str | None = None) -> Iterator[Batch]:
         """Minibatches of `batch_size` tokens; each epoch visits every token of this rank's
         block exactly once (blocks of different ranks differ by at most one token, so pass
         `drop_last=True` to DDP for equal batch counts). Reproducible given the arguments.
         `skip`: start at the `skip`-th minibatch of that sequence without reading the ones
-        before (a resumed training run)."""
+        before (a resumed training run).
+
+        `target_hook`: a second hook of the store read at the same tokens (one shuffle for the
+        pair: a transcoder's input `hook` and its target); `grads` are then dL/d(target), what
+        a gradient-aware transcoder scores its decoder rows with."""
         hook = self._hook(hook)
+        if target_hook is not None:
+            target_hook = self._hook(target_hook)
+            if target_hook == hook:
+                raise ValueError(f"target_hook={target_hook!r} is the input hook: a transcoder predicts another hook")
         if batch_size < 1 or epochs < 1:
             raise ValueError(f"batch_size={batch_size} and epochs={epochs} must be positive")
         if skip < 0:
@@ -100,7 +110,7 @@ class Store:
         if dtype not in [t for t, _ in DTYPES.values()]:
             raise ValueError(f"dtype={dtype}; allowed: {', '.join(str(t) for t, _ in DTYPES.values())}")
         return _prefetched(lambda: self._batches(batch_size, hook, shuffle, seed, rank, world_size, with_grads,
-                                                 with_tokens, epochs, dtype, drop_last, skip))
+                                                 with_tokens, epochs, dtype, drop_last, skip, target_hook))
 
     def tokens_of(self, index: torch.Tensor, before: int = 16, after: int = 4) -> torch.Tensor:
         """Token ids around global token indices `index` (M,): (M, before + 1 + after) int64,
@@ -131,10 +141,13 @@ class Store:
         return hook
 
     def _batches(self, batch_size, hook, shuffle, seed, rank, world_size, with_grads, with_tokens, epochs,
-                 dtype, drop_last, skip) -> Iterator[Batch]:
+                 dtype, drop_last, skip, target_hook=None) -> Iterator[Batch]:
         n = self.n_tokens
         lo, hi = n * rank // world_size, n * (rank + 1) // world_size
         d = self.d_model(hook)
+        d_target = None if target_hook is None else self.d_model(target_hook)
+        grad_hook = hook if target_hook is None else target_hook
+        d_grad = self.d_model(grad_hook)
         per_epoch = (hi - lo) // batch_size if drop_last else -(-(hi - lo) // batch_size)
         if per_epoch == 0:
             return
@@ -145,11 +158,13 @@ class Store:
                 positions = np.arange(lo + b * batch_size, min(lo + (b + 1) * batch_size, hi))
                 index, _ = torch.from_numpy(order(positions) if shuffle else positions).sort()
                 acts = self._gather(f"acts/{hook}", index, torch.empty(len(index), d, dtype=dtype))
-                grads = self._gather(f"grads/{hook}", index, torch.empty(len(index), d, dtype=dtype)) \
+                target = None if target_hook is None else \
+                    self._gather(f"acts/{target_hook}", index, torch.empty(len(index), d_target, dtype=dtype))
+                grads = self._gather(f"grads/{grad_hook}", index, torch.empty(len(index), d_grad, dtype=dtype)) \
                     if with_grads else None
                 tokens = self._gather("tokens", index, torch.empty(len(index), dtype=torch.int32)).long() \
                     if with_tokens else None
-                yield Batch(acts, grads, tokens, index)
+                yield Batch(acts, grads, tokens, index, target)
 
     def _gather(self, key: str, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Rows `index` (ascending global token indices) of array `key` into `out` (len(index), ...)."""

@@ -72,6 +72,11 @@ def store_fingerprint(store_path: str | Path) -> str:
     return f"{zlib.crc32(json.dumps(to_dict(held), sort_keys=True, default=str).encode()):08x}"
 
 
+def hook_key(hook: str | None, target_hook: str | None = None) -> str | None:
+    """The hook a run's settings record: `hook`, or "hook -> target_hook" for transcoders."""
+    return hook if target_hook is None else f"{hook} -> {target_hook}"
+
+
 def settings(train: dict, hook: str | None, store_path: str | Path, configs: list[dict], device: str) -> dict:
     """Every setting that changes a run's result. `train`: the SAETrainConfig as a dict;
     `device`: the type of the device the SAEs train on. The thread count is recorded on CPU,

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pandas as pd
 
-COLUMNS = ["variant", "mode", "n_latents", "l0", "nmse", "dead_fraction", "dense_fraction", "ce_recovered",
-           "ce_delta", "kl", "eps_lbo_median"]
-NOT_FLAGS = ("d_in", "params", "format_version")
-"""SAEConfig fields without a flag: d_in comes from the store, params from the variant flags."""
+COLUMNS = ["kind", "variant", "mode", "n_latents", "l0", "nmse", "dead_fraction", "dense_fraction", "ce_recovered",
+           "ce_delta", "kl", "eps_lbo_median", "skip_fve"]
+NOT_FLAGS = ("d_in", "d_out", "params", "format_version")
+"""SAEConfig fields without a flag: d_in and d_out come from the store, params from the variant flags."""
 
 
 def register(subparsers) -> None:
@@ -111,6 +111,7 @@ def _eval_sae(args) -> int:
     from interp.sae import saving
     from interp.sae.evaluate import SAEEvalConfig, evaluate_saes
     from interp.sae.job import JobConfig
+    from interp.sae.saving import SAELoadError
 
     cfg = replace(JobConfig(), **flag_values(args, JobConfig))
     eval_cfg = SAEEvalConfig(**flag_values(args, SAEEvalConfig))
@@ -119,7 +120,12 @@ def _eval_sae(args) -> int:
     model = load_model(args.model or meta["model_name"], device=eval_cfg.device)
     ctx = meta.get("context_size") or model.cfg.n_ctx
     tokens = sources.resolve(cfg.eval_tokens, model, ctx, cfg.eval_seed).tokens
-    metrics = evaluate_saes(sae, model, tokens, meta["hook_name"], **{f.name: getattr(eval_cfg, f.name) for f in dataclasses.fields(eval_cfg)})
+    target = meta.get("hook_name_out") if sae.cfg.is_transcoder else None
+    if sae.cfg.is_transcoder and not target:
+        raise SAELoadError(f"{args.path}/cfg.json: a {sae.cfg.kind} without metadata.hook_name_out (the hook it "
+                           "predicts); add it to cfg.json")
+    metrics = evaluate_saes(sae, model, tokens, meta["hook_name"], target_hook=target,
+                            **{f.name: getattr(eval_cfg, f.name) for f in dataclasses.fields(eval_cfg)})
     print_table(metrics)
     write_bytes(Path(args.path) / "metrics.json",
                 (metrics.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())

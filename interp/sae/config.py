@@ -26,6 +26,8 @@ from interp.errors import ConfigError
 from interp.sae.variants.base import VariantConfig
 
 Normalization = Literal["none", "scale", "layer_norm"]
+Kind = Literal["sae", "transcoder", "skip_transcoder"]
+KINDS = typing.get_args(Kind)
 AuxLoss = Literal["auxk", "aux_zipf"]
 NORMALIZATIONS = typing.get_args(Normalization)
 AUX_LOSSES = typing.get_args(AuxLoss)
@@ -43,11 +45,15 @@ def _fail(cls: str, name: str, value, allowed: str):
 
 @dataclass(frozen=True)
 class SAEConfig:
-    """One sparse autoencoder: its variant, size and loss. Shapes follow sae-lens:
-    W_enc (d_in, n_latents), W_dec (n_latents, d_in)."""
+    """One sparse dictionary: its kind, variant, size and loss. Shapes follow sae-lens:
+    W_enc (d_in, n_latents), W_dec (n_latents, d_out), W_skip (d_out, d_in) for a skip-transcoder.
+
+    An SAE reconstructs the activation it reads; a transcoder reads one hook (typically the
+    MLP's input) and predicts another (the MLP's output) with the same sparsity rules, the
+    same kernels and the same training loop: only the decoder's target differs."""
 
     d_in: int
-    """Width of the hooked activation (d_model of the hook)."""
+    """Width of the hooked activation the encoder reads (d_model of the hook)."""
     n_latents: int = 2048
     """Dictionary size n."""
     variant: str = "topk"
@@ -80,6 +86,11 @@ class SAEConfig:
     """EMA momentum (per step) of the running latent densities."""
     seed: int = 0
     """Seed of the weight initialisation."""
+    kind: Kind = "sae"
+    """sae (reconstructs its input), transcoder (predicts the target hook's activation), or
+    skip_transcoder (a transcoder plus a linear skip path W_skip x)."""
+    d_out: int | None = None
+    """Width of the target hook's activation (transcoders; an SAE's target is its input: None)."""
     params: VariantConfig | None = None
     """The variant's own hyper-parameters: an instance (or a table) of its registered config
     class (`interp.sae.registry.variant_config`); None: that class's defaults."""
@@ -129,7 +140,28 @@ class SAEConfig:
             _fail(c, "zipf_c", self.zipf_c, "a number in (0, 1]")
         if not 0 <= self.density_momentum < 1:
             _fail(c, "density_momentum", self.density_momentum, "a number in [0, 1)")
+        if self.kind not in KINDS:
+            _fail(c, "kind", self.kind, f"one of {', '.join(KINDS)}")
+        if self.kind == "sae" and self.d_out is not None:
+            _fail(c, "d_out", self.d_out, "None for kind='sae' (an SAE's target is its input; a transcoder sets "
+                  "kind='transcoder' or 'skip_transcoder')")
+        if self.kind != "sae":
+            if self.d_out is None or self.d_out < 1:
+                _fail(c, "d_out", self.d_out, f"a positive integer for kind={self.kind!r}: the target hook's width")
+            if self.normalize == "layer_norm":
+                _fail(c, "normalize", self.normalize, f"none or scale for kind={self.kind!r} (input and target "
+                      "are scaled separately; a per-token LayerNorm of the input cannot be undone on the target)")
         self.params.check(self)
+
+    @property
+    def is_transcoder(self) -> bool:
+        """Whether the dictionary predicts another hook than it reads."""
+        return self.kind != "sae"
+
+    @property
+    def d_target(self) -> int:
+        """Width of what the decoder writes: d_out for a transcoder, d_in for an SAE."""
+        return self.d_in if self.d_out is None else self.d_out
 
     @property
     def k_aux_effective(self) -> int:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from interp import devices
 from interp.config import check_fields, check_positive
 from interp.errors import ConfigError
+from interp.hooks import named_all
 from interp.sae import afa
 from interp.sae.module import SparseAutoencoder, code_entries, l0_per_token
 from interp.sae.variants.base import InferenceMode
@@ -69,7 +70,8 @@ class _Accumulator:
     """Sums of one row over the eval batches, as float64 tensors on the device (no host sync per batch)."""
 
     def __init__(self, n_latents: int, device: torch.device):
-        self.sq_err, self.ce, self.kl = (torch.zeros((), dtype=torch.float64, device=device) for _ in range(3))
+        self.sq_err, self.ce, self.kl, self.skip_sq_err = (torch.zeros((), dtype=torch.float64, device=device)
+                                                          for _ in range(4))
         self.fired = torch.zeros(n_latents, dtype=torch.int64, device=device)
         self.l0: list[torch.Tensor] = []
         self.x_norm: list[torch.Tensor] = []
@@ -89,52 +91,68 @@ def _ce(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_BTV[:, :-1].flatten(0, 1).float(), tokens_BT[:, 1:].flatten(), reduction="sum")
 
 
-def _clean_pass(model, tokens_BT, hook: str, with_grads: bool):
-    """(logits (B, T, V), acts (B*T, d), grads (B*T, d) or None) of a clean forward pass."""
+def _clean_pass(model, tokens_BT, hook: str, target_hook: str | None, with_grads: bool):
+    """(logits (B, T, V), acts (B*T, d), target (B*T, d_out) or None, grads (B*T, d_out) or None)
+    of a clean forward pass; the gradient is dL/d(what the dictionaries write): the target
+    hook's activation for transcoders, `hook`'s for SAEs."""
     kept = {}
+    grad_hook = target_hook or hook
 
     def keep(act, hook):
-        act = act.detach().requires_grad_(with_grads)
-        kept["act"] = act
+        act = act.detach().requires_grad_(with_grads and hook.name == grad_hook)
+        kept[hook.name] = act
         return act
 
+    hooks = [hook] if target_hook is None else [hook, target_hook]
     with torch.set_grad_enabled(with_grads):
-        logits = model.run_with_hooks(tokens_BT, fwd_hooks=[(hook, keep)])
-        grads = torch.autograd.grad(_ce(logits, tokens_BT), kept["act"])[0] if with_grads else None
-    act = kept["act"].detach()
-    d = act.shape[-1]
-    return logits.detach(), act.reshape(-1, d), None if grads is None else grads.reshape(-1, d)
+        logits = model.run_with_hooks(tokens_BT, fwd_hooks=named_all([(h, keep) for h in hooks]))
+        grads = torch.autograd.grad(_ce(logits, tokens_BT), kept[grad_hook])[0] if with_grads else None
+
+    def flat(t):
+        return None if t is None else t.detach().reshape(-1, t.shape[-1])
+    return logits.detach(), flat(kept[hook]), flat(kept.get(target_hook)), flat(grads)
 
 
 @torch.no_grad()
-def _row_update(acc: _Accumulator, sae: SparseAutoencoder, model, tokens_BT, hook, x_TD, g_TD, logp_clean):
+def _row_update(acc: _Accumulator, sae: SparseAutoencoder, model, tokens_BT, splice_hook, x_TD, y_TD, g_TD,
+                logp_clean):
     code = sae.encode(x_TD, g_TD)
-    x_hat_TD = sae.decode(code, x_TD)
-    acc.sq_err += (x_TD - x_hat_TD).pow(2).sum().double()  # fp32 per batch, fp64 across batches
+    y_hat_TD = sae.decode(code, x_TD)
+    acc.sq_err += (y_TD - y_hat_TD).pow(2).sum().double()  # fp32 per batch, fp64 across batches
     rows, cols, values = code_entries(code)
     acc.fired.index_add_(0, cols, (values > 0).long())
     acc.l0.append(l0_per_token(code))
     f2 = x_TD.new_zeros(x_TD.shape[0], dtype=torch.float32).index_add_(
         0, rows, (values * sae.W_dec.norm(dim=1)[cols]).pow(2).float())
     acc.f_norm.append((f2 + sae.b_dec.pow(2).sum()).sqrt())
-    acc.x_norm.append(x_TD.norm(dim=1))
-    logits = _splice(model, tokens_BT, hook, lambda act: x_hat_TD.reshape(act.shape).to(act.dtype))
+    acc.x_norm.append(y_TD.norm(dim=1))
+    if sae.W_skip is not None:  # what the skip path and b_dec alone predict
+        x_s = sae.to_sae_space(x_TD)[0]
+        acc.skip_sq_err += (y_TD - sae.from_sae_space(sae.skip_scaled(x_s) + sae.b_dec)).pow(2).sum().double()
+    logits = _splice(model, tokens_BT, splice_hook, lambda act: y_hat_TD.reshape(act.shape).to(act.dtype))
     acc.ce += _ce(logits, tokens_BT).double()
     logp = logits[:, :-1].float().log_softmax(-1)
     acc.kl += (logp_clean.exp() * (logp_clean - logp)).sum().double()
 
 
 def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], model, tokens: torch.Tensor,
-                     hook: str, *, batch_size: int = 16, dense_threshold: float = 0.1,
-                     device: devices.DeviceLike | None = None, dtype: torch.dtype | None = None,
-                     progress: bool = False) -> EvalDetails:
+                     hook: str, *, target_hook: str | None = None, batch_size: int = 16,
+                     dense_threshold: float = 0.1, device: devices.DeviceLike | None = None,
+                     dtype: torch.dtype | None = None, progress: bool = False) -> EvalDetails:
     """Evaluate `saes` (one, or several by name) on `tokens` (n_seq, ctx) LongTensor through
-    `model` (a HookedTransformer) with the SAE spliced at `hook`. Latents firing on more than
+    `model` (a HookedTransformer) with the SAE spliced at `hook`; transcoders read `hook` and
+    their prediction replaces `target_hook` (nmse is then the target's, the zero-ablation
+    baseline zeroes the target hook, and skip-transcoders also report `skip_fve`, the fraction
+    of the target's variance their skip path and b_dec alone explain). Latents firing on more than
     `dense_threshold` of the tokens count as dense. `device`: where model and SAEs run (None:
     the model's device; the SAEs are moved there). `dtype`: autocast dtype of the SAEs'
     arithmetic (None or float32: none; bfloat16 on CUDA and CPU)."""
     if isinstance(saes, SparseAutoencoder):
         saes = {saes.cfg.variant: saes}
+    for name, sae in saes.items():
+        if sae.cfg.is_transcoder != (target_hook is not None):
+            raise ValueError(f"{name}: kind={sae.cfg.kind!r} with target_hook={target_hook!r}: a transcoder is "
+                             "evaluated with the hook it predicts (target_hook), an SAE without one")
     if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] < 2:
         raise ValueError(f"tokens must be a non-empty (n_seq, ctx >= 2) LongTensor; got shape {tuple(tokens.shape)}")
     devices.place_model(model, device)
@@ -148,25 +166,27 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
     with_grads = any(mode.needs_grads for _, mode in rows.values())
     accs = {name: _Accumulator(sae.cfg.n_latents, dev) for name, (sae, _) in rows.items()}
     ce_clean, ce_zero, sum_sq = (torch.zeros((), dtype=torch.float64, device=dev) for _ in range(3))
-    sum_x = None
+    sum_y = None
     n_pred = count = 0
+    splice_hook = target_hook or hook
     for b0 in range(0, tokens.shape[0], batch_size):
         tokens_BT = tokens[b0:b0 + batch_size].to(dev)
-        logits, x_TD, g_TD = _clean_pass(model, tokens_BT, hook, with_grads)
+        logits, x_TD, y_TD, g_TD = _clean_pass(model, tokens_BT, hook, target_hook, with_grads)
+        y_TD = x_TD if y_TD is None else y_TD
         with torch.no_grad():
             logp_clean = logits[:, :-1].float().log_softmax(-1)
             ce_clean += _ce(logits, tokens_BT).double()
-            ce_zero += _ce(_splice(model, tokens_BT, hook, torch.zeros_like), tokens_BT).double()
+            ce_zero += _ce(_splice(model, tokens_BT, splice_hook, torch.zeros_like), tokens_BT).double()
             n_pred += tokens_BT[:, 1:].numel()
-            xf = x_TD.double()
-            sum_sq += xf.pow(2).sum()
-            sum_x = xf.sum(0) if sum_x is None else sum_x + xf.sum(0)
-            count += x_TD.shape[0]
+            yf = y_TD.double()
+            sum_sq += yf.pow(2).sum()
+            sum_y = yf.sum(0) if sum_y is None else sum_y + yf.sum(0)
+            count += y_TD.shape[0]
         for name, (sae, mode) in rows.items():
             with autocast:
-                _row_update(accs[name], sae, model, tokens_BT, hook, x_TD, g_TD if mode.needs_grads else None,
-                            logp_clean)
-    total_var = _value(sum_sq) - _value(sum_x.pow(2).sum()) / count
+                _row_update(accs[name], sae, model, tokens_BT, splice_hook, x_TD, y_TD,
+                            g_TD if mode.needs_grads else None, logp_clean)
+    total_var = _value(sum_sq) - _value(sum_y.pow(2).sum()) / count
     ce_clean, ce_zero = _value(ce_clean) / n_pred, _value(ce_zero) / n_pred
     records, densities, l0s, zfs = [], {}, {}, {}
     for name, (sae, mode) in rows.items():
@@ -178,7 +198,8 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
         eps = zf.eps_lbo[torch.isfinite(zf.eps_lbo)]
         l0d = l0.double()
         records.append({
-            "sae": name, "variant": sae.cfg.variant, "n_latents": sae.cfg.n_latents, "k": sae.cfg.k,
+            "sae": name, "kind": sae.cfg.kind, "variant": sae.cfg.variant, "n_latents": sae.cfg.n_latents,
+            "k": sae.cfg.k,
             "mode": mode.name,
             "nmse": _value(acc.sq_err) / total_var, "l0": float(l0d.mean()),
             "l0_p10": float(l0d.quantile(0.1)), "l0_p50": float(l0d.median()),
@@ -191,6 +212,7 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
             "kl": _value(acc.kl) / n_pred,
             "eps_lbo_mean": float(eps.mean()) if len(eps) else float("nan"),
             "eps_lbo_median": float(eps.median()) if len(eps) else float("nan"),
+            "skip_fve": 1 - _value(acc.skip_sq_err) / total_var if sae.W_skip is not None else float("nan"),
             "eval_tokens": count,
         })
         densities[name], l0s[name], zfs[name] = density, l0, zf

@@ -1,6 +1,8 @@
 """The main job, `interp train-sae`: cache a hook's activations (or reuse a matching cache),
 train one SAE or a sweep on them, evaluate with the reconstruction spliced into the model,
 and write `saes/<run>/` in the sae-lens layout with `training.json` and `metrics.json`.
+With `target_hook` the dictionaries are transcoders (input and target cached in one pass, the
+prediction spliced in at the target); with `layers`, the same job at every listed layer.
 
 Every choice is a field of `JobConfig` (flags or a TOML recipe: top-level keys, a `[train]`
 table and `[[sae]]` tables); the defaults are the embedded job on zoo-dense.
@@ -41,7 +43,17 @@ class JobConfig:
     model: str = "zoo-dense"
     """Model name or directory (`interp.load_model`)."""
     hook: str = "blocks.2.hook_resid_pre"
-    """TransformerLens hook whose activations the SAEs reconstruct."""
+    """TransformerLens hook whose activations the SAEs reconstruct (a transcoder's input); with
+    `layers`, a template with {layer}."""
+    target_hook: str | None = None
+    """None: SAEs reconstruct `hook`. A hook later in the forward pass (e.g.
+    blocks.2.hook_mlp_out with hook = blocks.2.ln2.hook_normalized): transcoders read `hook` and
+    predict this one; both are cached in one pass. [[sae]] tables without `kind` become
+    kind = "transcoder". With `layers`, a template with {layer}."""
+    layers: tuple[int, ...] = ()
+    """Train the same dictionaries at each of these layers: `hook` and `target_hook` are
+    templates with {layer}, every layer's hooks are cached in one pass, and layer L's run goes to
+    <out_dir>/<run>/L<L>/ (empty: one run at `hook`)."""
     cache_tokens: int = 614_400
     """Tokens of the zoo corpus to cache (rounded up to whole contexts)."""
     cache_dir: str | None = None
@@ -74,13 +86,47 @@ class JobConfig:
         names = [s.get("name", f"sae{i}") for i, s in enumerate(self.saes)]
         if len(set(names)) != len(names):
             raise ValueError(f"JobConfig.saes: names {names} must be distinct")
+        self._check_hooks()
         for i, s in enumerate(self.saes):  # field names and values are checked now, before any compute
             where = f"JobConfig.saes[{i}]"
             check_value(str, s.get("name", ""), f"{where}.name")
-            if "d_in" in s:  # it would silently replace the store's width
-                raise ConfigError(f"{where}.d_in={s['d_in']!r} is not allowed: d_in comes from the store (the "
-                                  "hook's d_model); remove it")
-            SAEConfig.from_dict({k: v for k, v in s.items() if k != "name"}, where, d_in=1 << 20)
+            for key in ("d_in", "d_out"):  # they would silently replace the store's widths
+                if key in s:
+                    raise ConfigError(f"{where}.{key}={s[key]!r} is not allowed: {key} comes from the store (the "
+                                      f"{'input' if key == 'd_in' else 'target'} hook's d_model); remove it")
+            kind = s.get("kind", self._default_kind())
+            if self.target_hook is None and kind != "sae":
+                raise ConfigError(f"{where}.kind={kind!r} needs a target: set JobConfig.target_hook (--target-hook), "
+                                  "the hook the transcoder predicts, e.g. blocks.2.hook_mlp_out")
+            if self.target_hook is not None and kind == "sae":
+                raise ConfigError(f"{where}.kind='sae' is not allowed with target_hook={self.target_hook!r}: a run "
+                                  "with a target trains transcoders (kind = 'transcoder' or 'skip_transcoder')")
+            SAEConfig.from_dict(self._sae_table(s, 1 << 20, 1 << 20), where)
+
+    def _check_hooks(self) -> None:
+        templates = {"hook": self.hook, "target_hook": self.target_hook}
+        for name, value in templates.items():
+            if value is not None and bool(self.layers) != ("{layer}" in value):
+                raise ConfigError(f"JobConfig.{name}={value!r} is not allowed: "
+                                  + ("with layers, a template with {layer} (e.g. blocks.{layer}.hook_mlp_out)"
+                                     if self.layers else "{layer} is only allowed with layers = [...]"))
+        if len(set(self.layers)) != len(self.layers) or any(layer < 0 for layer in self.layers):
+            raise ConfigError(f"JobConfig.layers={list(self.layers)!r} is not allowed: distinct layer indices >= 0")
+        if self.target_hook is not None and self.target_hook == self.hook:
+            raise ConfigError(f"JobConfig.target_hook={self.target_hook!r} is not allowed: it is the input hook; a "
+                              "transcoder predicts another hook")
+        if self.layers and self.report:
+            raise ConfigError("JobConfig.report is not allowed with layers: the report compares the SAEs of one "
+                              "layer (run one layer with report = ..., or leave report out)")
+
+    def _default_kind(self) -> str:
+        return "sae" if self.target_hook is None else "transcoder"
+
+    def _sae_table(self, s: dict, d_in: int, d_out: int | None) -> dict:
+        table = {"d_in": d_in, "kind": self._default_kind(), **{k: v for k, v in s.items() if k != "name"}}
+        if table["kind"] != "sae":
+            table["d_out"] = d_out
+        return table
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides) -> "JobConfig":
@@ -99,22 +145,39 @@ class JobConfig:
     def sae_names(self) -> list[str]:
         return [s.get("name", s.get("variant", "topk")) if len(self.saes) > 1 else "sae" for s in self.saes]
 
-    def sae_configs(self, d_in: int) -> list[SAEConfig]:
-        return [SAEConfig.from_dict({"d_in": d_in, **{k: v for k, v in s.items() if k != "name"}}) for s in self.saes]
+    def sae_configs(self, d_in: int, d_out: int | None = None) -> list[SAEConfig]:
+        """The SAEConfig of every [[sae]] table, with the store's widths (`d_out`: the target's)."""
+        return [SAEConfig.from_dict(self._sae_table(s, d_in, d_out)) for s in self.saes]
+
+    def pairs(self) -> list[tuple[str, str | None, str]]:
+        """(hook, target_hook, subdirectory) of each run: one, or one per layer (L<layer>)."""
+        if not self.layers:
+            return [(self.hook, self.target_hook, "")]
+        return [(self.hook.format(layer=layer), None if self.target_hook is None else
+                 self.target_hook.format(layer=layer), f"L{layer}") for layer in self.layers]
+
+    def hooks(self) -> list[str]:
+        """Every hook the job caches (all layers' inputs and targets, in one pass)."""
+        return [h for hook, target, _ in self.pairs() for h in (hook, target) if h is not None]
 
     def run_name(self) -> str:
         if self.run:
             return self.run
-        first = self.sae_configs(1 << 20)[0]
+        first = self.sae_configs(1 << 20, 1 << 20)[0]
         suffix = f"{first.variant}-k{first.k}" if len(self.saes) == 1 else "sweep"
-        return f"{Path(self.model).name}-{self.hook}-{suffix}"
+        if first.is_transcoder:
+            suffix = f"{first.kind}-{suffix}"
+        where = self.hook if not self.layers else "layers" + "_".join(map(str, self.layers))
+        return f"{Path(self.model).name}-{where}-{suffix}"
 
     def store_dir(self, grads: bool, weights: str = "") -> Path:
-        """`cache_dir`, or a directory under caches/ named by the hook, the token count and
+        """`cache_dir`, or a directory under caches/ named by the hooks, the token count and
         `weights` (a fingerprint of the model's weights: retrained weights get a new cache)."""
         if self.cache_dir:
             return Path(self.cache_dir)
-        name = "-".join(filter(None, (self.hook, str(self.cache_tokens), weights, "grads" if grads else "")))
+        hooks = self.hook if self.target_hook is None and not self.layers else \
+            f"{len(self.hooks())}hooks-{zlib.crc32(','.join(self.hooks()).encode()):08x}"
+        name = "-".join(filter(None, (hooks, str(self.cache_tokens), weights, "grads" if grads else "")))
         return Path("caches") / Path(self.model).name / name  # beside out_dir: both relative to the current directory
 
     def to_json(self) -> dict:
@@ -136,6 +199,8 @@ class JobResult:
     metrics: pd.DataFrame
     training: SAETrainResult
     details: EvalDetails
+    layers: dict[str, "JobResult"] = field(default_factory=dict)
+    """A job over `layers`: each layer's own result by subdirectory (L<layer>); empty otherwise."""
 
 
 def _check_paths(cfg: JobConfig) -> None:
@@ -164,7 +229,7 @@ def _cache(model, cfg: JobConfig, store_dir: Path, grads: bool, train_tokens, pr
     import interp.cache
 
     try:
-        return interp.cache.write(model, cfg.hook, cfg.cache_tokens if train_tokens is None else train_tokens,
+        return interp.cache.write(model, cfg.hooks(), cfg.cache_tokens if train_tokens is None else train_tokens,
                                   store_dir, grads=grads, resume=True, progress=progress, model_name=cfg.model)
     except interp.cache.StoreError as e:
         where = "JobConfig.cache_dir (--cache-dir)" if cfg.cache_dir else \
@@ -194,11 +259,12 @@ def _history_before(run_dir: Path, previous: dict | None) -> list[dict]:
 
 
 def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, details: EvalDetails,
-                   history: list[dict]) -> None:
+                   history: list[dict], hook: str, target_hook: str | None) -> None:
     names = cfg.sae_names()
     for i, (name, sae) in enumerate(zip(names, result.saes)):
         out = stage if len(names) == 1 else stage / name
-        saving.save(sae, out, model_name=cfg.model, hook_name=cfg.hook, context_size=store.manifest.context_size)
+        saving.save(sae, out, model_name=cfg.model, hook_name=hook, context_size=store.manifest.context_size,
+                    hook_name_out=target_hook)
         rows = details.metrics[details.metrics.index.str.fullmatch(rf"{name}(\[grad\])?")]
         write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
         training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path),
@@ -215,48 +281,80 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     """Run the job. `model`, `train_tokens` (n_seq, ctx) and `eval_tokens` replace the model
     name and the zoo-corpus token sources (notebooks, tests). `resume`: continue the run's
     training checkpoint (refused, naming the field, if a setting that changes the result
-    differs). Raises `interp.locks.LockError` when another process writes the same run."""
+    differs). Raises `interp.locks.LockError` when another process writes the same run.
+
+    With `cfg.layers` every layer is its own run in <run>/L<layer>/ (trained one after the
+    other from one cache); the result's metrics are indexed "L<layer>" (or "L<layer>/<name>"
+    for a sweep) and `layers` holds each layer's own JobResult."""
     from interp.cache import sources
-    from interp.locks import hold_lock
+    from interp.hooks import check_pair
     from interp.models import load_model
 
     _check_paths(cfg)
     if model is None:
         model = load_model(cfg.model)
-    grads = any(get_variant(c.variant).needs_grads for c in cfg.sae_configs(1 << 20))
+    for hook, target, _ in cfg.pairs():  # every hook exists, every target follows its input: before any compute
+        if hook not in model.hook_dict:
+            raise ConfigError(f"JobConfig.hook={hook!r} is not a hook of the model (e.g. blocks.0.hook_resid_pre, "
+                              "blocks.0.ln2.hook_normalized)")
+        if target is not None:
+            try:
+                check_pair(model, hook, target, "JobConfig.target_hook")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+    grads = any(get_variant(c.variant).needs_grads for c in cfg.sae_configs(1 << 20, 1 << 20))
     store_dir = cfg.store_dir(grads, weights_fingerprint(model))
     store = _cache(model, cfg, store_dir, grads, train_tokens, progress)
-    configs = cfg.sae_configs(store.d_model(cfg.hook))
     train_cfg = cfg.train
     if train_cfg.device is None and model_device(model).type != "cpu":  # train where the model runs (a GPU)
         train_cfg = replace(train_cfg, device=str(model_device(model)))
-    run_dir = Path(cfg.out_dir) / cfg.run_name()
+    if eval_tokens is None:
+        eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
+    parts = {}
+    for hook, target, sub in cfg.pairs():
+        run_dir = Path(cfg.out_dir) / cfg.run_name() / sub
+        parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_tokens, resume, progress)
+    if not cfg.layers:
+        result = parts[""]
+        if cfg.report:
+            from interp.sae.report import results_markdown
+
+            write_bytes(Path(cfg.report), results_markdown(result.metrics, cfg, result.training).encode())
+        return result
+    metrics = pd.concat([r.metrics.rename(index=lambda name, sub=sub: sub if name == "sae" else f"{sub}/{name}")
+                         .assign(layer=layer) for (sub, r), layer in zip(parts.items(), cfg.layers)])
+    last = parts[cfg.pairs()[-1][2]]
+    return JobResult(Path(cfg.out_dir) / cfg.run_name(), metrics, last.training, last.details, parts)
+
+
+def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: str, target_hook: str | None,
+               run_dir: Path, eval_tokens: torch.Tensor, resume: bool, progress: bool) -> JobResult:
+    """Train, evaluate and write the dictionaries of one (hook, target) pair into `run_dir`."""
+    from interp.locks import hold_lock
+
+    configs = cfg.sae_configs(store.d_model(hook), None if target_hook is None else store.d_model(target_hook))
     with hold_lock(run_dir, what="SAE run directory"):
         rundir.recover(run_dir)
         previous = None
         if resume:  # refused before anything is written
-            previous = checkpoint.check_resume(rundir.resume_from(run_dir), store.path, configs, train_cfg, cfg.hook)
+            previous = checkpoint.check_resume(rundir.resume_from(run_dir), store.path, configs, train_cfg,
+                                               checkpoint.hook_key(hook, target_hook))
         before = _history_before(run_dir, previous)
         stage = rundir.prepare(run_dir, resume)
         ckpt_dir = stage / rundir.CHECKPOINT
         try:
-            result = train(store, configs, train_cfg, hook=cfg.hook, checkpoint_dir=ckpt_dir, resume=resume,
-                           progress=progress)
+            result = train(store, configs, train_cfg, hook=hook, target_hook=target_hook, checkpoint_dir=ckpt_dir,
+                           resume=resume, progress=progress)
         except BaseException:
             rundir.discard_if_empty(stage)
             raise
-        if eval_tokens is None:
-            eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
         names = cfg.sae_names()
-        details = evaluate_details(dict(zip(names, result.saes)), model, eval_tokens, cfg.hook, progress=progress)
+        details = evaluate_details(dict(zip(names, result.saes)), model, eval_tokens, hook, target_hook=target_hook,
+                                   progress=progress)
         rundir.clear_outputs(stage)
         history = _history(before, result.history)
-        _write_outputs(stage, cfg, store, result, details, history)
+        _write_outputs(stage, cfg, store, result, details, history, hook, target_hook)
         rundir.commit(stage, run_dir)
-    if cfg.report:
-        from interp.sae.report import results_markdown
-
-        write_bytes(Path(cfg.report), results_markdown(details.metrics, cfg, result).encode())
     return JobResult(run_dir, details.metrics, result, details)
 
 

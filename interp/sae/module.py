@@ -9,6 +9,15 @@ reconstruction by it); with `normalize="layer_norm"` each token is centred and d
 its own standard deviation (x - mu) / (std + eps), and the reconstruction is mapped back with
 that token's statistics, y * std + mu, exactly as sae-lens's `normalize_activations="layer_norm"`
 (the released OpenAI SAEs).
+
+A transcoder (`SAEConfig.kind`) is the same module with its decoder in the target's space:
+W_dec (n, d_out), b_dec (d_out,), and for a skip-transcoder W_skip (d_out, d_in), so that
+y_hat = W_dec^T f + b_dec + W_skip x. Its encoder subtracts `b_in` (d_in,), a fixed buffer set to
+the input's geometric median at initialisation, where an SAE subtracts b_dec (sae-lens's
+apply_b_dec_to_input): `pre_bias` is whichever applies, and it is folded into b_enc when saving.
+With `normalize="scale"` input and target get a global factor each (`input_scale`,
+`target_scale`). Gradients handed to a transcoder are dL/d(target): the gradient variant scores
+latents by their decoder rows, which live in the target's space.
 """
 
 from __future__ import annotations
@@ -61,8 +70,11 @@ GiB = 2**30
 
 
 def parameter_bytes(cfg: SAEConfig) -> int:
-    """Bytes of an SAE's fp32 parameters and buffers: W_enc, W_dec, b_enc, b_dec, threshold."""
-    return 4 * (2 * cfg.d_in * cfg.n_latents + 2 * cfg.n_latents + cfg.d_in + 1)
+    """Bytes of an SAE's fp32 parameters and buffers: W_enc, W_dec, b_enc, b_dec, threshold
+    (and a transcoder's W_skip and b_in)."""
+    d, t, n = cfg.d_in, cfg.d_target, cfg.n_latents
+    skip = d * t if cfg.kind == "skip_transcoder" else 0
+    return 4 * (d * n + n * t + 2 * n + t + skip + (d if cfg.is_transcoder else 0) + 1)
 
 
 def training_bytes(cfg: SAEConfig) -> int:
@@ -103,20 +115,46 @@ class SparseAutoencoder(nn.Module):
         self.backend = backend
         self.variant = get_variant(cfg.variant)(cfg)
         gen = torch.Generator().manual_seed(cfg.seed)
-        W_dec_ND = torch.randn(cfg.n_latents, cfg.d_in, generator=gen)
-        W_dec_ND /= W_dec_ND.norm(dim=1, keepdim=True)
+        W_dec_ND = _unit_rows(torch.randn(cfg.n_latents, cfg.d_target, generator=gen))
+        # tied init (Gao et al.) for an SAE; a transcoder's encoder reads another space: its own draw
+        W_enc_DN = _unit_rows(torch.randn(cfg.n_latents, cfg.d_in, generator=gen)).T if cfg.is_transcoder \
+            else W_dec_ND.T
         self.W_dec = nn.Parameter(W_dec_ND.to(device))
-        self.W_enc = nn.Parameter(W_dec_ND.T.contiguous().to(device, copy=True))  # tied init (Gao et al.)
+        self.W_enc = nn.Parameter(W_enc_DN.contiguous().to(device, copy=True))
         self.b_enc = nn.Parameter(torch.zeros(cfg.n_latents, device=device))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_target, device=device))
+        self.W_skip = nn.Parameter(torch.zeros(cfg.d_target, cfg.d_in, device=device)) \
+            if cfg.kind == "skip_transcoder" else None
+        """(d_out, d_in) linear skip path of a skip-transcoder (None otherwise)."""
         self.register_buffer("input_scale", torch.ones((), device=device))
         self.register_buffer("threshold", torch.zeros(cfg.n_latents, device=device))
         """Inference thresholds on the pre-activations (Mutual/Feature Choice, exported as JumpReLU)."""
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64, device=device))
+        if cfg.is_transcoder:
+            self.register_buffer("b_in", torch.zeros(cfg.d_in, device=device))
+            """(d_in,) the input's geometric median, subtracted before the encoder (not trained)."""
+            self.register_buffer("target_scale", torch.ones((), device=device))
+            """The target's global factor with normalize="scale" (1 otherwise)."""
+            self.register_buffer("norm_ratio", torch.ones((), device=device))
+            """E||r - b_dec|| / E||x - b_in|| over the init sample, r = target - skip path: how
+            top-AFA estimates the norm of a target it cannot see at inference."""
 
     @property
     def device(self) -> torch.device:
         return self.W_dec.device
+
+    @property
+    def pre_bias(self) -> torch.Tensor:
+        """(d_in,) what the encoder subtracts from its (scaled) input: b_dec for an SAE, b_in for a transcoder."""
+        return self.b_in if self.cfg.is_transcoder else self.b_dec
+
+    def code_norm_target(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """(B,) what a code's norm should match for scaled inputs x (B, d_in) (top-AFA): ||x -
+        b_dec|| for an SAE; for a transcoder, whose target is unknown at inference, norm_ratio
+        * ||x - b_in|| [ours]."""
+        if self.cfg.is_transcoder:
+            return (x_BD - self.b_in).norm(dim=1) * self.norm_ratio
+        return (x_BD - self.b_dec).norm(dim=1)
 
     # --- input space -----------------------------------------------------------------------
     def input_stats(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -128,18 +166,29 @@ class SparseAutoencoder(nn.Module):
 
     def to_sae_space(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None,
                      stats: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """(x, dL/dx) mapped into the SAE's input space (the gradient with the statistics held
-        fixed); `stats` defaults to `input_stats(x)`."""
+        """(x, g) mapped into the SAE's spaces: x (B, d_in) into its input space, g = dL/d(what
+        the decoder writes) into its output space (for an SAE dL/dx, with the statistics held
+        fixed; for a transcoder dL/d(target), divided by `target_scale`); `stats` defaults to
+        `input_stats(x)`."""
         if self.cfg.normalize == "layer_norm":
             mu_B1, std_B1 = self.input_stats(x_BD) if stats is None else stats
             x_s = (x_BD - mu_B1) / (std_B1 + LN_EPS)
             return x_s, None if grads_BD is None else grads_BD * (std_B1 + LN_EPS)
         if self.cfg.normalize == "none":  # input_scale is 1: no (B, d) copy
             return x_BD, grads_BD
-        return x_BD * self.input_scale, None if grads_BD is None else grads_BD / self.input_scale
+        out_scale = self.target_scale if self.cfg.is_transcoder else self.input_scale
+        return x_BD * self.input_scale, None if grads_BD is None else grads_BD / out_scale
+
+    def to_target_space(self, y_BD: torch.Tensor) -> torch.Tensor:
+        """A transcoder's target y (B, d_out) in its output space (times `target_scale`)."""
+        return y_BD if self.cfg.normalize == "none" else y_BD * self.target_scale
+
+    def skip_scaled(self, x_BD: torch.Tensor) -> torch.Tensor | None:
+        """(B, d_out) skip path W_skip x of scaled inputs (None without one)."""
+        return None if self.W_skip is None else x_BD @ self.W_skip.T
 
     def from_sae_space(self, y_BD: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """A reconstruction in the SAE's input space mapped back to raw activations; with
+        """A decoder output in the SAE's output space mapped back to raw activations; with
         `normalize="layer_norm"` this needs the `input_stats` of the tokens it reconstructs."""
         if self.cfg.normalize == "layer_norm":
             if stats is None:
@@ -148,7 +197,9 @@ class SparseAutoencoder(nn.Module):
                                  "decode(code, x_BD)")
             mu_B1, std_B1 = stats
             return y_BD * std_B1 + mu_B1
-        return y_BD if self.cfg.normalize == "none" else y_BD / self.input_scale
+        if self.cfg.normalize == "none":
+            return y_BD
+        return y_BD / (self.target_scale if self.cfg.is_transcoder else self.input_scale)
 
     # --- encode / decode -------------------------------------------------------------------
     def encode(self, x_BD: torch.Tensor, grads_BD: torch.Tensor | None = None) -> Code:
@@ -157,12 +208,19 @@ class SparseAutoencoder(nn.Module):
         return self.variant.encode(self, *self.to_sae_space(x_BD, grads_BD))
 
     def decode(self, code: Code, x_BD: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, d) reconstruction of the raw activations. `x_BD`: the raw activations that were
-        encoded, needed only with `normalize="layer_norm"` (for each token's mean and std)."""
-        return self.from_sae_space(self.decode_scaled(code), None if x_BD is None else self.input_stats(x_BD))
+        """(B, d_out) reconstruction of the raw activations (an SAE) or prediction of the raw
+        target (a transcoder). `x_BD`: the raw activations that were encoded, needed with
+        `normalize="layer_norm"` (each token's mean and std) and by a skip-transcoder (its skip path)."""
+        y_BD = self.decode_scaled(code)
+        if self.W_skip is not None:
+            if x_BD is None:
+                raise ValueError("a skip-transcoder's prediction includes its skip path W_skip x: pass the raw "
+                                 "input, decode(code, x_BD)")
+            y_BD = y_BD + self.skip_scaled(self.to_sae_space(x_BD)[0])
+        return self.from_sae_space(y_BD, None if x_BD is None else self.input_stats(x_BD))
 
     def decode_scaled(self, code: Code) -> torch.Tensor:
-        """(B, d) reconstruction in the SAE's (scaled) input space, b_dec included."""
+        """(B, d_out) decoder output in the SAE's (scaled) output space, b_dec included (no skip path)."""
         if isinstance(code, SparseCode):
             return sae_kernels.coo_decode(code, self.W_dec, self.b_dec, backend=self.backend)
         return sae_kernels.sparse_decode(code.top_acts, code.top_indices, self.W_dec, self.b_dec, backend=self.backend)
@@ -173,7 +231,7 @@ class SparseAutoencoder(nn.Module):
 
     def pre_acts(self, x_BD: torch.Tensor) -> torch.Tensor:
         """(B, n) dense pre-activations of already-scaled inputs."""
-        return pre_activations(x_BD, self.W_enc, self.b_enc, self.b_dec)
+        return pre_activations(x_BD, self.W_enc, self.b_enc, self.pre_bias)
 
     def threshold_encode(self, x_BD: torch.Tensor) -> SparseCode:
         """JumpReLU code of scaled inputs: ReLU(pre) where pre > threshold (as sae-lens's JumpReLU SAE)."""
@@ -184,7 +242,7 @@ class SparseAutoencoder(nn.Module):
     def aux_encode(self, x_BD: torch.Tensor, dead_mask_N: torch.Tensor) -> EncoderOutput:
         """AuxK selection alone (the top-k_aux dead latents per token) for variants whose main
         selection does not produce it."""
-        return sae_kernels.topk_encode(x_BD, self.W_enc, self.b_enc, self.b_dec, 1, dead_mask=dead_mask_N,
+        return sae_kernels.topk_encode(x_BD, self.W_enc, self.b_enc, self.pre_bias, 1, dead_mask=dead_mask_N,
                                     k_aux=self.cfg.k_aux_effective, backend=self.backend)
 
     # --- decoder constraint (Gao et al.) ----------------------------------------------------
@@ -207,10 +265,22 @@ class SparseAutoencoder(nn.Module):
     # --- export -----------------------------------------------------------------------------
     @torch.no_grad()
     def folded_state(self) -> dict[str, torch.Tensor]:
-        """Weights of the same function on raw inputs with `input_scale` folded in
-        (W_enc * s, W_dec / s, b_dec / s); thresholds on pre-activations are unchanged.
-        (A per-token LayerNorm cannot be folded: input_scale is 1 then, and the checkpoint
-        says `normalize_activations="layer_norm"`.)"""
-        s = self.input_scale if self.cfg.normalize == "scale" else torch.ones_like(self.input_scale)
-        return {"W_enc": (self.W_enc * s).contiguous(), "b_enc": self.b_enc.clone(),
-                "W_dec": (self.W_dec / s).contiguous(), "b_dec": self.b_dec / s, "threshold": self.threshold.clone()}
+        """Weights of the same function on raw inputs, as sae-lens computes it: `input_scale`
+        (s) and `target_scale` (t; s for an SAE) folded in (W_enc * s, W_dec / t, b_dec / t,
+        W_skip * s / t) and a transcoder's b_in folded into b_enc (b_enc - b_in W_enc, since
+        sae-lens's transcoders subtract nothing before the encoder); thresholds on
+        pre-activations are unchanged. (A per-token LayerNorm cannot be folded: input_scale is 1
+        then, and the checkpoint says `normalize_activations="layer_norm"`.)"""
+        one = torch.ones_like(self.input_scale)
+        s = self.input_scale if self.cfg.normalize == "scale" else one
+        t = (self.target_scale if self.cfg.is_transcoder else self.input_scale) if self.cfg.normalize == "scale" else one
+        b_enc = self.b_enc - self.b_in @ self.W_enc if self.cfg.is_transcoder else self.b_enc.clone()
+        out = {"W_enc": (self.W_enc * s).contiguous(), "b_enc": b_enc.contiguous(),
+               "W_dec": (self.W_dec / t).contiguous(), "b_dec": self.b_dec / t, "threshold": self.threshold.clone()}
+        if self.W_skip is not None:
+            out["W_skip"] = (self.W_skip * (s / t)).contiguous()
+        return out
+
+
+def _unit_rows(W: torch.Tensor) -> torch.Tensor:
+    return W / W.norm(dim=1, keepdim=True)

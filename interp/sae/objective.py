@@ -21,7 +21,7 @@ class LossOutput(NamedTuple):
     code: Code
     """The training code of the batch."""
     x_hat: torch.Tensor
-    """(B, d) reconstruction in the SAE's scaled input space."""
+    """(B, d_out) reconstruction (a transcoder: prediction) in the SAE's scaled output space."""
 
 
 def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -40,16 +40,28 @@ def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Ten
 
 
 def training_loss(sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,
-                  stats: LatentStats) -> LossOutput:
-    """Loss of `sae` on raw activations x (B, d) (and dL/dx (B, d) for the gradient variant)."""
+                  stats: LatentStats, target_BD: torch.Tensor | None = None) -> LossOutput:
+    """Loss of `sae` on raw activations x (B, d_in) (and, for the gradient variant, dL/d(what
+    the decoder writes), (B, d_out)). A transcoder also takes its raw target (B, d_out): the
+    loss is the NMSE of the target's prediction, AuxK fits the target's residual, and the
+    dictionary reconstructs the target minus the skip path."""
     x_BD, g_BD = sae.to_sae_space(x_BD, grads_BD)
+    if sae.cfg.is_transcoder:
+        if target_BD is None:
+            raise ValueError(f"a {sae.cfg.kind} is trained on (input, target) pairs: pass target_BD")
+        y_BD = sae.to_target_space(target_BD)
+    else:
+        y_BD = x_BD
+    skip_BD = sae.skip_scaled(x_BD)
+    r_BD = y_BD if skip_BD is None else y_BD - skip_BD  # what the dictionary reconstructs
     mask_N, weights_N = aux_selection(sae, stats)
     code = sae.variant.encode_train(sae, x_BD, g_BD, mask_N, stats)
-    x_hat_BD = sae.decode_scaled(code)
-    parts = {"nmse": losses.nmse(x_hat_BD, x_BD)}
+    d_hat_BD = sae.decode_scaled(code)
+    y_hat_BD = d_hat_BD if skip_BD is None else d_hat_BD + skip_BD
+    parts = {"nmse": losses.nmse(y_hat_BD, y_BD)}
     if mask_N is not None:
         aux = code if sae.variant.aux_in_encode else sae.aux_encode(x_BD, mask_N)
-        parts["aux"] = sae.cfg.aux_coef * losses.auxk_loss(x_BD - x_hat_BD, aux.aux_acts, aux.aux_indices,
+        parts["aux"] = sae.cfg.aux_coef * losses.auxk_loss(y_BD - y_hat_BD, aux.aux_acts, aux.aux_indices,
                                                            sae.W_dec, weights_N, backend=sae.backend)
-    parts.update(sae.variant.extra_losses(sae, x_BD, code, x_hat_BD))
-    return LossOutput(sum(parts.values()), parts, code, x_hat_BD)
+    parts.update(sae.variant.extra_losses(sae, x_BD, code, d_hat_BD, r_BD))
+    return LossOutput(sum(parts.values()), parts, code, y_hat_BD)

@@ -2,7 +2,11 @@
 
 topk and gradient (plain mode) SAEs are written as sae-lens `topk`; Mutual/Feature Choice as
 `jumprelu` with their inference thresholds; top_afa as architecture `top_afa`, which sae-lens
-does not know (interp-only: load it with `interp.sae.load`). The input scale is folded into
+does not know (interp-only: load it with `interp.sae.load`). Transcoders (`SAEConfig.kind`) add
+`_transcoder` or `_skip_transcoder`: Mutual/Feature Choice ones are sae-lens's own
+`jumprelu_transcoder` / `jumprelu_skip_transcoder`; TopK ones are `topk_transcoder` /
+`topk_skip_transcoder`, which sae-lens loads once `interp.sae.sae_lens_classes` is imported
+(sae-lens has no TopK transcoder); `metadata.hook_name_out` names the predicted hook. The input scale is folded into
 the weights, so the file is the SAE on raw activations; a per-token LayerNorm is written as
 sae-lens's `normalize_activations="layer_norm"`, which sae-lens applies the same way. Our own config sits under the
 `interp` key of cfg.json, which sae-lens ignores, with `weights_crc32`, the CRC-32 of
@@ -46,16 +50,29 @@ class MissingSAEFile(SAELoadError, FileNotFoundError):
     """A file of a saved SAE directory is missing."""
 
 
+def architecture(sae: SparseAutoencoder) -> str:
+    """The architecture cfg.json names: the variant's sae-lens one (topk, jumprelu) or, for an
+    interp-only variant, its name; a transcoder's adds `_transcoder` / `_skip_transcoder`
+    (jumprelu_transcoder and jumprelu_skip_transcoder are sae-lens's own; topk_transcoder and
+    topk_skip_transcoder are registered into sae-lens by `interp.sae.sae_lens_classes`)."""
+    arch = sae.variant.sae_lens_architecture or sae.cfg.variant
+    return arch if not sae.cfg.is_transcoder else f"{arch}_{sae.cfg.kind}"
+
+
 def sae_lens_config(sae: SparseAutoencoder, model_name: str | None, hook_name: str | None,
-                    context_size: int | None, weights_crc32: int | None = None) -> dict:
+                    context_size: int | None, weights_crc32: int | None = None,
+                    hook_name_out: str | None = None) -> dict:
     """The cfg.json dictionary of `sae` (sae-lens 6 fields, metadata, and our config under
-    `interp`, with the weights file's CRC-32 when given)."""
+    `interp`, with the weights file's CRC-32 when given). A transcoder's `hook_name` is the hook
+    it reads and `metadata.hook_name_out` the hook it predicts."""
     cfg = sae.cfg
-    arch = sae.variant.sae_lens_architecture or cfg.variant
+    arch = architecture(sae)
     out = {"architecture": arch, "d_in": cfg.d_in, "d_sae": cfg.n_latents, "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": True, "reshape_activations": "none",
+           "apply_b_dec_to_input": not cfg.is_transcoder, "reshape_activations": "none",
            "normalize_activations": "layer_norm" if cfg.normalize == "layer_norm" else "none"}
-    if arch == "topk":
+    if cfg.is_transcoder:
+        out["d_out"] = cfg.d_out
+    if sae.variant.sae_lens_architecture == "topk":
         out.update(k=cfg.k, rescale_acts_by_decoder_norm=False)
     out["metadata"] = {
         "sae_lens_version": importlib.metadata.version("sae-lens"),
@@ -64,6 +81,8 @@ def sae_lens_config(sae: SparseAutoencoder, model_name: str | None, hook_name: s
         "context_size": context_size, "prepend_bos": True, "model_class_name": "HookedTransformer",
         "interp_version": interp.__version__,
     }
+    if cfg.is_transcoder:
+        out["metadata"]["hook_name_out"] = hook_name_out
     out["interp"] = asdict(cfg)
     if weights_crc32 is not None:
         out["interp"][CHECKSUM] = f"{weights_crc32:08x}"
@@ -71,17 +90,20 @@ def sae_lens_config(sae: SparseAutoencoder, model_name: str | None, hook_name: s
 
 
 def save(sae: SparseAutoencoder, path: str | Path, *, model_name: str | None = None, hook_name: str | None = None,
-         context_size: int | None = None) -> Path:
-    """Write `sae` as `path`/cfg.json + `path`/sae_weights.safetensors; returns the directory."""
+         context_size: int | None = None, hook_name_out: str | None = None) -> Path:
+    """Write `sae` as `path`/cfg.json + `path`/sae_weights.safetensors; returns the directory.
+    A transcoder names the hook it predicts in `hook_name_out`."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = sae.folded_state()
     if sae.variant.sae_lens_architecture != "jumprelu":
         del state["threshold"]
+    if sae.cfg.is_transcoder and sae.variant.sae_lens_architecture is None:  # interp-only: top-AFA reads it
+        state["norm_ratio"] = sae.norm_ratio
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in state.items()}
     weights = save_safetensors(tensors)
     write_bytes(path / WEIGHTS, weights)
-    cfg = sae_lens_config(sae, model_name, hook_name, context_size, zlib.crc32(weights))
+    cfg = sae_lens_config(sae, model_name, hook_name, context_size, zlib.crc32(weights), hook_name_out)
     write_bytes(path / CFG, (json.dumps(cfg, indent=2) + "\n").encode())
     return path
 
@@ -179,7 +201,7 @@ def load(path: str | Path, backend: str = "auto") -> SparseAutoencoder:
     weights_path = path / WEIGHTS
     sae = SparseAutoencoder(cfg, backend=backend)
     with torch.no_grad():
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec") + (("W_skip",) if sae.W_skip is not None else ()):
             if name not in tensors or tensors[name].shape != getattr(sae, name).shape:
                 got = tuple(tensors[name].shape) if name in tensors else "missing"
                 raise SAELoadError(f"{weights_path}: {name} is {got}, expected {tuple(getattr(sae, name).shape)} "
@@ -188,4 +210,6 @@ def load(path: str | Path, backend: str = "auto") -> SparseAutoencoder:
         if "threshold" in tensors:
             sae.threshold.copy_(tensors["threshold"])
             sae.threshold_updates.fill_(1)
+        if "norm_ratio" in tensors and cfg.is_transcoder:
+            sae.norm_ratio.copy_(tensors["norm_ratio"])
     return sae.eval()

@@ -117,7 +117,7 @@ def _move(batch, device: torch.device, pin: bool):
         if pin:
             t = t.pin_memory()
         return t.to(device, non_blocking=pin)
-    return batch._replace(acts=send(batch.acts), grads=send(batch.grads))
+    return batch._replace(acts=send(batch.acts), grads=send(batch.grads), target=send(batch.target))
 
 
 def to_device(batches: Iterable, device: torch.device) -> Iterator:
@@ -143,7 +143,7 @@ def to_device(batches: Iterable, device: torch.device) -> Iterator:
         if cuda:
             compute = torch.cuda.current_stream(device)
             compute.wait_stream(stream)
-            for t in (current.acts, current.grads):
+            for t in (current.acts, current.grads, current.target):
                 if t is not None:
                     t.record_stream(compute)  # the caching allocator must not reuse it before the step is done
         following = next(it, None)
@@ -152,14 +152,22 @@ def to_device(batches: Iterable, device: torch.device) -> Iterator:
 
 
 # --- setup ------------------------------------------------------------------------------------
-def _check_inputs(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, hook: str | None, world: int) -> None:
+def _check_inputs(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, hook: str | None,
+                  target_hook: str | None, world: int) -> None:
     if store.n_tokens == 0:
         raise ValueError(f"the activation store {store.path} is empty (0 tokens): nothing to train on")
     d = store.d_model(hook)
+    d_target = None if target_hook is None else store.d_model(target_hook)
     for i, cfg in enumerate(configs):
         if cfg.d_in != d:
             raise ValueError(f"SAE {i} ({cfg.variant}): d_in={cfg.d_in} but the store's activations have "
                              f"d_model={d} at hook {hook or store.hooks[0]!r}")
+        if cfg.is_transcoder != (target_hook is not None):
+            raise ValueError(f"SAE {i} ({cfg.variant}) has kind={cfg.kind!r} but target_hook={target_hook!r}: "
+                             "transcoders train with a target hook, SAEs without one (train them in separate runs)")
+        if cfg.is_transcoder and cfg.d_out != d_target:
+            raise ValueError(f"SAE {i} ({cfg.kind} {cfg.variant}): d_out={cfg.d_out} but the store's target hook "
+                             f"{target_hook!r} has d_model={d_target}")
         if cfg.needs_grads and not store.has_grads:
             raise ValueError(f"SAE {i} ({cfg.variant}) trains on dL/dx: {store.path} holds no gradients "
                              "(cache it with grads=True / --grads)")
@@ -171,15 +179,15 @@ def _check_inputs(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, ho
                          f">= SAETrainConfig.batch_size={train_cfg.batch_size}")
 
 
-def _batches(store, train_cfg: SAETrainConfig, hook, start_step: int, total_steps: int, with_grads: bool,
-             device: torch.device):
+def _batches(store, train_cfg: SAETrainConfig, hook, target_hook, start_step: int, total_steps: int,
+             with_grads: bool, device: torch.device):
     """(step, batch on `device`) of steps start_step..total_steps-1, identical to an uninterrupted run's."""
     rank, world = _ranks()
     local = train_cfg.batch_size // world
     per_epoch = (store.n_tokens * (rank + 1) // world - store.n_tokens * rank // world) // local
     epochs = math.ceil(total_steps / per_epoch)
     it = store.batches(local, hook=hook, shuffle=True, seed=train_cfg.seed, rank=rank, world_size=world,
-                       with_grads=with_grads, epochs=epochs, drop_last=True, skip=start_step)
+                       with_grads=with_grads, epochs=epochs, drop_last=True, skip=start_step, target_hook=target_hook)
     host = (batch for _, batch in zip(range(start_step, total_steps), it))  # no read past the last step
     yield from enumerate(to_device(host, device), start=start_step)
 
@@ -193,21 +201,23 @@ def adam(sae: SparseAutoencoder, train_cfg: SAETrainConfig) -> torch.optim.Adam:
                             fused=sae.device.type in ("cpu", "cuda"))
 
 
-def build_saes(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, hook: str | None) -> list[SparseAutoencoder]:
+def build_saes(store, configs: list[SAEConfig], train_cfg: SAETrainConfig, hook: str | None,
+               target_hook: str | None = None) -> list[SparseAutoencoder]:
     """Fresh SAEs on the training device with data-dependent init (input scale,
-    geometric-median b_dec, the variant's encoder policy) from the first `init_tokens` tokens of
-    the store (the same sample on every rank). Refused before any allocation when the sweep's
-    parameters, gradients and Adam state would not fit in the device's memory."""
+    geometric-median b_dec, the variant's encoder policy; a transcoder's from its target too)
+    from the first `init_tokens` tokens of the store (the same sample on every rank). Refused
+    before any allocation when the sweep's parameters, gradients and Adam state would not fit
+    in the device's memory."""
     device = training_device(train_cfg)
     check_fits(sum(training_bytes(c) for c in configs), device,
                f"training {len(configs)} SAE(s) ({', '.join(f'{c.variant} n_latents={c.n_latents}' for c in configs)})")
     sample = next(iter(store.batches(min(train_cfg.init_tokens, store.n_tokens), hook=hook, shuffle=True,
-                                      seed=train_cfg.seed + 1))).acts
+                                      seed=train_cfg.seed + 1, target_hook=target_hook)))
     saes = []
     for cfg in configs:
         sae = SparseAutoencoder(cfg, backend=train_cfg.backend, device=device)
         if device.type != "meta":  # the init reads values; a dry run has none
-            initialize_from_data(sae, sample)
+            initialize_from_data(sae, sample.acts, sample.target)
         saes.append(sae)
     return saes
 
@@ -231,7 +241,7 @@ class StepContext:
 
 def train_step(sae: SparseAutoencoder, opt: torch.optim.Optimizer, stats: LatentStats, batch, step: int,
                index: int, ctx: StepContext) -> LossOutput:
-    """One SAE's update on one batch (acts (B, d) and grads (B, d) or None on the SAE's device):
+    """One SAE's update on one batch (acts (B, d), grads or None, a transcoder's target, on the SAE's device):
     the named steps below, in order. Returns the step's loss output."""
     set_lr(opt, sae, ctx.train_cfg, step, ctx.total_steps)
     out = compute_loss(sae, batch, stats, ctx.autocast, step, index, ctx.checkpoint_dir)
@@ -255,7 +265,7 @@ def compute_loss(sae: SparseAutoencoder, batch, stats: LatentStats, autocast, st
     """The training loss on `batch` under `autocast`; raises `NonFiniteLoss` on NaN/Inf."""
     grads = batch.grads if sae.variant.needs_grads else None
     with autocast:
-        out = training_loss(sae, batch.acts, grads, stats)
+        out = training_loss(sae, batch.acts, grads, stats, batch.target)
     if not _is_meta(out.loss) and not torch.isfinite(out.loss):
         raise NonFiniteLoss(
             f"step {step}: SAE {index} ({sae.cfg.variant}) loss is {float(out.loss.detach())} "
@@ -346,11 +356,13 @@ def _value(t: torch.Tensor) -> float:
 
 # --- the loop -------------------------------------------------------------------------------------
 def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig = SAETrainConfig(), *,
-          hook: str | None = None, checkpoint_dir: str | Path | None = None, resume: bool = False,
-          progress: bool = True, log_every: int | None = None) -> SAETrainResult:
+          hook: str | None = None, target_hook: str | None = None, checkpoint_dir: str | Path | None = None,
+          resume: bool = False, progress: bool = True, log_every: int | None = None) -> SAETrainResult:
     """Train the SAEs of `configs` on `store` (an `interp.cache.Store`) from one read of the data.
 
-    `hook`: which hook of a multi-hook store. `checkpoint_dir`: where checkpoints go (every
+    `hook`: which hook of a multi-hook store. `target_hook`: the hook transcoders predict (a
+    run trains either SAEs, without it, or transcoders, with it; both hooks come from one
+    shuffle). `checkpoint_dir`: where checkpoints go (every
     `train_cfg.checkpoint_every` steps and at the end). `resume`: continue from the checkpoint
     there. Returns a `SAETrainResult` (SAEs on `train_cfg.device`); raises `NonFiniteLoss` on a
     NaN/Inf loss.
@@ -361,12 +373,12 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig
     device = training_device(train_cfg)
     group = _process_group(device)
     rank, world = _ranks()
-    _check_inputs(store, configs, train_cfg, hook, world)
+    _check_inputs(store, configs, train_cfg, hook, target_hook, world)
     n_tokens = train_cfg.n_tokens or store.n_tokens
     total_steps = n_tokens // train_cfg.batch_size
     with_grads = any(c.needs_grads for c in configs)
 
-    saes = build_saes(store, configs, train_cfg, hook)
+    saes = build_saes(store, configs, train_cfg, hook, target_hook)
     optimizers = [adam(s, train_cfg) for s in saes]
     stats = [LatentStats.new(c.n_latents, device) for c in configs]
     start_step, history = 0, []
@@ -382,11 +394,12 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig
 
     log_every = log_every or max(1, total_steps // 50)
     ctx = StepContext(train_cfg, total_steps, devices.autocast(device, train_cfg.dtype), world, group, checkpoint_dir)
-    meta = {"train": to_dict(train_cfg), "total_steps": total_steps, "store": str(store.path), "hook": hook}
+    meta = {"train": to_dict(train_cfg), "total_steps": total_steps, "store": str(store.path),
+            "hook": checkpoint.hook_key(hook, target_hook)}
     bar = tqdm(total=total_steps, initial=start_step, desc=f"train {len(saes)} SAE(s)", unit="step",
                disable=not progress or rank != 0)
     try:
-        for step, batch in _batches(store, train_cfg, hook, start_step, total_steps, with_grads, device):
+        for step, batch in _batches(store, train_cfg, hook, target_hook, start_step, total_steps, with_grads, device):
             for i, (sae, opt, st) in enumerate(zip(saes, optimizers, stats)):
                 out = train_step(sae, opt, st, batch, step, i, ctx)
                 if step % log_every == 0 or step == total_steps - 1:

@@ -81,8 +81,10 @@ class Variant(ABC):
         """Batch-independent inference code of scaled inputs x (B, d)."""
 
     def extra_losses(self, sae: SparseAutoencoder, x_BD: torch.Tensor, code: Code,
-                     x_hat_BD: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Weighted loss terms beyond NMSE and the auxiliary loss, by name."""
+                     x_hat_BD: torch.Tensor, target_BD: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Weighted loss terms beyond NMSE and the auxiliary loss, by name. `x_BD`: the scaled
+        input the code was computed from; `x_hat_BD`: the decoder's output; `target_BD`: what
+        that output reconstructs (None: x itself, an SAE; a transcoder's target minus its skip path)."""
         return {}
 
     @torch.no_grad()
@@ -90,13 +92,14 @@ class Variant(ABC):
         """Update inference state (thresholds) from the step's training code."""
 
     @torch.no_grad()
-    def init_encoder(self, sae: SparseAutoencoder, x_TD: torch.Tensor) -> None:
+    def init_encoder(self, sae: SparseAutoencoder, x_TD: torch.Tensor, target_TD: torch.Tensor | None = None) -> None:
         """Initialisation policy after b_dec is set, from a sample x (T, d) in the SAE's input
-        space. Default [ours]: rescale the tied encoder so that the initial k-sparse
-        reconstruction is the least-squares fit of the sample (`interp.sae.init`)."""
-        from interp.sae.init import least_squares_scale
+        space (`target_TD`: what the decoder reconstructs there, None: x). Default [ours]:
+        rescale the encoder so that the initial k-sparse reconstruction is the least-squares
+        fit of the sample (`interp.sae.init.initial_encoder_scale`)."""
+        from interp.sae.init import initial_encoder_scale
 
-        sae.W_enc.mul_(least_squares_scale(sae, x_TD))
+        sae.W_enc.mul_(initial_encoder_scale(sae, x_TD, target_TD))
 
     def ema_threshold(self, sae: SparseAutoencoder, observed_N: torch.Tensor) -> None:
         """threshold (n,) <- EMA of `observed_N` (a scalar or (n,)) with the variant's

@@ -93,7 +93,7 @@ class FeatureChoice(Variant):
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         cap = self.capacity(x_BD.shape[0], stats).to(x_BD.device)
-        return sae_kernels.feature_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, cap, backend=sae.backend)
+        return sae_kernels.feature_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, cap, backend=sae.backend)
 
     def encode(self, sae, x_BD, grads_BD):
         return sae.threshold_encode(x_BD)

@@ -95,10 +95,10 @@ class GradientTopK(Variant):
 
     def encode(self, sae, x_BD, grads_BD):
         if grads_BD is None:  # plain mode: ordinary TopK
-            return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
+            return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, self.cfg.k, backend=sae.backend)
         g_BD = normalize_grads(grads_BD.detach().to(sae.W_dec.dtype), self.params.grad_norm)
         attribution_BN = g_BD @ sae.W_dec.detach().T  # d_i . g
         return gradient_select(sae.pre_acts(x_BD), attribution_BN, self.params.beta, self.cfg.k)
 
-    def extra_losses(self, sae, x_BD, code, x_hat_BD):
-        return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k)} if self.params.multi_topk else {}
+    def extra_losses(self, sae, x_BD, code, x_hat_BD, target_BD=None):
+        return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k, target_BD)} if self.params.multi_topk else {}

@@ -35,7 +35,7 @@ class MutualChoice(Variant):
     sae_lens_architecture = "jumprelu"
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
-        return sae_kernels.mutual_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k * x_BD.shape[0],
+        return sae_kernels.mutual_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, self.cfg.k * x_BD.shape[0],
                                                 backend=sae.backend)
 
     def encode(self, sae, x_BD, grads_BD):

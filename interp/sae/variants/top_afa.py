@@ -1,7 +1,7 @@
 """top-AFA SAE (Lee et al. 2025; reference code SewoongLee/top-afa-sae): the number of active
 latents k_b is chosen per token so that the norm of the code matches the input norm.
 
-a = ReLU(pre); target t = ||x - b_dec||; scores s_i = (a_i ||d_i||)^2 sorted descending;
+a = ReLU(pre); target t = ||x - b_dec|| (a transcoder: `SparseAutoencoder.code_norm_target`); scores s_i = (a_i ||d_i||)^2 sorted descending;
 k_b = argmin_j |sqrt(cumsum_j s) - t| + 1; keep the top k_b latents. No gradient through the
 choice of k.
 
@@ -76,24 +76,25 @@ class TopAFA(Variant):
 
     def encode(self, sae, x_BD, grads_BD):
         k_max = self.params.k_max or self.cfg.n_latents
-        cand = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, k_max, backend=sae.backend)
+        cand = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, k_max, backend=sae.backend)
         scores_BK = (cand.top_acts * sae.W_dec.norm(dim=1)[cand.top_indices]).pow(2).detach()
         order_BK = scores_BK.argsort(dim=1, descending=True, stable=True)
         acts_BK, indices_BK = cand.top_acts.gather(1, order_BK), cand.top_indices.gather(1, order_BK)
-        target_B = (x_BD - sae.b_dec).norm(dim=1).detach()
+        target_B = sae.code_norm_target(x_BD).detach()
         k_B = afa.afa_k(scores_BK.gather(1, order_BK), target_B)
         width = int(k_B.max())  # columns past every token's k_b are dropped, the rest zero-padded
         keep_BK = torch.arange(width, device=x_BD.device).unsqueeze(0) < k_B.unsqueeze(1)
         return EncoderOutput(acts_BK[:, :width] * keep_BK, indices_BK[:, :width].contiguous(), None, None)
 
-    def extra_losses(self, sae, x_BD, code, x_hat_BD):
+    def extra_losses(self, sae, x_BD, code, x_hat_BD, target_BD=None):
+        target_BD = x_BD if target_BD is None else target_BD
         f_norm_B = afa.feature_norm(code.top_acts, code.top_indices, sae.W_dec, sae.b_dec)
-        term = afa.afa_loss(f_norm_B, x_BD)
+        term = afa.afa_loss(f_norm_B, target_BD)
         if self.params.afa_scale == "mse":  # NMSE = MSE / sigma^2: divide the AFA term by the same sigma^2
-            term = term / afa.element_variance(x_BD)
+            term = term / afa.element_variance(target_BD)
         return {"afa": self.params.afa_coef * term}
 
-    def init_encoder(self, sae, x_TD):
+    def init_encoder(self, sae, x_TD, target_TD=None):
         """tied: nothing more (top-AFA picks k by matching norms, so its criterion sets the
         encoder's scale); kaiming: the authors' init (`interp.sae.init.kaiming_init`)."""
         if self.params.init == "kaiming":

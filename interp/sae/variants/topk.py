@@ -32,17 +32,18 @@ class TopK(Variant):
 
     def encode_train(self, sae, x_BD, grads_BD, aux_mask_N, stats):
         k_aux = self.cfg.k_aux_effective if aux_mask_N is not None else 0
-        return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k,
+        return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, self.cfg.k,
                                        dead_mask=aux_mask_N, k_aux=k_aux, backend=sae.backend)
 
     def encode(self, sae, x_BD, grads_BD):
-        return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, self.cfg.k, backend=sae.backend)
+        return sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, self.cfg.k, backend=sae.backend)
 
-    def extra_losses(self, sae, x_BD, code, x_hat_BD):
-        return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k)} if self.params.multi_topk else {}
+    def extra_losses(self, sae, x_BD, code, x_hat_BD, target_BD=None):
+        return {"multi_topk": multi_topk_loss(sae, x_BD, self.cfg.k, target_BD)} if self.params.multi_topk else {}
 
 
-def multi_topk_loss(sae, x_BD: torch.Tensor, k: int) -> torch.Tensor:
-    """Multi-TopK term NMSE of the plain top-4k code, divided by 8 (Gao et al.)."""
-    wide = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.b_dec, 4 * k, backend=sae.backend)
-    return losses.nmse(sae.decode_scaled(wide), x_BD) / 8
+def multi_topk_loss(sae, x_BD: torch.Tensor, k: int, target_BD: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-TopK term NMSE of the plain top-4k code of x, divided by 8 (Gao et al.), against
+    `target_BD` (None: x itself)."""
+    wide = sae_kernels.topk_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, 4 * k, backend=sae.backend)
+    return losses.nmse(sae.decode_scaled(wide), x_BD if target_BD is None else target_BD) / 8
