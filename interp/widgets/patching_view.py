@@ -6,20 +6,26 @@ method over every map shown, so colours compare across maps); a table shows each
 Pearson r with exact activation patching; clicking a cell (or calling `select`) outlines it
 and shows that node's verification: the method's score beside the exact activation-patching
 score, from `interp.patching.verify` when the view has the model, prompts and metric, else
-from the "ap" rows of `scores`. Display only: every number comes from `interp.patching`
-(score_map, correlations, verify), and verifications are cached.
+from the "ap" rows of `scores`. An approx-vs-exact scatter shows the selected method's score
+against the exact one: every node that has both in `scores` (grey) and every node verified
+(clicked, or `verify_top`) by `interp.patching.verify` (black). Clicking a cell of an SAE (or
+transcoder) map lists that cell's latents, strongest first, as buttons: each verifies its node
+and opens the latent in a `FeatureDashboard` (`feature_dashboard=`) or hands it to `on_latent`.
+Display only: every number comes from `interp.patching` (score_map, correlations, verify),
+and verifications are cached.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
 from interp.patching import correlations, score_map, verify
-from interp.patching.nodes import Site, parse_node
+from interp.patching.nodes import LATENTS, Site, parse_node
 from interp.widgets.tokens_html import token_label
 
 TITLES = {"ap": "activation patching (exact)", "atp": "attribution patching (AtP)", "relp": "relevance patching (RelP)",
@@ -35,11 +41,14 @@ class PatchingView(widgets.VBox):
     model, clean, corrupt, metric, sae: the inputs the scores came from; with them a clicked
     node is verified by exact patching through `interp.patching.verify`. `reference`: the
     exact method for the correlation table. `tokens`: x-axis labels (default: the model's
-    tokens of the first clean prompt, if given). `method`: shown first.
+    tokens of the first clean prompt, if given). `method`: shown first. `feature_dashboard`: a
+    `FeatureDashboard` of the SAE whose latents are scored here, where a latent button opens the
+    latent; `on_latent`: called with the latent id instead (or as well).
     """
 
     def __init__(self, scores: pd.DataFrame, model=None, clean=None, corrupt=None, metric=None, sae=None,
-                 reference: str = "ap", tokens: list[str] | None = None, method: str | None = None):
+                 reference: str = "ap", tokens: list[str] | None = None, method: str | None = None,
+                 feature_dashboard=None, on_latent: Callable[[int], object] | None = None):
         methods = list(dict.fromkeys(scores["method"]))
         if not methods:
             raise ValueError("scores is empty: pass the DataFrame of one or more interp.patching methods")
@@ -52,8 +61,14 @@ class PatchingView(widgets.VBox):
             first = clean[0] if not isinstance(clean, (list, tuple)) else model.to_tokens(clean[0])[0]
             tokens = model.to_str_tokens(first)
         self.tokens = tokens
-        self.components = [c for c in ("resid_pre", "attn_out", "mlp_out", "head", "neuron", "sae")
+        self.components = [c for c in ("resid_pre", "attn_out", "mlp_out", "head", "neuron", *LATENTS)
                            if c in set(scores["component"])]
+        if feature_dashboard is not None and not hasattr(getattr(feature_dashboard, "latent", None), "value"):
+            raise ValueError(f"feature_dashboard={type(feature_dashboard).__name__}: pass an "
+                             "interp.widgets.FeatureDashboard (a latent button sets its latent)")
+        if on_latent is not None and not callable(on_latent):
+            raise ValueError(f"on_latent={on_latent!r} must be callable with a latent id")
+        self.feature_dashboard, self.on_latent = feature_dashboard, on_latent
         self._verified: dict[tuple[str, str], pd.Series] = {}
         self.selected: tuple[str, str] | None = None
 
@@ -61,12 +76,15 @@ class PatchingView(widgets.VBox):
                                        description="method", layout=widgets.Layout(width="380px"))
         self.correlation = widgets.HTML(self._correlation_html())
         self.verification = widgets.HTML("<i>click a cell to verify that node against exact activation patching</i>")
+        self.latent_links = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.figures = {c: self._figure(c) for c in self.components}
+        self.scatter = self._scatter_figure()
         self.method.observe(lambda change: self._redraw(), names="value")
         self._redraw()
         # the verification sits above the maps, so a click's answer is on screen beside the click
-        super().__init__([widgets.HBox([self.method, self.correlation]), self.verification,
-                          widgets.HBox(list(self.figures.values()), layout=widgets.Layout(flex_flow="row wrap"))])
+        super().__init__([widgets.HBox([self.method, self.correlation]), self.verification, self.latent_links,
+                          widgets.HBox([*self.figures.values(), self.scatter],
+                                       layout=widgets.Layout(flex_flow="row wrap"))])
 
     # --- views ---------------------------------------------------------------------------
     def _figure(self, component: str) -> go.FigureWidget:
@@ -83,6 +101,62 @@ class PatchingView(widgets.VBox):
                              xaxis=dict(type="category")))
         fig.data[0].on_click(lambda trace, points, state, c=component: self._on_click(c, points))
         return fig
+
+    def _scatter_figure(self) -> go.FigureWidget:
+        return go.FigureWidget(
+            data=[go.Scatter(x=[], y=[], mode="markers", name=f"{self.reference} rows of the scores",
+                             marker=dict(color="lightgray", size=5), text=[],
+                             hovertemplate="%{text}<br>exact %{x:.4g} · approx %{y:.4g}<extra></extra>"),
+                  go.Scatter(x=[], y=[], mode="markers", name="verified (interp.patching.verify)",
+                             marker=dict(color="black", size=8), text=[],
+                             hovertemplate="%{text}<br>exact %{x:.4g} · approx %{y:.4g}<extra></extra>"),
+                  go.Scatter(x=[], y=[], mode="lines", name="approx = exact", hoverinfo="skip",
+                             line=dict(color="gray", dash="dash", width=1))],
+            layout=go.Layout(height=360, width=420, margin=dict(l=60, r=10, t=40, b=50), title="approx vs exact",
+                             xaxis_title="exact activation patching (Δ metric)", yaxis_title="approx (Δ metric)",
+                             legend=dict(orientation="h", y=-0.25)))
+
+    def scatter_points(self, method: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(pairs from the scores, verified pairs) behind the scatter for `method` (default: the
+        selected one): columns node, approx, exact; the first from `method`'s and the reference's
+        rows of `scores` (empty without reference rows), the second from the verifications so far."""
+        method = method or self.method.value
+        cols = ["node", "approx", "exact"]
+        if method == self.reference or self.reference not in set(self.scores["method"]):
+            pairs = pd.DataFrame(columns=cols)
+        else:
+            one = self.scores[self.scores["method"] == method][["node", "score"]].rename(columns={"score": "approx"})
+            ref = self.scores[self.scores["method"] == self.reference][["node", "score"]]
+            pairs = one.merge(ref.rename(columns={"score": "exact"}), on="node")[cols]
+        done = [row for (m, _), row in self._verified.items() if m == method]
+        verified = pd.DataFrame([{c: r[c] for c in cols} for r in done], columns=cols)
+        return pairs, verified
+
+    def _draw_scatter(self) -> None:
+        method = self.method.value
+        pairs, verified = self.scatter_points(method)
+        values = pd.concat([pairs[["approx", "exact"]], verified[["approx", "exact"]]]).to_numpy(dtype=float)
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        with self.scatter.batch_update():
+            for trace, frame in zip(self.scatter.data[:2], (pairs, verified)):
+                trace.x, trace.y, trace.text = frame["exact"].tolist(), frame["approx"].tolist(), frame["node"].tolist()
+            self.scatter.data[2].x = self.scatter.data[2].y = [lo, hi] if values.size else []
+            self.scatter.layout.title = (f"{TITLES.get(method, method)} vs exact" if values.size else
+                                         "approx vs exact: no exact scores yet (click a cell to verify it)")
+
+    def verify_top(self, k: int) -> pd.DataFrame:
+        """Verify the selected method's `k` strongest nodes at once (`interp.patching.verify`,
+        needs the model, prompts and metric) and add them to the scatter; returns their table."""
+        if self.inputs is None:
+            raise ValueError("verify_top needs the model, clean and corrupt prompts and metric: pass them to "
+                             "PatchingView")
+        method = self.method.value
+        table = verify(self.scores[self.scores["method"] == method], k, *self.inputs, sae=self.sae).table
+        for _, row in table.iterrows():
+            self._verified[(method, row["node"])] = row.copy().rename(None)
+            self._verified[(method, row["node"])]["source"] = "interp.patching.verify"
+        self._draw_scatter()
+        return table
 
     def colour_range(self, method: str) -> float:
         """The method's colour scale is [-r, r]: r = the largest |score| over every map shown."""
@@ -101,6 +175,7 @@ class PatchingView(widgets.VBox):
                 fig.data[0].zmin, fig.data[0].zmax = -r, r
                 fig.layout.title = f"{c} — {TITLES.get(m, m)}"
         self._mark()
+        self._draw_scatter()
 
     def _position_label(self, p: int) -> str:
         token = self.tokens[p] if self.tokens is not None and p < len(self.tokens) else ""
@@ -142,11 +217,54 @@ class PatchingView(widgets.VBox):
         if component == "head":
             layer, head = (int(s[1:]) for s in label.split("."))
             self.select(f"head.L{layer}.H{head}.P{position}")
-        elif component in ("neuron", "sae"):
+        elif component in LATENTS:
+            self.show_latents(component, int(label), position)
+        elif component == "neuron":
             self.verification.value = (f"<i>{component} maps sum over units; verify one unit with "
                                        f"select('{component}.L{label}.U&lt;unit&gt;.P{position}')</i>")
         else:
             self.select(Site(component, int(label), "", 1).node(position, 0))
+
+    def cell_latents(self, component: str, layer: int, position: int, k: int | None = 8) -> pd.DataFrame:
+        """The `k` (None: all) latents of an SAE (or transcoder) map's cell with the largest
+        |score| for the selected method: rows of `scores`, strongest first."""
+        s = self.scores
+        cell = s[(s["method"] == self.method.value) & (s["component"] == component) & (s["layer"] == layer)
+                 & (s["position"] == position)]
+        cell = cell.reindex(cell["score"].abs().sort_values(ascending=False, kind="stable").index)
+        return cell if k is None else cell.head(k)
+
+    def show_latents(self, component: str, layer: int, position: int, k: int = 8) -> None:
+        """List the cell's strongest latents as buttons (`cell_latents`); a button verifies its
+        node and opens the latent (`open_latent`)."""
+        cell = self.cell_latents(component, layer, position, None)
+        top = cell.head(k)
+        buttons = []
+        for row in top.itertuples():
+            b = widgets.Button(description=f"latent {row.unit} ({row.score:+.3g})",
+                               tooltip=f"verify {row.node} and open latent {row.unit}",
+                               layout=widgets.Layout(width="auto"))
+            b.add_class("interp-latent-link")
+            b.on_click(lambda _, node=row.node: self.open_latent(node))
+            buttons.append(b)
+        self.latent_links.children = tuple(buttons)
+        where = f"{component} layer {layer}, position {html.escape(self._position_label(position))}"
+        self.verification.value = (f"<i>{where}: the map sums {len(cell)} latents; the strongest are below: "
+                                   "click one to verify it and open it</i>" if buttons else
+                                   f"<i>{where}: no latent scored here</i>")
+
+    def open_latent(self, node: str) -> int:
+        """Verify the latent node `node` (e.g. 'sae.L2.U123.P5') and open its latent in the
+        feature dashboard and/or hand it to `on_latent`; returns the latent id."""
+        ref = parse_node(node)
+        if ref.component not in LATENTS:
+            raise ValueError(f"node={node!r} is not a latent node ({', '.join(LATENTS)}.L<layer>.U<latent>.P<pos>)")
+        self.select(node)
+        if self.feature_dashboard is not None:
+            self.feature_dashboard.latent.value = ref.unit
+        if self.on_latent is not None:
+            self.on_latent(ref.unit)
+        return ref.unit
 
     def select(self, node: str) -> pd.Series:
         """Verify `node` (a node name) for the selected method and show it; returns the row
@@ -168,6 +286,7 @@ class PatchingView(widgets.VBox):
                 self._mark()
                 raise
         row = self._verified[key]
+        self._draw_scatter()
         self.verification.value = (
             f"<b>{html.escape(node)}</b> ({html.escape(TITLES.get(method, method))}): score {row['approx']:.4f}, "
             f"exact activation patching {row['exact']:.4f}, error {row['error']:+.4f} "

@@ -108,3 +108,65 @@ def test_the_clicked_cell_is_marked_on_its_map_only(scores):
     assert len(head.data[1].x) == 0
     view.method.value = "ap"  # another method keeps the mark where it is
     assert list(resid.data[1].y) == ["1"]
+
+
+def test_scatter_shows_approx_against_exact_and_every_verification(view, scores):
+    view.method.value = "relp"
+    grey, black = view.scatter.data[0], view.scatter.data[1]
+    relp = scores[scores["method"] == "relp"].set_index("node")["score"]
+    ap = scores[scores["method"] == "ap"].set_index("node")["score"]
+    assert len(grey.x) == len(relp) and len(black.x) == 0
+    for node, x, y in list(zip(grey.text, grey.x, grey.y))[::50]:
+        assert (x, y) == (ap[node], relp[node])
+    table = view.verify_top(3)
+    assert sorted(black.text) == sorted(table["node"])
+    for node, x, y in zip(black.text, black.x, black.y):
+        row = table.set_index("node").loc[node]
+        assert (x, y) == pytest.approx((row["exact"], row["approx"]))
+    view.select("resid_pre.L1.P2")  # a click's verification joins them
+    assert "resid_pre.L1.P2" in black.text and len(black.x) == 4
+    values = [*grey.x, *grey.y, *black.x, *black.y]
+    assert list(view.scatter.data[2].x) == list(view.scatter.data[2].y) == pytest.approx([min(values), max(values)])
+    view.method.value = "ap"  # exact against itself: nothing to scatter
+    assert len(grey.x) == 0 and len(black.x) == 0 and "no exact scores" in view.scatter.layout.title.text
+
+
+@pytest.fixture(scope="module")
+def sae_scores(zoo_dense, inputs):
+    from interp import resources
+    from interp.patching import SAEHook
+    from interp.sae import load
+
+    sae = SAEHook(load(resources.sae_path()), "blocks.2.hook_resid_pre")
+    return sae, relevance_patching(zoo_dense, inputs.clean, inputs.corrupt, inputs.metric, components=("sae",),
+                                   sae=sae)
+
+
+def test_an_sae_cell_lists_its_latents_and_a_button_opens_one(zoo_dense, inputs, sae_scores, tmp_path):
+    import interp.cache
+    from interp.widgets import FeatureDashboard, PatchingView
+
+    sae, scores = sae_scores
+    store = interp.cache.write(zoo_dense, sae.hook, 2048, tmp_path / "store", progress=False)
+    dashboard = FeatureDashboard(sae.sae, zoo_dense, store, n_contexts=2, max_new_tokens=2)
+    opened = []
+    view = PatchingView(scores, zoo_dense, inputs.clean, inputs.corrupt, inputs.metric, sae=sae,
+                        feature_dashboard=dashboard, on_latent=opened.append)
+    grid = score_map(scores, "sae", "relp")
+    col = int(grid.iloc[0].abs().to_numpy().argmax())
+    view.figures["sae"].data[0]._dispatch_on_click(Points(point_inds=[(0, col)], xs=[col], ys=[0], trace_index=0),
+                                                   InputDeviceState())
+    cell = scores[(scores["layer"] == grid.index[0]) & (scores["position"] == grid.columns[col])]
+    strongest = cell.reindex(cell["score"].abs().sort_values(ascending=False).index).head(8)
+    buttons = view.latent_links.children
+    assert [b.description.split(" ")[1] for b in buttons] == [str(u) for u in strongest["unit"]]
+    assert f"sums {len(cell)} latents" in view.verification.value
+    buttons[1].click()
+    unit = int(strongest["unit"].iloc[1])
+    assert opened == [unit] and dashboard.latent.value == unit  # the dashboard now shows that latent
+    assert view.selected == ("relp", strongest["node"].iloc[1])
+    assert f"latent {unit}</b>" in dashboard.stats.value
+    with pytest.raises(ValueError, match="FeatureDashboard"):
+        PatchingView(scores, feature_dashboard=object())
+    with pytest.raises(ValueError, match="latent node"):
+        view.open_latent("resid_pre.L1.P2")
