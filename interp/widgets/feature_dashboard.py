@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -28,6 +29,7 @@ from interp.generation import greedy
 from interp.sae import features
 from interp.widgets import latent_page
 from interp.widgets.tokens_html import highlight, reply_html, token_label, value_badge
+from interp.widgets.work import LatestRequest
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
 BUSY = "<span class='interp-busy'>\u23f3 generating\u2026</span>"
@@ -68,14 +70,21 @@ class FeatureDashboard(widgets.VBox):
     latent's maximum activation: coefficient c adds c times what the latent writes at its store
     maximum (its decoder row times that activation) at every position of the hook the SAE
     reads, through `interp.steering.steer`; on the zoo, 4-8 changes replies visibly and
-    beyond ~10 they degrade. Build the widget and make it the last expression of a cell.
+    beyond ~10 they degrade. A continuation not yet generated shows a busy line at once and
+    is generated on a worker thread (`background`, default: inside a Jupyter kernel), newest
+    request first (`interp.widgets.work.LatestRequest`): moving the slider again while it runs
+    never queues the older value, and an older result never replaces a newer one; `wait()`
+    blocks until it is shown. Build the widget and make it the last expression of a cell.
     """
 
     def __init__(self, sae, model, store, *, hook: str | None = None, max_tokens: int | None = None,
                  latent: int | None = None, n_contexts: int = 8, n_quantiles: int = 4, per_quantile: int = 2,
                  before: int = 12, after: int = 3, text: str = DEFAULT_TEXT, prompt: str = DEFAULT_PROMPT,
-                 max_new_tokens: int = 12, coefficient_range: float = 10.0, n_nearest: int = 8):
+                 max_new_tokens: int = 12, coefficient_range: float = 10.0, n_nearest: int = 8,
+                 background: bool | None = None):
         self.sae, self.model, self.store = sae, model, store
+        self._model_lock = threading.RLock()  # one forward pass at a time: hooks belong to the model
+        self.work = LatestRequest(background, self._model_lock)
         self.index = features.index_store(sae, store, hook=hook, max_tokens=max_tokens)
         self.hook = self.index.hook
         self.summary = self.index.summary()
@@ -285,7 +294,8 @@ class FeatureDashboard(widgets.VBox):
             empty = "token never occurs" if not any(counts.values()) else "no latent fires on it"
         else:
             pieces = features.token_strings(self.model, self.model.to_tokens(query, prepend_bos=False)[0].tolist())
-            found = features.text_activations(self.sae, self.model, query, self.hook).latent_totals(k=10)
+            with self._model_lock:
+                found = features.text_activations(self.sae, self.model, query, self.hook).latent_totals(k=10)
             label = [f"latent {r.latent}: total {r.total:.2f}" for r in found.itertuples()]
             self.search_note.value = (f"<small>text search: {html.escape(repr(query))} is {len(pieces)} tokens ("
                                       f"{html.escape(' '.join(token_label(p) for p in pieces))}), not one: latents "
@@ -318,7 +328,8 @@ class FeatureDashboard(widgets.VBox):
         if not text.strip():
             return None
         if self._text_cache is None or self._text_cache[0] != text:
-            self._text_cache = (text, features.text_activations(self.sae, self.model, text, self.hook))
+            with self._model_lock:
+                self._text_cache = (text, features.text_activations(self.sae, self.model, text, self.hook))
         return self._text_cache[1]
 
     def _render_text(self) -> None:
@@ -350,10 +361,12 @@ class FeatureDashboard(widgets.VBox):
             f"{table}</table></details>")
 
     # --- steering ---------------------------------------------------------------------------------
-    def generate(self, coefficient: float) -> tuple[str, str]:
-        """(unsteered, steered) greedy continuations of the prompt, steering with the current
-        latent's decoder direction times `coefficient` at every position of `steer_layer`."""
-        prompt, latent = self.prompt.value, int(self.latent.value)
+    def generate(self, coefficient: float, prompt: str | None = None, latent: int | None = None) -> tuple[str, str]:
+        """(unsteered, steered) greedy continuations of `prompt` (default: the prompt box's),
+        steering with `latent`'s (default: the shown latent's) decoder direction at every
+        position of `steer_layer`, `coefficient` in units of the latent's max activation."""
+        prompt = self.prompt.value if prompt is None else prompt
+        latent = int(self.latent.value if latent is None else latent)
         unsteered = self._generate(prompt, latent, 0.0)
         steered = unsteered if coefficient == 0 else self._generate(prompt, latent, coefficient)
         return unsteered, steered
@@ -382,26 +395,35 @@ class FeatureDashboard(widgets.VBox):
                 self._generated[key] = generate_steered(self.model, spec, [prompt], self.max_new_tokens)[0][0]
         return self._generated[key]
 
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the continuation last asked for is shown (at most `timeout` s); True if so."""
+        return self.work.wait(timeout)
+
     def _render_steering(self) -> None:
-        if not self.prompt.value.strip():
-            self.steered.value = "<i>type a prompt above</i>"
-            return
         coefficient = float(self.coefficient.value)
         latent, prompt = int(self.latent.value), self.prompt.value
-        cached = all(self._key(prompt, latent, c) in self._generated for c in {0.0, coefficient})
-        if not cached:  # say at once that generation runs, and hold its controls until it is done
-            self.steered.value = BUSY
-            self.coefficient.disabled = self.prompt.disabled = True
-        try:
-            unsteered, steered = self.generate(coefficient)
-        finally:
-            self.coefficient.disabled = self.prompt.disabled = False
-        self.steered.value = (
-            "<table style='font-family: monospace'>"
-            f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{reply_html(unsteered, self.eos)}</td></tr>"
-            f"<tr><td><b>latent {self.latent.value} \u00d7 {coefficient:g} max</b></td>"
-            f"<td class='interp-steered'>{reply_html(steered, self.eos)}</td></tr></table>"
-            "<small>continuations end at the end-of-text token (\u23f9)</small>")
+        if not prompt.strip():
+            # through the worker too, so that a generation still running is not shown over this
+            self.work.submit(lambda: None, lambda _: setattr(self.steered, "value", "<i>type a prompt above</i>"))
+            return
+        if not all(self._key(prompt, latent, c) in self._generated for c in {0.0, coefficient}):
+            self.steered.value = BUSY  # at once; the controls stay live: a newer request replaces this one
+
+        def show(replies: tuple[str, str]) -> None:
+            unsteered, steered = replies
+            self.steered.value = (
+                "<table style='font-family: monospace'>"
+                f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{reply_html(unsteered, self.eos)}</td></tr>"
+                f"<tr><td><b>latent {latent} \u00d7 {coefficient:g} max</b></td>"
+                f"<td class='interp-steered'>{reply_html(steered, self.eos)}</td></tr></table>"
+                "<small>continuations end at the end-of-text token (\u23f9)</small>")
+
+        def fail(error: Exception) -> None:
+            self.steered.value = f"<b style='color:#b00'>{html.escape(str(error))}</b>"
+            if not isinstance(error, ValueError):  # not bad input but a bug: its traceback too
+                raise error
+
+        self.work.submit(lambda: self.generate(coefficient, prompt, latent), show, fail)
 
 
 def _labels(rows) -> list[str]:

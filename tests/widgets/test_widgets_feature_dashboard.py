@@ -186,25 +186,55 @@ def test_coefficient_slider_steers_generation_with_the_latent(dashboard):
     assert any(changed)
 
 
-def test_generation_shows_busy_at_once_and_holds_its_controls(dashboard, monkeypatch):
+def test_generation_shows_busy_at_once(dashboard, monkeypatch):
     import interp.widgets.feature_dashboard as fd
 
     seen = []
     real = fd.FeatureDashboard._generate
 
     def spy(self, *args):
-        seen.append((self.steered.value, self.coefficient.disabled, self.prompt.disabled))
+        seen.append(self.steered.value)
         return real(self, *args)
 
     monkeypatch.setattr(fd.FeatureDashboard, "_generate", spy)
     dashboard.coefficient.value = 7.0  # not generated before
-    assert seen and all(v == (fd.BUSY, True, True) for v in seen)
-    assert not dashboard.coefficient.disabled and "interp-steered" in dashboard.steered.value
+    assert seen and all(v == fd.BUSY for v in seen)
+    assert "interp-steered" in dashboard.steered.value
     seen.clear()
     dashboard.coefficient.value = 0.0
     dashboard.coefficient.value = 7.0  # cached: no busy flash
-    assert all(v[0] != fd.BUSY for v in seen)
+    assert all(v != fd.BUSY for v in seen)
     dashboard.coefficient.value = 0.0
+
+
+def test_in_the_background_the_newest_coefficient_wins(sae, zoo_dense, store, monkeypatch):
+    """Slider moves while a slow continuation runs: busy at once, the older value never shown."""
+    import threading
+
+    import interp.widgets.feature_dashboard as fd
+
+    dash = fd.FeatureDashboard(sae, zoo_dense, store, n_contexts=2, max_new_tokens=2, background=True)
+    assert dash.wait(30)
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def slow(self, prompt, latent, coefficient):  # stands in for a generation that takes seconds
+        ran.append(coefficient)
+        if coefficient == 3.0:
+            started.set()
+            assert release.wait(10)
+        return f"reply at {coefficient:g}"
+
+    monkeypatch.setattr(fd.FeatureDashboard, "_generate", slow)
+    dash.coefficient.value = 3.0
+    assert dash.steered.value == fd.BUSY  # set before the work started
+    assert started.wait(10)
+    dash.coefficient.value = 4.0
+    dash.coefficient.value = 5.0  # 4 is replaced before it starts
+    assert dash.steered.value == fd.BUSY and not dash.coefficient.disabled
+    release.set()
+    assert dash.wait(10)
+    assert 4.0 not in ran and "reply at 5" in dash.steered.value and "reply at 3" not in dash.steered.value
+    assert "\u00d7 5 max" in dash.steered.value
 
 
 def test_wrong_sae_width_is_rejected(zoo_dense, store):
