@@ -23,6 +23,7 @@ from interp.steering.apply import generate
 from interp.steering.controller import MODES
 from interp.tasks.chat import chat_format
 from interp.widgets.tokens_html import reply_html, token_label, until_eos
+from interp.widgets.work import LatestRequest
 
 OWN_KIND = "yours"
 """The kind of the prompt typed into the panel's own text box."""
@@ -39,11 +40,18 @@ class SteeringPanel(widgets.VBox):
     `controllers`: {name: SteeringController}. `max_new_tokens`: reply length (replies are
     shown up to the end-of-text token); `coefficient_range`: (min, max) of the layer sliders,
     in residual-stream units (the unit direction times the coefficient is added).
+
+    Every control re-runs the replies: the status line turns busy at once and the work runs
+    on a worker thread (`background`, default: inside a Jupyter kernel), newest request first
+    (`interp.widgets.work.LatestRequest`): a control moved while replies are generated replaces
+    any request still waiting, and an older result never replaces a newer one. `wait()` blocks
+    until the last request is shown.
     """
 
     def __init__(self, model, prompts: Sequence, directions: Mapping[str, Direction] | Direction | None = None,
                  controllers: Mapping[str, SteeringController] | None = None, max_new_tokens: int = 8,
-                 coefficient_range: tuple[float, float] = (-20.0, 20.0), kinds: Sequence[str] | None = None):
+                 coefficient_range: tuple[float, float] = (-20.0, 20.0), kinds: Sequence[str] | None = None,
+                 background: bool | None = None):
         if isinstance(directions, Direction):
             directions = {directions.name or directions.method: directions}
         self.directions = dict(directions or {})
@@ -63,6 +71,7 @@ class SteeringPanel(widgets.VBox):
         self.trace_frame: pd.DataFrame | None = None
         self.prompt_lengths: list[int] = []
         self._holding = False
+        self.work = LatestRequest(background)
 
         n_layers = model.cfg.n_layers
         lo, hi = coefficient_range
@@ -136,26 +145,38 @@ class SteeringPanel(widgets.VBox):
         return Steering(self.directions[name], list(coefs), list(coefs.values()), positions=self.positions.value)
 
     def run(self) -> None:
-        """Generate unsteered and steered replies for the current settings and redraw."""
+        """Generate unsteered and steered replies for the current settings and redraw (at once,
+        or on the worker thread: see the class docstring)."""
         if self._holding:
             return
         spec = self.spec()
-        if spec is None:
-            self.status.value = "<i>all coefficients are 0: move a slider to steer</i>"
-            self.results, self.trace_frame, self.prompt_lengths = None, None, []
-            self.table.value = ""
-            self.map_box.layout.display = "none"  # nothing was patched: no map at all
+        if spec is None:  # through the worker too, so that replies still running are not shown over this
+            self.work.submit(lambda: None, lambda _: self._show_nothing())
             return
-        prompts = self.prompts
-        self._busy(True)
-        try:
-            self.results, trace = generate(self.model, spec, prompts, self.max_new_tokens)
-        except ValueError as e:
-            self.status.value = f"<b style='color:#b00'>{html.escape(str(e))}</b>"
-            return
-        finally:
-            self._busy(False)
-        self.results["kind"] = self.kinds
+        prompts, kinds = self.prompts, self.kinds
+        self.status.value = BUSY  # at once; the controls stay live: a newer request replaces this one
+
+        def fail(error: Exception) -> None:
+            self.status.value = f"<b style='color:#b00'>{html.escape(str(error))}</b>"
+            if not isinstance(error, ValueError):  # not bad input but a bug: its traceback too
+                raise error
+
+        self.work.submit(lambda: generate(self.model, spec, prompts, self.max_new_tokens),
+                         lambda result: self._show(prompts, kinds, *result), fail)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the replies last asked for are shown (at most `timeout` s); True if so."""
+        return self.work.wait(timeout)
+
+    def _show_nothing(self) -> None:
+        self.status.value = "<i>all coefficients are 0: move a slider to steer</i>"
+        self.results, self.trace_frame, self.prompt_lengths = None, None, []
+        self.table.value = ""
+        self.map_box.layout.display = "none"  # nothing was patched: no map at all
+
+    def _show(self, prompts: list[str], kinds: list[str], results: pd.DataFrame, trace) -> None:
+        self.results = results
+        self.results["kind"] = kinds
         self.trace_frame = trace.to_frame()
         self.prompt_lengths = [self.model.to_tokens(p, prepend_bos=True).shape[1] for p in prompts]
         self.status.value = self._counts_html()
@@ -165,7 +186,7 @@ class SteeringPanel(widgets.VBox):
         self._holding = True  # new options, then one redraw
         try:
             self.map_prompt.options = [(f"{i}: {kind}: {_short(p)}", i)
-                                       for i, (p, kind) in enumerate(zip(prompts, self.kinds))]
+                                       for i, (p, kind) in enumerate(zip(prompts, kinds))]
             self.map_prompt.value = keep
         finally:
             self._holding = False
@@ -194,24 +215,16 @@ class SteeringPanel(widgets.VBox):
 
     def position_labels(self, prompt: int) -> list[str]:
         """"t token" for every position the generation of prompt `prompt` fed the model
-        (its tokens, BOS first, then the steered reply's, the last one excluded)."""
+        (its tokens, BOS first, then the steered reply's, the last one excluded: a reply that
+        ended at the end-of-text token was fed no further)."""
         text, reply = self.results["prompt"].iloc[prompt], self.results["steered"].iloc[prompt]
         tokens = self.model.to_str_tokens(text, prepend_bos=True) + \
             self.model.to_str_tokens(reply, prepend_bos=False)
-        n = self.prompt_lengths[prompt] + self.max_new_tokens - 1
-        return [f"{t} {token_label(tokens[t])}" if t < len(tokens) else str(t) for t in range(n)]
+        return [f"{t} {token_label(tokens[t])}" for t in range(len(tokens) - 1)]
 
     # --- drawing -------------------------------------------------------------------------
     def _refused(self, reply: str) -> bool:
         return self.chat.is_refusal(until_eos(reply, self.eos)[0])
-
-    def _busy(self, busy: bool) -> None:
-        """Show at once that work runs, and hold the controls until it is done (so no stale
-        request queues up behind it)."""
-        for w in self.controls:
-            w.disabled = busy
-        if busy:
-            self.status.value = BUSY
 
     def _counts_html(self) -> str:
         parts = [f"{html.escape(r.kind)}{KIND_NOTES.get(r.kind, '')}: {r.unsteered} → <b>{r.steered}</b> of {r.n}"
@@ -259,7 +272,8 @@ class SteeringPanel(widgets.VBox):
             if r.position < len(labels):
                 z[r.layer][r.position] = r.delta_norm_mean
         where = sorted(patched["position"].unique().tolist())
-        self.map_note.value = (f"prompt {i} ({html.escape(self.kinds[i])}, {self.prompt_lengths[i]} prompt tokens): "
+        self.map_note.value = (f"prompt {i} ({html.escape(self.results['kind'].iloc[i])}, "
+                               f"{self.prompt_lengths[i]} prompt tokens): "
                                f"patched at {len(where)} position(s) {_ranges(where)} in layer(s) "
                                f"{', '.join(str(x) for x in sorted(patched['layer'].unique()))}")
         with self.figure.batch_update():

@@ -93,21 +93,55 @@ def test_your_own_prompt_is_added_in_chat_format(panel):
     panel.set_coefficient(1, 0.0)
 
 
-def test_work_disables_the_controls_and_shows_busy_at_once(panel, monkeypatch):
+def test_work_shows_busy_at_once(panel, monkeypatch):
     import interp.widgets.steering_panel as sp
 
     seen = []
     real = sp.generate
 
     def spy(*args, **kwargs):
-        seen.append((panel.status.value, all(w.disabled for w in panel.controls)))
+        seen.append(panel.status.value)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sp, "generate", spy)
     panel.set_coefficient(2, 4.0)
-    assert seen == [(sp.BUSY, True)]
+    assert seen == [sp.BUSY]
     assert not any(w.disabled for w in panel.controls) and "interp-busy" not in panel.status.value
     panel.set_coefficient(2, 0.0)
+
+
+def test_in_the_background_the_newest_setting_wins(zoo_dense, monkeypatch):
+    """Sliders moved while slow replies run: busy at once, stale work never runs or shows."""
+    import threading
+
+    import interp.widgets.steering_panel as sp
+
+    d = Direction.mean_difference(zoo_dense, [p.prompt for p in refusal.generate(4, "harmful", "train")],
+                                  [p.prompt for p in refusal.generate(4, "benign", "train")], layer=2)
+    p = SteeringPanel(zoo_dense, refusal.generate(1, "benign", "heldout"), d, max_new_tokens=2, background=True)
+    assert p.wait(30)
+    started, release, ran = threading.Event(), threading.Event(), []
+    real = sp.generate
+
+    def slow(model, spec, prompts, max_new_tokens):  # stands in for a generation that takes seconds
+        ran.append(spec.coefficients)
+        if spec.coefficients == (1.0,):
+            started.set()
+            assert release.wait(10)
+        return real(model, spec, prompts, max_new_tokens)
+
+    monkeypatch.setattr(sp, "generate", slow)
+    p.set_coefficient(1, 1.0)
+    assert p.status.value == sp.BUSY  # set before the work started
+    assert started.wait(10)
+    p.set_coefficient(1, 2.0)
+    p.set_coefficient(1, 12.0)  # 2.0 is replaced before it starts
+    assert p.status.value == sp.BUSY
+    release.set()
+    assert p.wait(30)
+    assert ran == [(1.0,), (12.0,)]
+    assert p.trace_frame["coefficient_mean"].unique().tolist() == [12.0]  # the newest one is shown
+    assert "interp-busy" not in p.status.value
 
 
 def test_the_reply_table_wraps_inside_the_output(panel):
