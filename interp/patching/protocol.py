@@ -69,8 +69,9 @@ def sae_circuits(model, inputs: PatchInputs, sae: SAEHook, sizes=DEFAULT_SIZES, 
     `inputs`; faithfulness is measured on the clean prompts with the latents outside the
     circuit mean-ablated."""
     args = (model, inputs.clean, inputs.corrupt, inputs.metric)
-    scores = pd.concat([relevance_patching(*args, components=("sae",), sae=sae),
-                        integrated_gradients(*args, components=("sae",), sae=sae, steps=ig_steps)], ignore_index=True)
+    latents = (sae.component,)
+    scores = pd.concat([relevance_patching(*args, components=latents, sae=sae),
+                        integrated_gradients(*args, components=latents, sae=sae, steps=ig_steps)], ignore_index=True)
     curves = faithfulness_curve(scores, list(sizes), model, inputs.clean, inputs.metric, sae=sae)
     return scores, curves
 

@@ -3,7 +3,8 @@
 An *edit* is a function act -> act applied to a site's activation (patch, capture,
 interpolate, mean-ablate). Ordinary sites are edited at their hook; an SAE site is spliced
 in at its hook: its latents f (B, T, n) are computed, edited to f', and the hook returns
-x + dec(f') - dec(f). With no edit this is x exactly; otherwise it is dec(f') + the error
+x + dec(f') - dec(f). A transcoder site reads its input hook and is spliced in the same way
+at its target: y + dec(f') - dec(f), f the latents of the input (b_dec and the skip path cancel). With no edit this is x exactly; otherwise it is dec(f') + the error
 term of this run (the error term is never patched nor ablated [ours]). Gradients reach f'
 through dec and flow upstream through the identity (the encoder is not differentiated).
 """
@@ -32,30 +33,43 @@ def sae_latents(site: Site, x: torch.Tensor) -> torch.Tensor:
 
 
 def sae_decode(site: Site, f: torch.Tensor, stats) -> torch.Tensor:
-    """(B, T, d) reconstruction of dense latents f (B, T, n), differentiable in f; `stats`: the
-    SAE's `input_stats` of the activations f encodes (None unless it normalises per token)."""
+    """(B, T, d_out) decoder output of dense latents f (B, T, n) in raw units, differentiable in
+    f; `stats`: the SAE's `input_stats` of the activations f encodes (None unless it normalises
+    per token)."""
     sae = site.sae.sae
     return sae.from_sae_space(f @ sae.W_dec + sae.b_dec, stats).to(f.dtype)
 
 
-def _site_hook(site: Site, edit: Edit) -> Callable:
-    if site.component != "sae":
-        return lambda act, hook: edit(act)
+def _site_hooks(site: Site, edit: Edit) -> list[tuple[str, Callable]]:
+    """The (hook name, function) pairs that apply `edit` at `site`."""
+    if site.component == "sae":
+        def splice(x, hook):
+            f = sae_latents(site, x)
+            f_edit = edit(f)
+            if f_edit is f:
+                return x
+            stats = site.sae.sae.input_stats(x.detach().float())
+            return x + (sae_decode(site, f_edit, stats) - sae_decode(site, f, stats))
+        return [(site.hook, splice)]
+    if site.component == "tc":  # read the input, splice the latents in at the target
+        held = {}
 
-    def splice(x, hook):
-        f = sae_latents(site, x)
-        f_edit = edit(f)
-        if f_edit is f:
-            return x
-        stats = site.sae.sae.input_stats(x.detach().float())
-        return x + (sae_decode(site, f_edit, stats) - sae_decode(site, f, stats))
-    return splice
+        def read(x, hook):
+            held["x"] = x
+        def splice_target(y, hook):
+            f = sae_latents(site, held.pop("x"))
+            f_edit = edit(f)
+            if f_edit is f:
+                return y
+            return y + (sae_decode(site, f_edit, None) - sae_decode(site, f, None))
+        return [(site.sae.hook, read), (site.hook, splice_target)]
+    return [(site.hook, lambda act, hook: edit(act))]
 
 
 def run(model, tokens: torch.Tensor, edits: Mapping[Site, Edit] | None = None, rules: Rules | None = None) -> torch.Tensor:
     """Logits (B, T, V) of `model` on `tokens` with `edits` at their sites and `rules` in the backward."""
     transforms, observers = rule_hooks(model, rules) if rules is not None and rules.any else ([], [])
-    hooks = transforms + [(s.hook, _site_hook(s, e)) for s, e in (edits or {}).items()] + observers
+    hooks = transforms + [h for s, e in (edits or {}).items() for h in _site_hooks(s, e)] + observers
     with model.hooks(fwd_hooks=hooks):
         return model(tokens)
 

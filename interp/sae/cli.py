@@ -10,7 +10,7 @@ from dataclasses import replace
 import pandas as pd
 
 COLUMNS = ["kind", "variant", "mode", "n_latents", "l0", "nmse", "dead_fraction", "dense_fraction", "ce_recovered",
-           "ce_delta", "kl", "eps_lbo_median", "skip_fve"]
+           "ce_delta", "kl", "eps_lbo_median", "skip_fve", "task_nmse", "task_ce_recovered", "task_kl"]
 NOT_FLAGS = ("d_in", "d_out", "params", "format_version")
 """SAEConfig fields without a flag: d_in and d_out come from the store, params from the variant flags."""
 
@@ -105,12 +105,11 @@ def _eval_sae(args) -> int:
     from pathlib import Path
 
     from interp.atomic import write_bytes
-    from interp.cache import sources
     from interp.config import flag_values
     from interp.models import load_model
     from interp.sae import saving
-    from interp.sae.evaluate import SAEEvalConfig, evaluate_saes
-    from interp.sae.job import JobConfig
+    from interp.sae.evaluate import SAEEvalConfig
+    from interp.sae.job import JobConfig, evaluate_sets, heldout_sets
     from interp.sae.saving import SAELoadError
 
     cfg = replace(JobConfig(), **flag_values(args, JobConfig))
@@ -119,13 +118,13 @@ def _eval_sae(args) -> int:
     sae = saving.load(args.path)
     model = load_model(args.model or meta["model_name"], device=eval_cfg.device)
     ctx = meta.get("context_size") or model.cfg.n_ctx
-    tokens = sources.resolve(cfg.eval_tokens, model, ctx, cfg.eval_seed).tokens
+    sets = heldout_sets(model, cfg.eval_tokens, ctx, cfg.eval_seed)
     target = meta.get("hook_name_out") if sae.cfg.is_transcoder else None
     if sae.cfg.is_transcoder and not target:
         raise SAELoadError(f"{args.path}/cfg.json: a {sae.cfg.kind} without metadata.hook_name_out (the hook it "
                            "predicts); add it to cfg.json")
-    metrics = evaluate_saes(sae, model, tokens, meta["hook_name"], target_hook=target,
-                            **{f.name: getattr(eval_cfg, f.name) for f in dataclasses.fields(eval_cfg)})
+    metrics = evaluate_sets(sae, model, sets, meta["hook_name"], target_hook=target,
+                            **{f.name: getattr(eval_cfg, f.name) for f in dataclasses.fields(eval_cfg)}).metrics
     print_table(metrics)
     write_bytes(Path(args.path) / "metrics.json",
                 (metrics.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())

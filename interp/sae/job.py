@@ -61,9 +61,11 @@ class JobConfig:
     (git-ignored). Reused when it matches; a store of other settings there fails with a message (use another
     directory)."""
     eval_tokens: int = 16_384
-    """Held-out tokens (zoo corpus built with eval_seed) for the evaluation."""
+    """Evaluation tokens per part of the held-out text (`interp.cache.sources.heldout`: prose and
+    task documents that share no document and no 32-token window with the training corpus).
+    The metrics are on the prose part; the task part's are beside them as task_* columns."""
     eval_seed: int = 1_000
-    """Seed of the held-out evaluation corpus."""
+    """Seed of the held-out evaluation text."""
     out_dir: str = "saes"
     """Runs go to <out_dir>/<run>/ (and <out_dir>/<run>/<sae name>/ for a sweep)."""
     run: str | None = None
@@ -283,10 +285,10 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     training checkpoint (refused, naming the field, if a setting that changes the result
     differs). Raises `interp.locks.LockError` when another process writes the same run.
 
-    With `cfg.layers` every layer is its own run in <run>/L<layer>/ (trained one after the
+    Evaluation is on held-out text (`heldout_sets`) unless `eval_tokens` is given. With
+    `cfg.layers` every layer is its own run in <run>/L<layer>/ (trained one after the
     other from one cache); the result's metrics are indexed "L<layer>" (or "L<layer>/<name>"
     for a sweep) and `layers` holds each layer's own JobResult."""
-    from interp.cache import sources
     from interp.hooks import check_pair
     from interp.models import load_model
 
@@ -308,12 +310,12 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     train_cfg = cfg.train
     if train_cfg.device is None and model_device(model).type != "cpu":  # train where the model runs (a GPU)
         train_cfg = replace(train_cfg, device=str(model_device(model)))
-    if eval_tokens is None:
-        eval_tokens = sources.resolve(cfg.eval_tokens, model, store.manifest.context_size, cfg.eval_seed).tokens
+    eval_sets = heldout_sets(model, cfg.eval_tokens, store.manifest.context_size, cfg.eval_seed) \
+        if eval_tokens is None else {"eval": eval_tokens}
     parts = {}
     for hook, target, sub in cfg.pairs():
         run_dir = Path(cfg.out_dir) / cfg.run_name() / sub
-        parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_tokens, resume, progress)
+        parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_sets, resume, progress)
     if not cfg.layers:
         result = parts[""]
         if cfg.report:
@@ -328,7 +330,7 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
 
 
 def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: str, target_hook: str | None,
-               run_dir: Path, eval_tokens: torch.Tensor, resume: bool, progress: bool) -> JobResult:
+               run_dir: Path, eval_sets: dict[str, torch.Tensor], resume: bool, progress: bool) -> JobResult:
     """Train, evaluate and write the dictionaries of one (hook, target) pair into `run_dir`."""
     from interp.locks import hold_lock
 
@@ -349,13 +351,38 @@ def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: st
             rundir.discard_if_empty(stage)
             raise
         names = cfg.sae_names()
-        details = evaluate_details(dict(zip(names, result.saes)), model, eval_tokens, hook, target_hook=target_hook,
-                                   progress=progress)
+        details = evaluate_sets(dict(zip(names, result.saes)), model, eval_sets, hook, target_hook=target_hook,
+                                progress=progress)
         rundir.clear_outputs(stage)
         history = _history(before, result.history)
         _write_outputs(stage, cfg, store, result, details, history, hook, target_hook)
         rundir.commit(stage, run_dir)
     return JobResult(run_dir, details.metrics, result, details)
+
+
+def heldout_sets(model, n_tokens: int, context_size: int | None, seed: int) -> dict[str, torch.Tensor]:
+    """{"prose": (n_seq, ctx), "task": (n_seq, ctx)} held-out evaluation tokens for `model`
+    (`interp.cache.sources.heldout`), prose first: the metrics' own part."""
+    from interp.cache import sources
+
+    return {part: rows.tokens for part, rows in sources.heldout(n_tokens, model, context_size, seed).items()}
+
+
+IDENTITY = ("kind", "variant", "n_latents", "k", "mode")
+"""Metric columns that describe the dictionary, not its evaluation (not repeated per eval set)."""
+
+
+def evaluate_sets(saes, model, sets: dict[str, torch.Tensor], hook: str, **kwargs) -> EvalDetails:
+    """`evaluate_details` on each token set of `sets` (name -> (n_seq, ctx)): the first set's
+    details, with every other set's metrics beside its own as <name>_<metric> columns (e.g.
+    task_ce_recovered); `kwargs`: `evaluate_details`'s keywords."""
+    (first, tokens), *others = sets.items()
+    details = evaluate_details(saes, model, tokens, hook, **kwargs)
+    for name, tokens in others:
+        more = evaluate_details(saes, model, tokens, hook, **kwargs).metrics
+        more = more.drop(columns=[c for c in IDENTITY if c in more.columns]).add_prefix(f"{name}_")
+        details.metrics = details.metrics.join(more)
+    return details
 
 
 def with_overrides(cfg: JobConfig, *, sae: dict | None = None, train: dict | None = None, **top) -> JobConfig:
