@@ -6,8 +6,9 @@ clean / with the SAE / zero-ablated, ce_recovered = (CE_zero - CE_sae) / (CE_zer
 ce_delta = CE_sae - CE_clean, kl = KL(clean || spliced) of the next-token distributions, and
 AFA's eps_LBO (mean, median) for every SAE. Each SAE is evaluated in every inference mode of
 its variant (`Variant.inference_modes`): the first under its own row name, the others as
-"name[mode]" (the gradient SAE's `grad` mode, with dL/dx computed like the activation store
-does: summed next-token cross-entropy).
+"name[mode]", each encoded by `Variant.encode_mode` (the gradient SAE's `grad` mode, with dL/dx
+computed like the activation store does: summed next-token cross-entropy; Mutual/Feature
+Choice's `batch` mode, their training rule applied to each eval batch).
 
 Everything runs on the model's device: the SAEs are moved there (`device=None`, the
 convention of `interp.devices`) or model and SAEs both go to `device`. Sums are accumulated
@@ -114,9 +115,9 @@ def _clean_pass(model, tokens_BT, hook: str, target_hook: str | None, with_grads
 
 
 @torch.no_grad()
-def _row_update(acc: _Accumulator, sae: SparseAutoencoder, model, tokens_BT, splice_hook, x_TD, y_TD, g_TD,
-                logp_clean):
-    code = sae.encode(x_TD, g_TD)
+def _row_update(acc: _Accumulator, sae: SparseAutoencoder, mode: InferenceMode, model, tokens_BT, splice_hook,
+                x_TD, y_TD, g_TD, logp_clean):
+    code = sae.variant.encode_mode(sae, *sae.to_sae_space(x_TD, g_TD), mode)
     y_hat_TD = sae.decode(code, x_TD)
     acc.sq_err += (y_TD - y_hat_TD).pow(2).sum().double()  # fp32 per batch, fp64 across batches
     rows, cols, values = code_entries(code)
@@ -184,7 +185,7 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
             count += y_TD.shape[0]
         for name, (sae, mode) in rows.items():
             with autocast:
-                _row_update(accs[name], sae, model, tokens_BT, splice_hook, x_TD, y_TD,
+                _row_update(accs[name], sae, mode, model, tokens_BT, splice_hook, x_TD, y_TD,
                             g_TD if mode.needs_grads else None, logp_clean)
     total_var = _value(sum_sq) - _value(sum_y.pow(2).sum()) / count
     ce_clean, ce_zero = _value(ce_clean) / n_pred, _value(ce_zero) / n_pred

@@ -20,7 +20,8 @@ loss stops training with `NonFiniteLoss` naming the step; the last good checkpoi
 
 The loop body is a sequence of named steps, one function each, in the order they run:
 `train_step` (per SAE: `set_lr`, `compute_loss`, `backward`, `all_reduce_grads`, `project`,
-`optimizer_step`, `after_step`), then `log_row` and, per batch, `maybe_checkpoint`.
+`optimizer_step`, `after_step`), then `log_row` and, per batch, `maybe_checkpoint`; after the
+last step each variant calibrates its inference state (`Variant.calibrate`) on a sample of the store.
 """
 
 from __future__ import annotations
@@ -409,6 +410,11 @@ def train(store, configs: SAEConfig | list[SAEConfig], train_cfg: SAETrainConfig
                              history)
     finally:
         bar.close()
+    if device.type != "meta":  # the variants' inference state (thresholds) from a sample drawn like the init sample
+        sample = next(iter(store.batches(min(train_cfg.init_tokens, store.n_tokens), hook=hook, shuffle=True,
+                                          seed=train_cfg.seed + 2, target_hook=target_hook)))
+        for sae, st in zip(saes, stats):
+            sae.variant.calibrate(sae, sae.to_sae_space(sample.acts.to(sae.device, torch.float32))[0], st)
     if checkpoint_dir is not None and rank == 0:
         checkpoint.save(checkpoint_dir, total_steps, saes, optimizers, stats, meta, history=history)
     for sae in saes:

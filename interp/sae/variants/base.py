@@ -3,8 +3,8 @@
 A variant is a `Variant` subclass plus a `VariantConfig` subclass (its own hyper-parameters,
 nothing else), registered together with `interp.sae.registry.register_variant(name, Variant,
 Config)`. The variant provides a training-time selection (which may look at the whole batch),
-a batch-independent inference code, optional extra loss terms and an update of its inference
-state after each optimizer step; it declares, as class attributes, whether training reads
+a batch-independent inference code, optional extra loss terms, an update of its inference
+state after each optimizer step and a calibration of that state once training ends; it declares, as class attributes, whether training reads
 dL/dx, its inference modes, its sae-lens export architecture and its initialisation. Nothing
 outside the registry asks a variant for its name: it asks for one of these.
 """
@@ -48,6 +48,9 @@ class InferenceMode(NamedTuple):
 
 
 PLAIN = InferenceMode("plain", False)
+BATCH = InferenceMode("batch", False)
+"""The training rule applied to the evaluation batch (batch-dependent: its metrics are the
+training code's, not those of single-token inference)."""
 
 
 class Variant(ABC):
@@ -87,9 +90,22 @@ class Variant(ABC):
         that output reconstructs (None: x itself, an SAE; a transcoder's target minus its skip path)."""
         return {}
 
+    def encode_mode(self, sae: SparseAutoencoder, x_BD: torch.Tensor, grads_BD: torch.Tensor | None,
+                    mode: InferenceMode) -> Code:
+        """The code of scaled inputs x (B, d) in one of `inference_modes` (how evaluation encodes
+        each row; `grads_BD` is None unless the mode reads dL/dx). Default: `encode`, which
+        serves the plain mode and any mode that differs only in its use of the gradient."""
+        return self.encode(sae, x_BD, grads_BD)
+
     @torch.no_grad()
     def after_step(self, sae: SparseAutoencoder, code: Code, stats: LatentStats) -> None:
         """Update inference state (thresholds) from the step's training code."""
+
+    @torch.no_grad()
+    def calibrate(self, sae: SparseAutoencoder, x_TD: torch.Tensor, stats: LatentStats) -> None:
+        """Set the inference state once training ends, from a sample x (T, d) in the SAE's input
+        space and the run's final latent statistics (the trainer calls it after the last step,
+        before the final checkpoint). Default: nothing to calibrate."""
 
     @torch.no_grad()
     def init_encoder(self, sae: SparseAutoencoder, x_TD: torch.Tensor, target_TD: torch.Tensor | None = None) -> None:

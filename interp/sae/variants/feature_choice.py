@@ -7,13 +7,21 @@ each at most B, summing to exactly k*B: the shares a latent would get above B go
 in proportion to their weights (water-filling), then largest-remainder rounding.
 
 Ties in rank (every latent at step 0, when no density has been observed, and latents that have
-never fired later) are broken by a fixed permutation seeded with `SAEConfig.seed` [ours]: the
-initial dictionary is exchangeable, so any order is arbitrary, but ordering by latent index would
-give the same latents the largest capacities in every seed; a fixed permutation (not a fresh one
-each step) keeps the ranks of still-tied latents from reshuffling between steps.
+never fired later) are broken by a fixed permutation seeded with `SAEConfig.seed`
+(`interp.sae.losses.tie_order`) [ours].
 
-Single-token inference [ours]: per-latent threshold theta_i = running mean (EMA) of latent i's
-m_i-th largest activation in the batch (0 when it had fewer positives); exported as JumpReLU."""
+Single-token inference [ours]: per-latent thresholds theta_i, exported as JumpReLU. During
+training theta_i is a running mean (EMA) of latent i's m_i-th largest activation in the batch
+(0 when it had fewer positives). Once training ends `calibrate` replaces them [ours]: on a
+sample of T tokens, latent i gets c_i tokens, c_i = its training share of the budget k*T
+(uniform: equal shares; zipf: its Zipf weight by final density rank, ties as in training),
+capped at the sample tokens where its pre-activation is positive, the excess redistributed to
+the others in proportion to their shares (water-filling, as the capacities), then rounded by
+largest remainder so that sum c_i = k*T exactly (when the sample has that many positive
+pre-activations); theta_i = latent i's (c_i + 1)-th largest pre-activation on the sample (0
+when c_i is all its positives). The sample's mean inference L0 is then k. (Uniform training
+capacities floor k*B/n and so keep n*floor(k*B/n) <= k*B; calibration keeps k*T.) Evaluation
+also reports the training rule itself on each eval batch (mode `batch`)."""
 
 from __future__ import annotations
 
@@ -23,9 +31,9 @@ from typing import Literal
 import torch
 
 import sae_kernels
-from interp.sae.losses import zipf_weights
-from interp.sae.variants.base import Variant
-from interp.sae.variants.mutual_choice import ThresholdConfig
+from interp.sae.losses import tie_order, zipf_weights
+from interp.sae.variants.base import BATCH, PLAIN, Variant
+from interp.sae.variants.mutual_choice import ThresholdConfig, pre_activation_blocks
 
 
 @dataclass(frozen=True)
@@ -37,24 +45,32 @@ class FeatureChoiceConfig(ThresholdConfig):
     """Capacities: uniform (m = floor(k B / n)) or zipf (ours, see feature_choice.py)."""
 
 
-def tie_order(n: int, seed: int) -> torch.Tensor:
-    """(n,) int64 fixed permutation that breaks ties in density rank (position in it = priority)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
-def capped_shares(weights_N: torch.Tensor, budget: int, cap: int) -> torch.Tensor:
-    """(n,) float64 shares proportional to `weights` (> 0) summing to `budget` <= n * cap, none
-    above `cap`: latents whose share would pass `cap` get `cap` and the rest of the budget is
-    shared among the others in proportion to their weights, until none passes (at most n rounds)."""
+def capped_shares(weights_N: torch.Tensor, budget: int, cap: int | torch.Tensor) -> torch.Tensor:
+    """(n,) float64 shares proportional to `weights` (>= 0) summing to `budget` <= sum of the
+    caps, none above its cap (`cap`: one for all, or (n,) per latent): latents whose share would
+    pass their cap get the cap and the rest of the budget is shared among the others in
+    proportion to their weights, until none passes (at most n rounds)."""
     w = weights_N.double()
+    cap_N = torch.as_tensor(cap, dtype=torch.float64, device=w.device).expand_as(w)
     full_N = torch.zeros_like(w, dtype=torch.bool)
     while True:
         free = w.masked_fill(full_N, 0)
-        share = free * ((budget - cap * int(full_N.sum())) / free.sum())
-        over_N = ~full_N & (share >= cap)
+        share = free * ((budget - float(cap_N[full_N].sum())) / free.sum())
+        over_N = ~full_N & (share >= cap_N)
         if not bool(over_N.any()):
-            return torch.where(full_N, torch.full_like(w, cap), share)
+            return torch.where(full_N, cap_N, share)
         full_N |= over_N
+
+
+def round_shares(share_N: torch.Tensor, budget: int) -> torch.Tensor:
+    """(n,) int64 largest-remainder rounding of shares (float, summing to `budget`) to integers
+    summing to `budget`: floors, then one more for the largest fractional parts (ties by index)
+    [a share below its integer cap has floor + 1 <= cap, and capped shares have remainder 0]."""
+    cap_N = share_N.floor()
+    remainder = int(round(budget - float(cap_N.sum())))
+    if remainder > 0:
+        cap_N[torch.argsort(share_N - cap_N, descending=True, stable=True)[:remainder]] += 1
+    return cap_N.long()
 
 
 def capacities(kind: str, n: int, batch_size: int, k: int, density_N: torch.Tensor,
@@ -65,22 +81,13 @@ def capacities(kind: str, n: int, batch_size: int, k: int, density_N: torch.Tens
     budget = k * batch_size
     if kind == "uniform":
         return torch.full((n,), max(1, budget // n), dtype=torch.int64, device=density_N.device)
-    order_N = tie_order_N.to(density_N.device) if tie_order_N is not None else None
-    if order_N is None:
-        w_N = zipf_weights(density_N, alpha, beta)
-    else:  # rank the permuted densities (ties by position in the permutation), then undo the permutation
-        w_N = torch.empty(n, dtype=torch.float64, device=density_N.device)
-        w_N[order_N] = zipf_weights(density_N[order_N], alpha, beta)
-    share_N = capped_shares(w_N, budget, batch_size)
-    cap_N = share_N.floor()
-    remainder = int(round(budget - float(cap_N.sum())))
-    if remainder > 0:  # a share below B has floor + 1 <= B, and capped shares have remainder 0
-        cap_N[torch.argsort(share_N - cap_N, descending=True, stable=True)[:remainder]] += 1
-    return cap_N.long()
+    w_N = zipf_weights(density_N, alpha, beta, tie_order_N)
+    return round_shares(capped_shares(w_N, budget, batch_size), budget)
 
 
 class FeatureChoice(Variant):
     sae_lens_architecture = "jumprelu"
+    inference_modes = (PLAIN, BATCH)
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -97,6 +104,45 @@ class FeatureChoice(Variant):
 
     def encode(self, sae, x_BD, grads_BD):
         return sae.threshold_encode(x_BD)
+
+    def encode_mode(self, sae, x_BD, grads_BD, mode):
+        if mode != BATCH:
+            return self.encode(sae, x_BD, grads_BD)
+        # the training rule on this batch; zipf ranks need densities, which a trained SAE does not
+        # carry: the threshold code's firing counts on the batch stand in for them [ours]
+        # (calibration gave each latent its share by density rank, so they rank alike)
+        n = self.cfg.n_latents
+        cols = sae.threshold_encode(x_BD).cols
+        fired_N = torch.zeros(n, dtype=torch.float32, device=cols.device).index_add_(
+            0, cols, torch.ones_like(cols, dtype=torch.float32))
+        cap = capacities(self.params.capacity, n, x_BD.shape[0], self.cfg.k, fired_N, self.cfg.zipf_alpha,
+                         self.cfg.zipf_beta, self.tie_order_N)
+        return sae_kernels.feature_choice_encode(x_BD, sae.W_enc, sae.b_enc, sae.pre_bias, cap.to(x_BD.device),
+                                                 backend=sae.backend)
+
+    def calibration_weights(self, stats) -> torch.Tensor:
+        """(n,) float64 each latent's share of the budget in training: equal (uniform) or its Zipf
+        weight by density rank (zipf), ties as in training."""
+        c = self.cfg
+        if self.params.capacity == "uniform":
+            return torch.ones(c.n_latents, dtype=torch.float64)
+        return zipf_weights(stats.density.cpu(), c.zipf_alpha, c.zipf_beta, self.tie_order_N)
+
+    @torch.no_grad()
+    def calibrate(self, sae, x_TD, stats):
+        positives_N = torch.cat([(pre_TB > 0).sum(0) for _, pre_TB in pre_activation_blocks(sae, x_TD)]).cpu()
+        budget = min(self.cfg.k * x_TD.shape[0], int(positives_N.sum()))
+        count_N = round_shares(capped_shares(self.calibration_weights(stats), budget, positives_N), budget)
+        count_N = torch.minimum(count_N, positives_N).to(sae.device)  # (exact already; guards float rounding)
+        theta_N = torch.zeros_like(sae.threshold)
+        for j0, pre_TB in pre_activation_blocks(sae, x_TD):
+            c_B = count_N[j0:j0 + pre_TB.shape[1]]
+            # the (c_i + 1)-th largest of each column; positives_i == c_i: it keeps all its positives (0)
+            top_TB = pre_TB.topk(min(int(c_B.max()) + 1, pre_TB.shape[0]), dim=0).values
+            kth_B = top_TB.gather(0, c_B.clamp(max=top_TB.shape[0] - 1).unsqueeze(0)).squeeze(0)
+            theta_N[j0:j0 + pre_TB.shape[1]] = torch.where(c_B < positives_N[j0:j0 + pre_TB.shape[1]].to(c_B.device),
+                                                           kth_B.clamp(min=0), torch.zeros_like(kth_B))
+        sae.threshold.copy_(theta_N)
 
     @torch.no_grad()
     def after_step(self, sae, code, stats):
