@@ -144,3 +144,34 @@ def test_zipf_ties_at_step_zero_follow_the_seeded_order_not_the_latent_index():
     assert bool((cap[order][:-1] >= cap[order][1:]).all())  # decreasing along the seeded permutation
     other = _sae("feature_choice", capacity="zipf", seed=4).variant.capacity(24, st)
     assert not torch.equal(cap, other)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zipf_weights_rank_ties_by_the_seeded_permutation(seed):
+    n = 2048
+    gen = torch.Generator().manual_seed(seed)
+    # many ties: a few density levels, and a third of the latents never fired
+    density = torch.randint(0, 6, (n,), generator=gen).float() / 10
+    density[torch.rand(n, generator=gen) < 1 / 3] = 0
+    order = losses.tie_order(n, seed)
+    position = torch.empty(n, dtype=torch.int64)
+    position[order] = torch.arange(n)
+    expected = sorted(range(n), key=lambda i: (-float(density[i]), int(position[i])))
+    w = losses.zipf_weights(density, 1.0, 1.0, order)
+    assert torch.equal(w.argsort(descending=True, stable=True), torch.tensor(expected))
+    torch.testing.assert_close(float(w.sum()), 1.0)
+    # relabelling the latents relabels the weights (no dependence on the latent index)
+    perm = torch.randperm(n, generator=gen)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n)
+    torch.testing.assert_close(losses.zipf_weights(density[perm], 1.0, 1.0, inverse[order]), w[perm])
+    # Feature Choice's capacities and aux_zipf's expected densities rank by the same order
+    sae = SparseAutoencoder(SAEConfig(d_in=16, n_latents=n, k=16, variant="feature_choice", seed=seed,
+                                      params={"capacity": "zipf"}))
+    assert torch.equal(sae.variant.tie_order_N, order)
+    st = LatentStats.new(n)
+    st.density.copy_(density)
+    cap = sae.variant.capacity(4096, st)
+    assert bool((cap[torch.tensor(expected)].diff() <= 0).all())
+    expected_density = losses.zipf_expected_density(density, 1.0, 1.0, order)
+    assert bool((expected_density[torch.tensor(expected)].diff() <= 0).all())
