@@ -5,6 +5,7 @@ from the numbers in the table (nothing here is written by hand)."""
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from interp import markdown
 from interp.sae.registry import get_variant
@@ -107,6 +108,35 @@ def claims(metrics: pd.DataFrame, dead: dict[str, tuple[float, int]] | None = No
     return out
 
 
+K_QUANTILES = (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
+
+
+def k_distribution(metrics: pd.DataFrame, l0: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
+    """Per-token k (active latents) of the rows whose variant picks its own L0 (top-AFA), one
+    row each, indexed by SAE name: p10, p50, p90, max and frac_k1 (fraction of tokens with
+    k = 1). From `l0` (per-token counts by row name, `EvalDetails.l0`) where it has the row;
+    else the quantiles from the metrics' l0_p* columns and max / frac_k1 NaN (not recorded)."""
+    m = metrics.reset_index()
+    out = {}
+    for _, r in m[[not _fixed_k(v) for v in m["variant"]]].iterrows():
+        if l0 is not None and r["sae"] in l0:
+            k_T = l0[r["sae"]].double()
+            out[r["sae"]] = {**{q: float(k_T.quantile(p)) for q, p in K_QUANTILES}, "max": float(k_T.max()),
+                             "frac_k1": float((k_T == 1).double().mean())}
+        else:
+            out[r["sae"]] = {**{q: float(r.get(f"l0_{q}", float("nan"))) for q, _ in K_QUANTILES},
+                             "max": float("nan"), "frac_k1": float("nan")}
+    return pd.DataFrame.from_dict(out, orient="index", columns=[q for q, _ in K_QUANTILES] + ["max", "frac_k1"])
+
+
+def k_sentence(name: str, row) -> str:
+    """One sentence stating a `k_distribution` row's numbers."""
+    text = f"{name}: median k {row['p50']:g}, 80 % of tokens between {row['p10']:g} and {row['p90']:g}"
+    if pd.isna(row["max"]):
+        return text + " (max and the k = 1 fraction were not recorded)."
+    return text + f", at most {row['max']:g}; {row['frac_k1']:.1%} of tokens get a single latent (k = 1)."
+
+
 def training_dead(cfg, training) -> dict[str, tuple[float, int]]:
     """Each SAE's training-window dead fraction (no firing in its last `dead_tokens` training
     tokens; the window counts only when at least that many tokens were trained) and the window,
@@ -118,8 +148,10 @@ def training_dead(cfg, training) -> dict[str, tuple[float, int]]:
     return out
 
 
-def results_markdown(metrics: pd.DataFrame, cfg, training) -> str:
-    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its SAETrainResult)."""
+def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.Tensor] | None = None) -> str:
+    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its SAETrainResult,
+    `l0`: per-token active latents by row name, `EvalDetails.l0`, for top-AFA's k distribution;
+    None: its quantiles from the metrics only)."""
     m = metrics.reset_index()
     levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if _fixed_k(v)})
     m["level"] = [_level_of(r, levels) for _, r in m.iterrows()]
@@ -137,11 +169,17 @@ def results_markdown(metrics: pd.DataFrame, cfg, training) -> str:
              "dead_tokens training tokens, at the end of training); ce_recovered, "
              "ce_delta (nats) and kl (nats/token) with the reconstruction spliced in; eps_lbo = AFA's "
              "|‖x‖²−‖f‖²| / ((n−1)‖f‖²), median over tokens. Mutual/Feature Choice are evaluated with their "
-             "threshold (JumpReLU) inference, g-SAE in both modes.", ""]
+             "threshold (JumpReLU) inference, calibrated after training so that its mean L0 on a sample is k, "
+             "and as [batch] rows with their training rule applied to each eval batch; g-SAE in both modes.", ""]
     for lv in levels:
         part = m[m["level"] == lv]
         lines += [f"## Sparsity level k = {lv}", "",
                   markdown.table(part[["sae", *COLUMNS, "train_dead", "L0 matched"]], "{:.4g}"), ""]
+    dist = k_distribution(metrics, l0)
+    if len(dist):
+        lines += ["## Per-token k of the variants that choose their own L0 (top-AFA)", "",
+                  markdown.table(dist.rename_axis("sae").reset_index(), "{:.4g}", nan="not recorded"), "",
+                  *[k_sentence(name, r) for name, r in dist.iterrows()], ""]
     lines += ["## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {c} | {v} | {e} |" for c, v, e in claims(metrics, dead, d_in)]
     unmatched = m[~m["L0 matched"]]["sae"].tolist()

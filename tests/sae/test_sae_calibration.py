@@ -16,7 +16,8 @@ from interp.sae.variants.mutual_choice import global_threshold
 
 HOOK = "blocks.1.hook_resid_pre"
 K = 8
-VARIANTS = [("mutual_choice", {}), ("feature_choice", {"capacity": "uniform"}), ("feature_choice", {"capacity": "zipf"})]
+VARIANTS = [("mutual_choice", {}), ("feature_choice", {"capacity": "uniform"}),
+            ("feature_choice", {"capacity": "zipf"})]
 """(BatchTopK is Mutual Choice's class under another name: the unit test below covers it.)"""
 
 

@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from interp.sae.report import claims
 
@@ -58,3 +59,43 @@ def test_top_afa_high_l0_claim_needs_l0_above_d():
     assert claims(m, d_in=32)[3][1] == "reproduced"
     low = claims(_metrics(dead_mc=0.0, kl_g=0.05, afa_l0=15, afa_nmse=0.5), d_in=8)[3]
     assert low[1] == "NOT reproduced"  # above d (8), at the low level: worse than topk
+
+
+def test_top_afa_k_distribution_from_the_per_token_counts():
+    import torch
+
+    from interp.sae.report import k_distribution, k_sentence
+
+    m = _metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21)
+    k_T = torch.tensor([1] * 30 + [2] * 20 + [5] * 40 + [300] * 10)  # 100 tokens
+    dist = k_distribution(m, {"afa": k_T, "topk-k16": torch.full((100,), 16)})
+    assert list(dist.index) == ["afa"]  # only the variant that picks its own L0
+    row = dist.loc["afa"]
+    # linear interpolation between order statistics, as evaluation's l0_p* columns
+    assert [row["p10"], row["p50"], row["p90"], row["max"]] == pytest.approx([1.0, 3.5, 34.5, 300.0])
+    assert row["frac_k1"] == 0.3
+    assert k_sentence("afa", row) == ("afa: median k 3.5, 80 % of tokens between 1 and 34.5, at most 300; "
+                                      "30.0% of tokens get a single latent (k = 1).")
+    # without per-token data: the metrics' quantiles, the rest not recorded
+    m["l0_p10"], m["l0_p50"], m["l0_p90"] = 1.0, 4.0, 9.0
+    only = k_distribution(m).loc["afa"]
+    assert (only["p10"], only["p50"], only["p90"]) == (1.0, 4.0, 9.0) and only.isna()[["max", "frac_k1"]].all()
+    assert "not recorded" in k_sentence("afa", only)
+
+
+def test_results_markdown_states_the_k_distribution():
+    import types
+
+    import torch
+
+    from interp.sae.report import results_markdown
+
+    m = _metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21).assign(eval_tokens=100, ce_recovered=0.9,
+                                                                        eps_lbo_median=0.01)
+    cfg = types.SimpleNamespace(model="zoo-dense", hook="blocks.2.hook_resid_pre",
+                                train=types.SimpleNamespace(batch_size=8), sae_names=lambda: [])
+    training = types.SimpleNamespace(saes=[], stats=[], tokens=800, steps=100)
+    text = results_markdown(m, cfg, training, l0={"afa": torch.tensor([1] * 25 + [7] * 75)})
+    assert "## Per-token k of the variants that choose their own L0 (top-AFA)" in text
+    assert "afa: median k 7, 80 % of tokens between 1 and 7, at most 7; 25.0% of tokens get a single latent" in text
+    assert "not recorded" in results_markdown(m, cfg, training)
