@@ -51,6 +51,13 @@ def register(subparsers) -> None:
               default_text={"device": "the model's default: CUDA when there is one, else the CPU"})
     e.set_defaults(func=_eval_sae)
 
+    x = subparsers.add_parser("export-transcoders", help="write a model's per-layer transcoders as one transcoder "
+                              "set (config.json + layer_<L>.safetensors; format in interp.sae.export)")
+    x.add_argument("run", help="a layered run directory (e.g. saes/zoo-dense-transcoders, with L<layer>/ "
+                   "subdirectories) or one transcoder directory")
+    x.add_argument("--out", required=True, help="directory to write the set into")
+    x.set_defaults(func=_export_transcoders)
+
 
 def _variant_flag_fields() -> dict[type, list[str]]:
     """{variant config class: its fields that no earlier registered class declared}: one flag per name."""
@@ -98,6 +105,14 @@ def _train_sae(args) -> int:
         raise UserError(str(e)) from e
     print_table(result.metrics)
     print(f"wrote {result.run_dir}")
+    return 0
+
+
+def _export_transcoders(args) -> int:
+    from interp.sae.export import export_transcoders
+
+    out = export_transcoders(args.run, args.out)
+    print(f"wrote {out}")
     return 0
 
 

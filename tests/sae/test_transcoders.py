@@ -162,3 +162,34 @@ def test_a_transcoder_is_refused_with_another_targets_width(pair_store):
     with pytest.raises(ValueError, match="d_out=48 but the store's target hook"):
         train(pair_store, cfg, SAETrainConfig(batch_size=256, n_tokens=1024), hook=IN, target_hook=OUT,
               progress=False)
+
+
+def test_a_layered_run_exports_as_one_transcoder_set(tiny_model, tiny_tokens, tmp_path):
+    from safetensors.torch import load_file
+
+    from interp.cli import main
+
+    cfg = _small_job(tmp_path, hook="blocks.{layer}.ln2.hook_normalized", target_hook="blocks.{layer}.hook_mlp_out",
+                     layers=(0, 1), train=SAETrainConfig(batch_size=256, n_tokens=1024, lr=3e-3, warmup_steps=2))
+    result = job.run(cfg, progress=False, model=tiny_model, train_tokens=tiny_tokens, eval_tokens=tiny_tokens[:8])
+    assert main(["export-transcoders", str(result.run_dir), "--out", str(tmp_path / "set")]) == 0
+    config = json.loads((tmp_path / "set" / "config.json").read_text())
+    assert (config["feature_input_hook"], config["feature_output_hook"]) == ("ln2.hook_normalized", "hook_mlp_out")
+    x = torch.randn(50, 32)
+    for entry in config["transcoders"]:
+        w = load_file(tmp_path / "set" / entry["filepath"])
+        pre = x @ w["W_enc"].T + w["b_enc"]
+        top = pre.topk(entry["k"], dim=-1)
+        f = torch.zeros_like(pre).scatter(1, top.indices, top.values.relu())
+        y = f @ w["W_dec"].T + w["b_dec"] + x @ w["W_skip"].T  # the README's formula
+        ours = saving.load(result.run_dir / entry["id"])
+        with torch.no_grad():
+            torch.testing.assert_close(y, ours(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="transcoders only"):
+        from interp.sae.export import export_transcoders
+
+        sae_run = job.run(_small_job(tmp_path, target_hook=None, hook=IN, run="plain", cache_dir=str(tmp_path / "c2"),
+                                     saes=({"variant": "topk", "n_latents": 64, "k": 4},),
+                                     train=SAETrainConfig(batch_size=256, n_tokens=1024)),
+                          progress=False, model=tiny_model, train_tokens=tiny_tokens, eval_tokens=tiny_tokens[:8])
+        export_transcoders(sae_run.run_dir, tmp_path / "bad")
