@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 
 from interp import moe
 from interp.widgets.tokens_html import reply_html
+from interp.widgets.work import LatestRequest
 
 MODES = ("switch off", "force on")
 BUSY = "<span class='interp-busy'>\u23f3 re-running the prompts\u2026</span>"
@@ -35,10 +36,15 @@ class ExpertMap(widgets.VBox):
     `benign`: prompts that should not be refused, re-run beside `prompts` to show the
     collateral (their false-refusal rate). `max_new_tokens`: reply length shown (default:
     enough for the refusal judge).
+
+    Every change re-runs the prompts: the status line turns busy at once and the work runs on
+    a worker thread (`background`, default: inside a Jupyter kernel), newest request first
+    (`interp.widgets.work.LatestRequest`): clicks made meanwhile replace any request still
+    waiting, and an older result never replaces a newer one. `wait()` blocks until shown.
     """
 
     def __init__(self, model, scores: pd.DataFrame, prompts: Sequence[str], max_new_tokens: int | None = None,
-                 benign: Sequence[str] | None = None):
+                 benign: Sequence[str] | None = None, background: bool | None = None):
         self.n_layers, self.n_experts, self.k = moe.shape(model)
         if len(scores) != self.n_layers * self.n_experts:
             raise ValueError(f"scores has {len(scores)} rows, but the model has {self.n_layers} layers × "
@@ -56,6 +62,7 @@ class ExpertMap(widgets.VBox):
         self.forced: set[tuple[int, int]] = set()
         self.results: pd.DataFrame | None = None
         self.baseline_rate: float | None = None
+        self.work = LatestRequest(background)
 
         self.mode = widgets.ToggleButtons(options=MODES, value=MODES[0], description="click to")
         self.policy = widgets.Dropdown(options=moe.POLICIES, value=moe.POLICIES[0], description="policy")
@@ -81,9 +88,7 @@ class ExpertMap(widgets.VBox):
         target, other = (self.off, self.forced) if mode == MODES[0] else (self.forced, self.off)
         other.discard(pair)
         target.symmetric_difference_update({pair})
-        if not self.run():  # refused (shown in the status line): keep the last valid sets
-            self.off, self.forced = before
-            self._redraw()
+        self.run(before)  # refused (said in the error line): back to the last valid sets
 
     def set_experts(self, off: Sequence[Sequence[int]] = (), forced: Sequence[Sequence[int]] = ()) -> None:
         """Replace both sets and re-run."""
@@ -91,41 +96,62 @@ class ExpertMap(widgets.VBox):
         self.forced = set(moe.check_experts(self.model, forced, field="forced"))
         self.run()
 
-    def run(self) -> bool:
+    def run(self, restore: tuple[set, set] | None = None) -> None:
         """Re-run the prompts with the current experts off / forced; update the map and tables.
-        Returns False (and shows why) when the library refuses the combination."""
-        self._busy(True)
-        try:
+        When the library refuses the combination the error line says why and the sets go back
+        to `restore` (off, forced), if given."""
+        off, forced, policy = sorted(self.off), sorted(self.forced), self.policy.value
+        self._redraw()
+        self.status.value = BUSY + (f" <span style='color:#777'>{self.status.value}</span>"
+                                    if self.status.value and not self.status.value.startswith(BUSY) else "")
+
+        def work():
             with ExitStack() as stack:
-                if self.off:
-                    stack.enter_context(moe.ablate(self.model, sorted(self.off), self.policy.value))
-                if self.forced:
-                    stack.enter_context(moe.force(self.model, sorted(self.forced)))
+                if off:
+                    stack.enter_context(moe.ablate(self.model, off, policy))
+                if forced:
+                    stack.enter_context(moe.force(self.model, forced))
                 results = moe.replies(self.model, self.prompts, self.max_new_tokens)
                 benign = moe.replies(self.model, self.benign, self.max_new_tokens) if self.benign else None
-        except ValueError as e:  # e.g. more experts forced in a layer than fit in its top-k
-            # the last valid run's rate line stays; the refusal is said beside it
-            self.error.value = f"<b style='color:#b00'>refused: {html.escape(str(e))}</b>"
+            return results, benign
+
+        def fail(error: Exception) -> None:
+            if not isinstance(error, ValueError):  # not bad input but a bug: its traceback
+                raise error
+            # e.g. more experts forced in a layer than fit in its top-k: the last valid run's
+            # rate line stays; the refusal is said beside it
+            self.error.value = f"<b style='color:#b00'>refused: {html.escape(str(error))}</b>"
+            if restore is not None:
+                self.off, self.forced = set(restore[0]), set(restore[1])
+            self.status.value = self._status_line() if self.results is not None else ""
             self._redraw()
-            return False
-        finally:
-            self._busy(False)
+
+        self.work.submit(work, lambda result: self._show(*result, off, forced, policy), fail)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the run last asked for is shown (at most `timeout` s); True if so."""
+        return self.work.wait(timeout)
+
+    def _show(self, results: pd.DataFrame, benign: pd.DataFrame | None, off: list, forced: list, policy: str) -> None:
         self.results, self.benign_results, self.error.value = results, benign, ""
         rate = float(results["refused"].mean())
         benign_rate = float(benign["refused"].mean()) if benign is not None else None
-        if not self.off and not self.forced:
+        if not off and not forced:
             self.baseline_rate, self.baseline_benign_rate = rate, benign_rate
+        self._shown = (rate, benign_rate, off, forced, policy)
+        self.status.value = self._status_line()
+        self.outputs.value = self._table_html()
+        self._redraw()
+
+    def _status_line(self) -> str:
+        rate, benign_rate, off, forced, policy = self._shown
         line = f"<b>refusal rate {rate:.2f}</b> on {len(self.prompts)} prompts" + \
             (f" (no intervention: {self.baseline_rate:.2f})" if self.baseline_rate is not None else "")
         if benign_rate is not None:
             line += (f" · <b>false refusals {benign_rate:.2f}</b> on {len(self.benign)} benign prompts"
                      + (f" (no intervention: {self.baseline_benign_rate:.2f})"
                         if self.baseline_benign_rate is not None else ""))
-        self.status.value = (line + f" · off ({self.policy.value}): {sorted(self.off) or '—'}"
-                             + f" · forced: {sorted(self.forced) or '—'}")
-        self.outputs.value = self._table_html()
-        self._redraw()
-        return True
+        return line + f" · off ({policy}): {off or '—'}" + f" · forced: {forced or '—'}"
 
     # --- views ---------------------------------------------------------------------------
     def _figure(self) -> go.FigureWidget:
@@ -147,14 +173,6 @@ class ExpertMap(widgets.VBox):
         text = [["off" if (layer, e) in self.off else "on" if (layer, e) in self.forced else ""
                  for e in range(self.n_experts)] for layer in range(self.n_layers)]
         self.figure.data[0].text = text
-
-    def _busy(self, busy: bool) -> None:
-        """Show at once that the prompts re-run, and hold the controls until they are done."""
-        for w in (self.mode, self.policy, self.reset):
-            w.disabled = busy
-        if busy:
-            self.status.value = BUSY + (f" <span style='color:#777'>{self.status.value}</span>"
-                                        if self.status.value else "")
 
     def _table_html(self) -> str:
         eos = getattr(self.model.tokenizer, "eos_token", None)

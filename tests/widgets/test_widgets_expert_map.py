@@ -88,19 +88,19 @@ def test_benign_prompts_show_the_collateral(zoo_moe, scores):
     assert "(no intervention: 0.00)" in view.status.value.split("false refusals")[1]
 
 
-def test_a_run_shows_busy_and_holds_the_controls(view, monkeypatch):
+def test_a_run_shows_busy_at_once(view, monkeypatch):
     import interp.widgets.expert_map as em
 
     seen = []
     real = em.moe.replies
 
     def spy(*args, **kwargs):
-        seen.append((view.status.value.startswith(em.BUSY), view.policy.disabled, view.reset.disabled))
+        seen.append(view.status.value.startswith(em.BUSY))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(em.moe, "replies", spy)
     _click(view, 1, 1)
-    assert seen == [(True, True, True)] and not view.policy.disabled and em.BUSY not in view.status.value
+    assert seen == [True] and not view.policy.disabled and em.BUSY not in view.status.value
 
 
 def test_bad_inputs(zoo_moe, scores, zoo_dense):
@@ -120,3 +120,35 @@ def html_escaped(text):
     import html
 
     return html.escape(text)
+
+
+def test_in_the_background_the_newest_click_wins(zoo_moe, scores, monkeypatch):
+    """Clicks while a slow run goes on: busy at once, the stale run never starts or shows."""
+    import threading
+
+    import pandas as pd
+
+    import interp.widgets.expert_map as em
+
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def slow(model, prompts, max_new_tokens=None):  # stands in for re-running the prompts for seconds
+        ran.append(list(prompts))
+        if len(ran) == 2:  # the first click's run
+            started.set()
+            assert release.wait(10)
+        return pd.DataFrame(dict(prompt=list(prompts), reply=[f"run {len(ran)}"] * len(prompts),
+                                 refused=[False] * len(prompts)))
+
+    monkeypatch.setattr(em.moe, "replies", slow)
+    view = em.ExpertMap(zoo_moe, scores, HARMFUL[:1], background=True)
+    assert view.wait(10) and len(ran) == 1
+    _click(view, 1, 1)
+    assert view.status.value.startswith(em.BUSY)  # set before the work started
+    assert started.wait(10)
+    _click(view, 2, 5)  # replaced by the next click before it starts
+    _click(view, 3, 3)
+    release.set()
+    assert view.wait(10)
+    assert len(ran) == 3 and "run 3" in view.outputs.value and "run 2" not in view.outputs.value
+    assert "(1, 1), (2, 5), (3, 3)" in view.status.value  # the newest sets are the ones shown
