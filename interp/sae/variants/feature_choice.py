@@ -130,19 +130,22 @@ class FeatureChoice(Variant):
 
     @torch.no_grad()
     def calibrate(self, sae, x_TD, stats):
-        positives_N = torch.cat([(pre_TB > 0).sum(0) for _, pre_TB in pre_activation_blocks(sae, x_TD)]).cpu()
+        n = self.cfg.n_latents
+        positives_N = torch.zeros(n, dtype=torch.int64)
+        for idx_B, pre_TB in pre_activation_blocks(sae, x_TD):
+            positives_N[idx_B.cpu()] = (pre_TB > 0).sum(0).cpu()
         budget = min(self.cfg.k * x_TD.shape[0], int(positives_N.sum()))
-        count_N = round_shares(capped_shares(self.calibration_weights(stats), budget, positives_N), budget)
-        count_N = torch.minimum(count_N, positives_N).to(sae.device)  # (exact already; guards float rounding)
-        theta_N = torch.zeros_like(sae.threshold)
-        for j0, pre_TB in pre_activation_blocks(sae, x_TD):
-            c_B = count_N[j0:j0 + pre_TB.shape[1]]
-            # the (c_i + 1)-th largest of each column; positives_i == c_i: it keeps all its positives (0)
+        count_N = torch.minimum(round_shares(capped_shares(self.calibration_weights(stats), budget, positives_N),
+                                             budget), positives_N)  # (exact already; guards float rounding)
+        theta_N = torch.zeros(n, dtype=torch.float32)
+        # latents in blocks of similar count, so each block's top-(c + 1) is no wider than it needs
+        for idx_B, pre_TB in pre_activation_blocks(sae, x_TD, torch.argsort(count_N, descending=True)):
+            c_B, pos_B = count_N[idx_B.cpu()], positives_N[idx_B.cpu()]
             top_TB = pre_TB.topk(min(int(c_B.max()) + 1, pre_TB.shape[0]), dim=0).values
-            kth_B = top_TB.gather(0, c_B.clamp(max=top_TB.shape[0] - 1).unsqueeze(0)).squeeze(0)
-            theta_N[j0:j0 + pre_TB.shape[1]] = torch.where(c_B < positives_N[j0:j0 + pre_TB.shape[1]].to(c_B.device),
-                                                           kth_B.clamp(min=0), torch.zeros_like(kth_B))
-        sae.threshold.copy_(theta_N)
+            kth_B = top_TB.gather(0, c_B.clamp(max=top_TB.shape[0] - 1).to(top_TB.device).unsqueeze(0))[0].cpu()
+            # the (c_i + 1)-th largest of latent i; 0 when c_i is all its positives (it keeps them all)
+            theta_N[idx_B.cpu()] = torch.where(c_B < pos_B, kth_B.float().clamp(min=0), torch.zeros_like(kth_B.float()))
+        sae.threshold.copy_(theta_N.to(sae.threshold.device))
 
     @torch.no_grad()
     def after_step(self, sae, code, stats):

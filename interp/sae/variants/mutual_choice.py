@@ -25,24 +25,36 @@ CALIBRATION_BLOCK = 2**22
 """Pre-activations held at once while calibrating (a block of latents over the whole sample)."""
 
 
-def pre_activation_blocks(sae, x_TD: torch.Tensor):
-    """(first latent, pre-activations (T, b)) of scaled inputs x (T, d) over blocks of about
-    CALIBRATION_BLOCK entries, so that no (T, n) matrix is ever held."""
+def pre_activation_blocks(sae, x_TD: torch.Tensor, latents_N: torch.Tensor | None = None):
+    """(latent indices (b,), pre-activations (T, b)) of scaled inputs x (T, d) over blocks of
+    about CALIBRATION_BLOCK entries, so that no (T, n) matrix is ever held; `latents_N`: the
+    order the latents come in (None: by index)."""
     n = sae.cfg.n_latents
     width = max(1, min(n, CALIBRATION_BLOCK // max(1, x_TD.shape[0])))
+    latents_N = torch.arange(n, device=sae.device) if latents_N is None else latents_N.to(sae.device)
     centred_TD = x_TD - sae.pre_bias
     for j0 in range(0, n, width):
-        yield j0, centred_TD @ sae.W_enc[:, j0:j0 + width] + sae.b_enc[j0:j0 + width]
+        idx_B = latents_N[j0:j0 + width]
+        yield idx_B, centred_TD @ sae.W_enc[:, idx_B] + sae.b_enc[idx_B]
 
 
 @torch.no_grad()
 def global_threshold(sae, x_TD: torch.Tensor, budget: int) -> float:
     """The (budget + 1)-th largest pre-activation over the whole sample x (T, d) (scaled), at
     least 0: `pre > theta` keeps the `budget` largest positive entries (ties aside)."""
-    top = x_TD.new_empty(0)
+    top = x_TD.new_empty(0)  # the budget + 1 largest of the blocks merged so far, descending
+    pending, n_pending = [], 0
     for _, pre_TB in pre_activation_blocks(sae, x_TD):
-        pool = torch.cat([top, pre_TB.flatten()])
-        top = pool.topk(min(budget + 1, pool.numel())).values
+        new = pre_TB.flatten()
+        if top.numel() > budget:  # what is not above the current (budget + 1)-th cannot enter
+            new = new[new > top[-1]]
+        pending.append(new)
+        n_pending += new.numel()
+        if n_pending > budget:  # merge only once the candidates could replace the whole top
+            pool = torch.cat([top, *pending])
+            top, pending, n_pending = pool.topk(min(budget + 1, pool.numel())).values, [], 0
+    pool = torch.cat([top, *pending])
+    top = pool.topk(min(budget + 1, pool.numel())).values
     return max(0.0, float(top[budget])) if top.numel() > budget else 0.0
 
 
