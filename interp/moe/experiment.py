@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from interp import markdown
 from interp.atomic import write_text
@@ -138,12 +139,18 @@ def measure(model, heldout: HeldOut, benign: bool = False) -> dict[str, float]:
 
 
 def run_mote(config: MoteConfig = MoteConfig(), model=None,
-             progress: Callable[[str], None] | None = print) -> MoteResult:
-    """Run the MoTE experiment (module docstring) on `config.model` (or the given `model`)."""
+             progress: bool | Callable[[str], None] | None = True) -> MoteResult:
+    """Run the MoTE experiment (module docstring) on `config.model` (or the given `model`).
+
+    `progress`: True shows a tqdm bar over the measurement runs (baseline, every ablation,
+    every forcing) and writes each run's figures above it; a function instead receives those
+    lines (e.g. `print`); False or None: silent.
+    """
     from interp.models import load_model
 
     t0 = time.perf_counter()
-    say = progress or (lambda _: None)
+    bar = tqdm(total=0, desc="MoTE runs", unit="run", disable=progress is not True)
+    say = bar.write if progress is True else (progress or (lambda _: None))
     model = load_model(config.model) if model is None else model
     n_layers, n_experts, k = shape(model)
     total = n_layers * n_experts
@@ -160,40 +167,49 @@ def run_mote(config: MoteConfig = MoteConfig(), model=None,
     scores = score_experts(capture_routing(model, prompts), classes, config.statistic, config.last)
     say(f"top experts:\n{scores.head(max(config.top_n)).to_string(index=False)}")
 
-    heldout = HeldOut.draw(model, config.n_heldout, config.n_ioi, config.n_prose, config.seed)
-    baseline = measure(model, heldout, benign=True)
-    say(f"baseline: {baseline}")
-
-    rows = []
+    # every run planned first, so that the bar knows its length
+    plan = []
     for n in config.top_n:
         top = top_experts(scores, n)
         controls = random_control(model, n, config.seeds, exclude=top, max_per_layer=n_experts - k)
         sets = [("top", None, top)] + [("random", s, c) for s, c in zip(config.seeds, controls)]
-        for policy in config.policies:
-            for selection, seed, experts in sets:
-                if policy == "refill" and max(map(len, by_layer(experts).values())) > n_experts - k:
-                    continue  # too many in one layer to refill the top-k
-                with ablate(model, experts, policy):
-                    m = measure(model, heldout)
-                rows.append(dict(policy=policy, n=n, fraction=n / total, selection=selection, seed=seed,
-                                 experts=str(experts), **m))
-                say(f"{policy:12s} N={n} {selection:6s} seed={seed}: {m}")
+        plan += [(policy, n, selection, seed, experts) for policy in config.policies
+                 for selection, seed, experts in sets
+                 # refill needs room: too many in one layer cannot be refilled from the top-k
+                 if not (policy == "refill" and max(map(len, by_layer(experts).values())) > n_experts - k)]
+    forcings = [(n, top_experts(scores, n), weight) for n in config.top_n for weight in config.force_weights
+                # more than k forced experts in one layer cannot all be in the top-k
+                if max(map(len, by_layer(top_experts(scores, n)).values())) <= k]
+    bar.total = 1 + len(plan) + len(forcings)
+    bar.refresh()
+
+    heldout = HeldOut.draw(model, config.n_heldout, config.n_ioi, config.n_prose, config.seed)
+    baseline = measure(model, heldout, benign=True)
+    bar.update()
+    say(f"baseline: {baseline}")
+
+    rows = []
+    for policy, n, selection, seed, experts in plan:
+        with ablate(model, experts, policy):
+            m = measure(model, heldout)
+        rows.append(dict(policy=policy, n=n, fraction=n / total, selection=selection, seed=seed,
+                         experts=str(experts), **m))
+        bar.update()
+        say(f"{policy:12s} N={n} {selection:6s} seed={seed}: {m}")
     ablations = pd.DataFrame(rows)
     base_rate, base_ce = baseline["refusal_rate"], baseline["prose_ce"]
     ablations["refusal_reduction"] = (base_rate - ablations["refusal_rate"]) / base_rate
     ablations["ce_increase"] = (ablations["prose_ce"] - base_ce) / base_ce
 
     forcing_rows = []
-    for n in config.top_n:
-        top = top_experts(scores, n)
-        if max(map(len, by_layer(top).values())) > k:
-            continue  # more than k forced experts in one layer cannot all be in the top-k
-        for weight in config.force_weights:
-            with force(model, top, weight=weight):
-                forcing_rows.append(dict(n=n, experts=str(top), weight="above max" if weight is None else weight,
-                                         refusal_rate_benign=refusal_rate(model, heldout.benign),
-                                         refusal_rate_harmful=refusal_rate(model, heldout.harmful)))
-            say(f"force N={n}: {forcing_rows[-1]}")
+    for n, top, weight in forcings:
+        with force(model, top, weight=weight):
+            forcing_rows.append(dict(n=n, experts=str(top), weight="above max" if weight is None else weight,
+                                     refusal_rate_benign=refusal_rate(model, heldout.benign),
+                                     refusal_rate_harmful=refusal_rate(model, heldout.harmful)))
+        bar.update()
+        say(f"force N={n}: {forcing_rows[-1]}")
+    bar.close()
     result = MoteResult(config=config, scores=scores, classes=class_table, baseline=baseline,
                         ablations=ablations, summary=summarize(ablations), forcing=pd.DataFrame(forcing_rows),
                         n_experts=total)

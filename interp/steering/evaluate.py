@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 import torch
 
 from interp import markdown
@@ -71,46 +72,62 @@ def measure(model, spec: SteeringPlan | None, config: EvalConfig = EvalConfig())
 
 
 def evaluate_steering(model, specs: Mapping[str, SteeringPlan | None] | SteeringPlan | None = None,
-                      config: EvalConfig = EvalConfig()) -> pd.DataFrame:
+                      config: EvalConfig = EvalConfig(), progress: bool = True) -> pd.DataFrame:
     """One row per spec plus the unsteered "base" row first.
 
     Columns: label, refusal_harmful, refusal_jailbreak, refusal_benign (fractions of
     held-out prompts refused), prose_ppl, prose_ppl_change (relative to base: 0.1 = +10 %),
-    ioi_accuracy, ioi_accuracy_change (absolute, vs base).
+    ioi_accuracy, ioi_accuracy_change (absolute, vs base). `progress`: a tqdm bar over the
+    rows (one `measure` each).
     """
     if specs is None:
         specs = {}
     elif not isinstance(specs, Mapping):
         specs = {"steered": specs}
-    base = measure(model, None, config)
-    rows = [{"label": "base", **base}]
-    for label, spec in specs.items():
-        rows.append({"label": label, **(base if spec is None else measure(model, spec, config))})
+    runs = _measured(model, [("base", None)] + list(specs.items()), config, progress, "evaluate steering")
+    base = runs[0]
+    rows = [{"label": label, **metrics} for (label, _), metrics in zip([("base", None), *specs.items()], runs)]
     return _with_changes(pd.DataFrame(rows), base)
+
+
+def _measured(model, labelled: Sequence[tuple[str, SteeringPlan | None]], config: EvalConfig, progress: bool,
+              desc: str) -> list[dict[str, float]]:
+    """`measure` of every (label, spec) in order (the unsteered run once, for every None),
+    behind a tqdm bar whose postfix names the run."""
+    out, plain = [], None
+    with tqdm(total=len(labelled), desc=desc, unit="run", disable=not progress) as bar:
+        for label, spec in labelled:
+            bar.set_postfix_str(label)
+            if spec is None:
+                plain = measure(model, None, config) if plain is None else plain
+            out.append(plain if spec is None else measure(model, spec, config))
+            bar.update()
+    return out
 
 
 def sweep(model, direction: Direction, layer_sets: Sequence[Sequence[int]], coefficients: Sequence[float],
           controllers: Mapping[str, ControllerSteering] | None = None, positions: str = "generated",
-          config: EvalConfig = EvalConfig()) -> pd.DataFrame:
+          config: EvalConfig = EvalConfig(), progress: bool = True) -> pd.DataFrame:
     """Fixed steering along `direction` for every (layer set, coefficient), plus `controllers`,
     all on one table: `evaluate_steering`'s columns and kind ("base", "fixed", "controller"), layers,
-    coefficient (fixed) / mode and alpha (controllers)."""
+    coefficient (fixed) / mode and alpha (controllers). `progress`: a tqdm bar over the rows."""
     if not layer_sets or not coefficients:
         raise ValueError("layer_sets and coefficients must both be non-empty")
-    base = measure(model, None, config)
-    rows = [{"label": "base", "kind": "base", "layers": "", "coefficient": 0.0, "mode": "", "alpha": float("nan"),
-             **base}]
+    rows = [{"label": "base", "kind": "base", "layers": "", "coefficient": 0.0, "mode": "", "alpha": float("nan")}]
+    specs: list[SteeringPlan | None] = [None]
     for layers in layer_sets:
         for c in coefficients:
             spec = Steering(direction, list(layers), float(c), positions=positions)
             name = ",".join(map(str, spec.layers))
             rows.append({"label": f"fixed L{name} c={c:g}", "kind": "fixed", "layers": name, "coefficient": float(c),
-                         "mode": "", "alpha": float("nan"), **measure(model, spec, config)})
+                         "mode": "", "alpha": float("nan")})
+            specs.append(spec)
     for label, spec in (controllers or {}).items():
-        rows.append({"label": label, "kind": "controller",
-                     "layers": ",".join(map(str, spec.patch_layers)), "coefficient": float("nan"),
-                     "mode": spec.mode, "alpha": spec.alpha, **measure(model, spec, config)})
-    return _with_changes(pd.DataFrame(rows), base)
+        rows.append({"label": label, "kind": "controller", "layers": ",".join(map(str, spec.patch_layers)),
+                     "coefficient": float("nan"), "mode": spec.mode, "alpha": spec.alpha})
+        specs.append(spec)
+    runs = _measured(model, [(r["label"], spec) for r, spec in zip(rows, specs)], config, progress, "steering sweep")
+    return _with_changes(pd.DataFrame([{**r, **m} for r, m in zip(rows, runs)]), runs[0])
 
 
 def best_fixed(frame: pd.DataFrame, min_jailbreak: float) -> pd.Series | None:

@@ -32,10 +32,14 @@ def test_summary_compares_top_with_random_controls():
     assert not bool(s.loc["zero_output", "meets_target"])  # a 40 % cut misses the 50 % target
 
 
-def test_tiny_run_on_zoo_moe_switches_the_planted_expert_off(zoo_moe, tmp_path):
+def test_tiny_run_on_zoo_moe_switches_the_planted_expert_off(zoo_moe, tmp_path, capsys):
     config = MoteConfig(n_train=100, n_heldout=8, n_prose=2, n_ioi=4, top_n=(1,), policies=("renormalize",),
                         seeds=(0,), force_weights=(1.0,))
-    result = run_mote(config, model=zoo_moe, progress=None)
+    result = run_mote(config, model=zoo_moe, progress=True)
+    shown = capsys.readouterr()
+    # a bar over baseline + 2 ablations (top, one random control) + 1 forcing, each run's figures above it
+    assert "MoTE runs" in shown.err and "4/4" in shown.err
+    assert "baseline: " in shown.out and shown.out.count("renormalize  N=1") == 2
     assert result.scores.iloc[0][["layer", "expert"]].tolist() == [2, 5]
     assert result.baseline["refusal_rate"] > 0
     top = result.ablations.query("selection == 'top'").iloc[0]

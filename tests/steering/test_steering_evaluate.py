@@ -31,8 +31,12 @@ def test_evaluate_base_and_steered_rows(zoo_dense, refusal_direction):
     assert math.isclose(strong["prose_ppl_change"], strong["prose_ppl"] / base["prose_ppl"] - 1)
 
 
-def test_sweep_table_front_best_and_files(zoo_dense, refusal_direction, tmp_path):
+def test_sweep_table_front_best_and_files(zoo_dense, refusal_direction, tmp_path, capsys):
     frame = sweep(zoo_dense, refusal_direction, [[3], [1]], [0.0, 12.0], config=TINY)
+    bar = capsys.readouterr().err
+    assert "steering sweep" in bar and "5/5" in bar and "fixed L1 c=12" in bar  # one run per row, named
+    sweep(zoo_dense, refusal_direction, [[3]], [0.0], config=TINY, progress=False)
+    assert "steering sweep" not in capsys.readouterr().err
     assert frame["kind"].tolist() == ["base"] + ["fixed"] * 4
     assert frame["layers"].tolist()[1:] == ["3", "3", "1", "1"]
     best = best_fixed(frame, min_jailbreak=0.5)
