@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 from interp.patching import correlations, score_map, verify
 from interp.patching.nodes import LATENTS, Site, parse_node
 from interp.widgets.tokens_html import token_label
+from interp.widgets.work import LatestRequest
 
 TITLES = {"ap": "activation patching (exact)", "atp": "attribution patching (AtP)", "relp": "relevance patching (RelP)",
           "ig": "integrated gradients"}
@@ -43,12 +44,17 @@ class PatchingView(widgets.VBox):
     exact method for the correlation table. `tokens`: x-axis labels (default: the model's
     tokens of the first clean prompt, if given). `method`: shown first. `feature_dashboard`: a
     `FeatureDashboard` of the SAE whose latents are scored here, where a latent button opens the
-    latent; `on_latent`: called with the latent id instead (or as well).
+    latent; `on_latent`: called with the latent id instead (or as well). A click's exact
+    patching runs on a worker thread (`background`, default: inside a Jupyter kernel), newest
+    click first (`interp.widgets.work.LatestRequest`): the busy line shows at once, and a
+    verification that finishes after a newer click is never shown over it; `wait()` blocks
+    until the last one is shown. `select` verifies in place and returns the row.
     """
 
     def __init__(self, scores: pd.DataFrame, model=None, clean=None, corrupt=None, metric=None, sae=None,
                  reference: str = "ap", tokens: list[str] | None = None, method: str | None = None,
-                 feature_dashboard=None, on_latent: Callable[[int], object] | None = None):
+                 feature_dashboard=None, on_latent: Callable[[int], object] | None = None,
+                 background: bool | None = None):
         methods = list(dict.fromkeys(scores["method"]))
         if not methods:
             raise ValueError("scores is empty: pass the DataFrame of one or more interp.patching methods")
@@ -69,6 +75,7 @@ class PatchingView(widgets.VBox):
         if on_latent is not None and not callable(on_latent):
             raise ValueError(f"on_latent={on_latent!r} must be callable with a latent id")
         self.feature_dashboard, self.on_latent = feature_dashboard, on_latent
+        self.work = LatestRequest(background)
         self._verified: dict[tuple[str, str], pd.Series] = {}
         self.selected: tuple[str, str] | None = None
 
@@ -216,14 +223,14 @@ class PatchingView(widgets.VBox):
         label, position = str(grid.index[row]), int(grid.columns[col])
         if component == "head":
             layer, head = (int(s[1:]) for s in label.split("."))
-            self.select(f"head.L{layer}.H{head}.P{position}")
+            self.request(f"head.L{layer}.H{head}.P{position}")
         elif component in LATENTS:
             self.show_latents(component, int(label), position)
         elif component == "neuron":
             self.verification.value = (f"<i>{component} maps sum over units; verify one unit with "
                                        f"select('{component}.L{label}.U&lt;unit&gt;.P{position}')</i>")
         else:
-            self.select(Site(component, int(label), "", 1).node(position, 0))
+            self.request(Site(component, int(label), "", 1).node(position, 0))
 
     def cell_latents(self, component: str, layer: int, position: int, k: int | None = 8) -> pd.DataFrame:
         """The `k` (None: all) latents of an SAE (or transcoder) map's cell with the largest
@@ -259,7 +266,7 @@ class PatchingView(widgets.VBox):
         ref = parse_node(node)
         if ref.component not in LATENTS:
             raise ValueError(f"node={node!r} is not a latent node ({', '.join(LATENTS)}.L<layer>.U<latent>.P<pos>)")
-        self.select(node)
+        self.request(node)
         if self.feature_dashboard is not None:
             self.feature_dashboard.latent.value = ref.unit
         if self.on_latent is not None:
@@ -267,8 +274,36 @@ class PatchingView(widgets.VBox):
         return ref.unit
 
     def select(self, node: str) -> pd.Series:
-        """Verify `node` (a node name) for the selected method and show it; returns the row
-        (approx, exact, error) of `interp.patching.verify`'s table."""
+        """Verify `node` (a node name) for the selected method and show it, here and now;
+        returns the row (approx, exact, error) of `interp.patching.verify`'s table."""
+        key, one, before = self._begin(node)
+        try:
+            row = self._verified_row(key, one)
+        except ValueError:
+            self._undo(before)
+            raise
+        self._show_verification(key, row)
+        return row
+
+    def request(self, node: str) -> None:
+        """What a click does: mark `node` and verify it like `select`, on the worker (newest
+        click first, see the class docstring); a refusal is shown in the verification line."""
+        key, one, before = self._begin(node)
+
+        def fail(error: Exception) -> None:
+            self._undo(before)
+            self.verification.value = f"<b style='color:#b00'>{html.escape(str(error))}</b>"
+            if not isinstance(error, ValueError):  # not bad input but a bug: its traceback too
+                raise error
+
+        self.work.submit(lambda: self._verified_row(key, one), lambda row: self._show_verification(key, row), fail)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the verification last clicked is shown (at most `timeout` s); True if so."""
+        return self.work.wait(timeout)
+
+    def _begin(self, node: str) -> tuple[tuple[str, str], pd.DataFrame, tuple[str, str] | None]:
+        """Check `node`, select and mark it, show the busy line if it needs exact patching."""
         parse_node(node)
         method = self.method.value
         one = self.scores[(self.scores["method"] == method) & (self.scores["node"] == node)]
@@ -279,19 +314,24 @@ class PatchingView(widgets.VBox):
         self._mark()
         if key not in self._verified:
             self.verification.value = f"{BUSY} verifying <b>{html.escape(node)}</b> by exact patching…"
-            try:
-                self._verified[key] = self._verify(one, method, node)
-            except ValueError:
-                self.selected = before
-                self._mark()
-                raise
-        row = self._verified[key]
+        return key, one, before
+
+    def _undo(self, before: tuple[str, str] | None) -> None:
+        self.selected = before
+        self._mark()
+
+    def _verified_row(self, key: tuple[str, str], one: pd.DataFrame) -> pd.Series:
+        if key not in self._verified:
+            self._verified[key] = self._verify(one, *key)
+        return self._verified[key]
+
+    def _show_verification(self, key: tuple[str, str], row: pd.Series) -> None:
+        method, node = key
         self._draw_scatter()
         self.verification.value = (
             f"<b>{html.escape(node)}</b> ({html.escape(TITLES.get(method, method))}): score {row['approx']:.4f}, "
             f"exact activation patching {row['exact']:.4f}, error {row['error']:+.4f} "
             f"<span style='color:grey'>({html.escape(row['source'])})</span>")
-        return row
 
     def _verify(self, one: pd.DataFrame, method: str, node: str) -> pd.Series:
         if self.inputs is not None:

@@ -170,3 +170,34 @@ def test_an_sae_cell_lists_its_latents_and_a_button_opens_one(zoo_dense, inputs,
         PatchingView(scores, feature_dashboard=object())
     with pytest.raises(ValueError, match="latent node"):
         view.open_latent("resid_pre.L1.P2")
+
+
+def test_in_the_background_the_newest_click_is_verified_and_shown(scores, monkeypatch):
+    """Clicks while a slow verification runs: busy at once, the stale one never shown."""
+    import threading
+
+    from interp.widgets import PatchingView
+
+    view = PatchingView(scores, method="relp", background=True)
+    started, release, ran = threading.Event(), threading.Event(), []
+    real = PatchingView._verify
+
+    def slow(self, one, method, node):  # stands in for exact patching that takes seconds
+        ran.append(node)
+        if len(ran) == 1:
+            started.set()
+            assert release.wait(10)
+        return real(self, one, method, node)
+
+    monkeypatch.setattr(PatchingView, "_verify", slow)
+    view.request("resid_pre.L1.P2")
+    assert "verifying" in view.verification.value and "resid_pre.L1.P2" in view.verification.value
+    assert started.wait(10)
+    view.request("resid_pre.L2.P3")  # replaced by the next click before it starts
+    view.request("resid_pre.L0.P1")
+    assert "resid_pre.L0.P1" in view.verification.value  # its busy line, at once
+    release.set()
+    assert view.wait(10)
+    assert ran == ["resid_pre.L1.P2", "resid_pre.L0.P1"]
+    assert view.selected == ("relp", "resid_pre.L0.P1") and "<b>resid_pre.L0.P1</b>" in view.verification.value
+    assert "resid_pre.L1.P2" not in view.verification.value
