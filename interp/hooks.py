@@ -138,3 +138,22 @@ def check_pair(model, hook: str, target_hook: str, what: str = "target_hook") ->
         raise ValueError(f"{what}={target_hook!r} comes before the input hook {hook!r} in the forward pass: a "
                          "transcoder predicts a later activation from an earlier one (e.g. blocks.L.ln2."
                          "hook_normalized -> blocks.L.hook_mlp_out)")
+
+
+_WRITES_TO = {"hook_mlp_out": "resid_post", "hook_attn_out": "resid_mid"}
+"""Block outputs and the residual hook that adding to them adds to (TransformerLens blocks:
+resid_mid = resid_pre + attn_out, resid_post = resid_mid + mlp_out)."""
+
+
+def residual_equivalent(name: str) -> tuple[int, str] | None:
+    """(layer, residual site) where adding a vector equals adding it at hook `name`: a residual
+    hook itself, `blocks.L.hook_mlp_out` -> (L, "resid_post"), `blocks.L.hook_attn_out` ->
+    (L, "resid_mid") (what a transcoder's latent writes, steered in the residual stream); None
+    for any other hook."""
+    found = resid_site(name)
+    if found is not None:
+        return found
+    parsed = parse(name)
+    if parsed is not None and parsed[1] in _WRITES_TO:
+        return parsed[0], _WRITES_TO[parsed[1]]
+    return None

@@ -226,17 +226,20 @@ def token_strings(model, token_ids) -> list[str]:
 def logit_effects(sae: SparseAutoencoder, model, latent: int, k: int = 10) -> pd.DataFrame:
     """The `k` tokens whose logits the latent's decoder direction raises most and the `k` it
     lowers most, through the unembedding alone: effect = W_dec[latent] @ W_U (final LayerNorm
-    and later layers ignored, as in sae-vis and Neuronpedia). Columns `sign` ("+" / "-"),
+    and later layers ignored, as in sae-vis and Neuronpedia; a transcoder's decoder row is what
+    it adds to its target, a block output, so to the residual stream). Columns `sign` ("+" / "-"),
     `rank`, `token_id`, `token`, `effect` (logit units per unit of activation)."""
     if not isinstance(latent, int) or not 0 <= latent < sae.cfg.n_latents:
         raise ValueError(f"latent={latent!r} is not allowed: an integer in [0, {sae.cfg.n_latents})")
     if k < 1:
         raise ValueError(f"k={k} is not allowed: a positive number of tokens")
     W_U = model.W_U.detach().float().cpu()  # (d, V)
-    if W_U.shape[0] != sae.cfg.d_in:
-        raise ValueError(f"the model's d_model={W_U.shape[0]} differs from the SAE's d_in={sae.cfg.d_in}: "
-                         "logit effects need an SAE on the residual stream")
-    effect_V = (sae.W_dec[latent].detach().float().cpu() / sae.input_scale.cpu()) @ W_U
+    if W_U.shape[0] != sae.cfg.d_target:
+        raise ValueError(f"the model's d_model={W_U.shape[0]} differs from the width {sae.cfg.d_target} the "
+                         "dictionary writes: logit effects need an SAE on the residual stream or a transcoder that "
+                         "predicts a block output (e.g. hook_mlp_out)")
+    scale = sae.target_scale if sae.cfg.is_transcoder else sae.input_scale  # raw units per unit of activation
+    effect_V = (sae.W_dec[latent].detach().float().cpu() / scale.cpu()) @ W_U
     k = min(k, len(effect_V))
     rows = []
     for sign, (vals, ids) in (("+", effect_V.topk(k)), ("-", (-effect_V).topk(k))):

@@ -133,10 +133,12 @@ class Direction:
 
     @classmethod
     def from_sae_latent(cls, sae, latent_index: int, name: str = "") -> Direction:
-        """The decoder row d_i (W_dec[i], d_in) of SAE latent `latent_index`, normalised.
+        """The decoder row d_i (W_dec[i], d_out) of SAE latent `latent_index`, normalised.
 
         `sae`: a loaded `interp.sae.SparseAutoencoder`, or a checkpoint directory (then the
-        hook it was trained on is recorded and its layer/site parsed from the hook name).
+        hook it was trained on is recorded and its layer/site parsed from the hook name; for a
+        transcoder the hook it predicts, e.g. blocks.2.hook_mlp_out, which adds to resid_post
+        of its layer).
         """
         hook = None
         path = None
@@ -145,8 +147,10 @@ class Direction:
             from interp.sae.saving import read_config
 
             path = str(sae)
-            hook = read_config(sae).get("metadata", {}).get("hook_name")
+            meta = read_config(sae).get("metadata", {})
             sae = load(sae)
+            # a transcoder's latent writes its target (an MLP's output): steer where that adds
+            hook = meta.get("hook_name_out") if sae.cfg.is_transcoder else meta.get("hook_name")
         n_latents = sae.W_dec.shape[0]
         if isinstance(latent_index, bool) or not isinstance(latent_index, int) or not 0 <= latent_index < n_latents:
             raise ValueError(f"latent_index={latent_index!r} must be an int in [0, {n_latents}) for this SAE")
@@ -187,10 +191,10 @@ def _model_name(model) -> str:
 
 
 def _parse_hook(hook: str | None) -> tuple[int | None, str | None]:
-    if not hook:
+    """(layer, residual site) a direction read at `hook` is added at (None, None) when none."""
+    from interp.hooks import residual_equivalent
+
+    found = residual_equivalent(hook) if hook else None
+    if found is None or found[1] not in readout.SITES:
         return None, None
-    parts = hook.split(".")
-    site = parts[-1].removeprefix("hook_")
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and site in readout.SITES:
-        return int(parts[1]), site
-    return None, None
+    return found
