@@ -17,6 +17,7 @@ the same settings (`checkpoint.check_resume`), and `training.json` keeps the who
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -267,7 +268,7 @@ def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, d
         out = stage if len(names) == 1 else stage / name
         saving.save(sae, out, model_name=cfg.model, hook_name=hook, context_size=store.manifest.context_size,
                     hook_name_out=target_hook)
-        rows = details.metrics[details.metrics.index.str.fullmatch(rf"{name}(\[grad\])?")]
+        rows = details.metrics[details.metrics.index.str.fullmatch(rf"{re.escape(name)}(\[[^\]]+\])?")]
         write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
         training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path),
                     "store_fingerprint": checkpoint.store_fingerprint(store.path), "threads": torch.get_num_threads(),
@@ -321,7 +322,8 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         if cfg.report:
             from interp.sae.report import results_markdown
 
-            write_bytes(Path(cfg.report), results_markdown(result.metrics, cfg, result.training).encode())
+            write_bytes(Path(cfg.report), results_markdown(result.metrics, cfg, result.training,
+                                                           l0=result.details.l0).encode())
         return result
     metrics = pd.concat([r.metrics.rename(index=lambda name, sub=sub: sub if name == "sae" else f"{sub}/{name}")
                          .assign(layer=layer) for (sub, r), layer in zip(parts.items(), cfg.layers)])

@@ -4,6 +4,7 @@ own terms (Multi-TopK, AFA)."""
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -24,6 +25,12 @@ class LossOutput(NamedTuple):
     """(B, d_out) reconstruction (a transcoder: prediction) in the SAE's scaled output space."""
 
 
+@functools.lru_cache(maxsize=64)
+def _tie_order(n: int, seed: int) -> torch.Tensor:
+    """`losses.tie_order`, drawn once per (n, seed) rather than every step."""
+    return losses.tie_order(n, seed)
+
+
 def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(mask (n,) bool or None, weights (n,) or None) of the latents the auxiliary loss trains.
     On the meta device (a shape-only dry run) nothing counts as dead: whether anything is cannot be known."""
@@ -31,7 +38,8 @@ def aux_selection(sae: SparseAutoencoder, stats: LatentStats) -> tuple[torch.Ten
     dead_N = stats.dead_mask(cfg.dead_tokens).to(sae.W_dec.device)
     if cfg.aux_loss == "aux_zipf":
         mask_N, weights_N = losses.under_utilised(stats.density.to(sae.W_dec.device), dead_N,
-                                                  cfg.zipf_alpha, cfg.zipf_beta, cfg.zipf_c)
+                                                  cfg.zipf_alpha, cfg.zipf_beta, cfg.zipf_c,
+                                                  _tie_order(cfg.n_latents, cfg.seed).to(sae.W_dec.device))
     else:
         mask_N, weights_N = dead_N, None
     if mask_N.device.type == "meta" or not bool(mask_N.any()):

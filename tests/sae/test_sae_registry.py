@@ -131,7 +131,8 @@ def test_variants_declare_what_they_need():
     from interp.sae.registry import VARIANTS
 
     assert [n for n, v in VARIANTS.items() if v.needs_grads] == ["gradient"]
-    assert [n for n, v in VARIANTS.items() if len(v.inference_modes) > 1] == ["gradient"]
+    assert [n for n, v in VARIANTS.items() if len(v.inference_modes) > 1] == ["mutual_choice", "batchtopk",
+                                                                              "feature_choice", "gradient"]
     assert [n for n, v in VARIANTS.items() if v.sae_lens_architecture is None] == ["top_afa"]
     assert SAEConfig(d_in=8, n_latents=8, k=2, variant="gradient").needs_grads
 

@@ -193,3 +193,22 @@ def test_a_layered_run_exports_as_one_transcoder_set(tiny_model, tiny_tokens, tm
                                      train=SAETrainConfig(batch_size=256, n_tokens=1024)),
                           progress=False, model=tiny_model, train_tokens=tiny_tokens, eval_tokens=tiny_tokens[:8])
         export_transcoders(sae_run.run_dir, tmp_path / "bad")
+
+
+def test_a_transcoder_latent_steers_where_its_target_adds_and_has_logit_effects(zoo_dense, tmp_path):
+    from interp.hooks import residual_equivalent
+    from interp.sae.features import logit_effects
+    from interp.steering import Direction
+
+    assert residual_equivalent("blocks.1.hook_mlp_out") == (1, "resid_post")
+    assert residual_equivalent("blocks.1.hook_attn_out") == (1, "resid_mid")
+    assert residual_equivalent("blocks.1.hook_resid_pre") == (1, "resid_pre")
+    assert residual_equivalent("blocks.1.ln2.hook_normalized") is None
+    sae = SparseAutoencoder(SAEConfig(d_in=128, d_out=128, kind="transcoder", n_latents=16, k=2))
+    saving.save(sae, tmp_path / "tc", model_name="zoo-dense", hook_name=IN, hook_name_out=OUT)
+    direction = Direction.from_sae_latent(str(tmp_path / "tc"), 3)
+    assert (direction.layer, direction.site) == (1, "resid_post")
+    torch.testing.assert_close(direction.vector, sae.W_dec[3].detach() / sae.W_dec[3].norm().detach())
+    effects = logit_effects(sae, zoo_dense, 3, k=4)
+    expected = (sae.W_dec[3].detach() @ zoo_dense.W_U.detach()).topk(4)
+    assert effects[effects["sign"] == "+"]["token_id"].tolist() == expected.indices.tolist()
