@@ -190,7 +190,8 @@ def test_feature_dashboard_in_jupyterlab(lab, browser_context):
     assert dashboard.locator(".interp-row").count() > 0
     snapshot(page, "feature_dashboard-after", dashboard)
 
-    # the steering slider to its maximum: the steered continuation departs from the unsteered one
+    # the steering slider to its maximum (10 x the latent's max activation): the steered continuation
+    # departs from the unsteered one; it is generated on the kernel's worker thread, newest request first
     handle = dashboard.locator(".widget-slider .noUi-handle").first
     handle.scroll_into_view_if_needed()
     handle.focus()
@@ -198,7 +199,7 @@ def test_feature_dashboard_in_jupyterlab(lab, browser_context):
     _wait(page, "feature_dashboard-steering", """() => {
              const d = document.querySelector('.interp-feature-dashboard');
              const steered = d.querySelector('.interp-steered'), plain = d.querySelector('.interp-unsteered');
-             return steered && plain && d.textContent.includes('latent 17 \u00d7 60') &&
+             return steered && plain && d.textContent.includes('latent 17 \u00d7 10 max') &&
                     steered.textContent !== plain.textContent;
            }""", UPDATE_TIMEOUT_MS)
     snapshot(page, "feature_dashboard-steered", dashboard)
