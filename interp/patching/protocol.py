@@ -82,6 +82,7 @@ class SAEComparison:
 
     path: str
     hook: str
+    """The SAE's hook, or a transcoder's "input -> target"."""
     n_latents: int
     ig_steps: int
     scores: pd.DataFrame
@@ -103,7 +104,8 @@ def sae_comparison(model, inputs: PatchInputs, sae_path, sizes: tuple[int, ...] 
     hook = SAEHook.load(sae_path)
     scores, curves = sae_circuits(model, inputs, hook, sizes or DEFAULT_SIZES, ig_steps)
     r = scores.pivot(index="node", columns="method", values="score").corr().loc["relp", "ig"]
-    return SAEComparison(str(sae_path), hook.hook, hook.sae.cfg.n_latents, ig_steps, scores, curves, float(r))
+    where = hook.hook if hook.target is None else f"{hook.hook} -> {hook.target}"  # a transcoder reads, then writes
+    return SAEComparison(str(sae_path), where, hook.sae.cfg.n_latents, ig_steps, scores, curves, float(r))
 
 
 @dataclass

@@ -17,7 +17,6 @@ visit and cached, so paging back and forth never recomputes anything.
 from __future__ import annotations
 
 import html
-import re
 import threading
 from dataclasses import dataclass
 
@@ -69,7 +68,10 @@ class FeatureDashboard(widgets.VBox):
     end-of-text token). The steering slider spans +/- `coefficient_range` in units of the
     latent's maximum activation: coefficient c adds c times what the latent writes at its store
     maximum (its decoder row times that activation) at every position of the hook the SAE
-    reads, through `interp.steering.steer`; on the zoo, 4-8 changes replies visibly and
+    reads, through `interp.steering.steer`; for a transcoder (`target_hook`: the hook it
+    predicts, e.g. blocks.2.hook_mlp_out; `hook`: the one it reads, which the store must
+    hold) the row is added to that MLP output, i.e. to the residual stream after the block; on
+    the zoo, 4-8 changes replies visibly and
     beyond ~10 they degrade. A continuation not yet generated shows a busy line at once and
     is generated on a worker thread (`background`, default: inside a Jupyter kernel), newest
     request first (`interp.widgets.work.LatestRequest`): moving the slider again while it runs
@@ -81,7 +83,7 @@ class FeatureDashboard(widgets.VBox):
                  latent: int | None = None, n_contexts: int = 8, n_quantiles: int = 4, per_quantile: int = 2,
                  before: int = 12, after: int = 3, text: str = DEFAULT_TEXT, prompt: str = DEFAULT_PROMPT,
                  max_new_tokens: int = 12, coefficient_range: float = 10.0, n_nearest: int = 8,
-                 background: bool | None = None):
+                 background: bool | None = None, target_hook: str | None = None):
         self.sae, self.model, self.store = sae, model, store
         self._model_lock = threading.RLock()  # one forward pass at a time: hooks belong to the model
         self.work = LatestRequest(background, self._model_lock)
@@ -92,7 +94,12 @@ class FeatureDashboard(widgets.VBox):
         self.options = dict(n_contexts=n_contexts, n_quantiles=n_quantiles, per_quantile=per_quantile,
                             before=before, after=after, n_nearest=n_nearest)
         self.max_new_tokens = max_new_tokens
-        self.steer_layer, self.steer_site = _residual_site(self.hook)
+        if sae.cfg.is_transcoder and target_hook is None:
+            raise ValueError(f"a {sae.cfg.kind}'s latents write the hook it predicts: pass target_hook= (its "
+                             "cfg.json's metadata.hook_name_out, e.g. blocks.2.hook_mlp_out)")
+        self.target_hook = target_hook if sae.cfg.is_transcoder else None
+        """A transcoder's predicted hook (its latents are read at `hook` and write here), else None."""
+        self.steer_layer, self.steer_site = _residual_site(self.target_hook or self.hook)
         self._views: dict[int, LatentView] = {}
         self._text_cache: tuple[str, features.TextActivations] | None = None
         self._generated: dict[tuple[str, int, float, int], str] = {}
@@ -217,7 +224,8 @@ class FeatureDashboard(widgets.VBox):
         self.coefficient_unit.value = (
             f"<small>coefficient in units of latent {latent}'s maximum activation "
             f"({float(s['max_activation']):.2f}): 1 adds its decoder row at that activation, "
-            f"{v.steering_unit:.2f} in residual-stream norm, at every position of {html.escape(self.hook)}</small>")
+            f"{v.steering_unit:.2f} in residual-stream norm, at every position of "
+            f"{html.escape(self.target_hook or self.hook)}</small>")
         self._render_text()
         self._render_steering()
 
@@ -455,10 +463,14 @@ _LOGIT_HOVER = "%{y}: %{x:+.3f} logit per unit activation<extra></extra>"
 
 
 def _residual_site(hook: str) -> tuple[int, str]:
-    """(layer, site) of a residual-stream hook name (blocks.2.hook_resid_pre -> (2, "resid_pre")):
-    the latent steers the stream its SAE reads."""
-    match = re.fullmatch(r"blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post)", hook)
-    if match is None:
+    """(layer, site) of the residual stream a latent's decoder row is added to: the residual
+    hook an SAE reads (blocks.2.hook_resid_pre -> (2, "resid_pre")), or the residual hook a
+    transcoder's target adds to (blocks.2.hook_mlp_out -> (2, "resid_post"))."""
+    from interp.hooks import residual_equivalent
+
+    found = residual_equivalent(hook)
+    if found is None:
         raise ValueError(f"hook={hook!r}: steering with a latent needs an SAE on the residual stream "
-                         "(blocks.L.hook_resid_pre / resid_mid / resid_post)")
-    return int(match.group(1)), match.group(2)
+                         "(blocks.L.hook_resid_pre / resid_mid / resid_post) or a transcoder predicting a block "
+                         "output (blocks.L.hook_mlp_out / hook_attn_out)")
+    return found
