@@ -9,6 +9,7 @@ DataFrame, so a notebook can print or plot it directly.
     features.activation_histogram(index, latent=7)       # DataFrame of bins
     features.logit_effects(sae, model, latent=7)         # top +/- tokens of W_dec[7] @ W_U
     features.text_activations(sae, model, "Mary went to the store", hook)  # (T, n) per token
+    features.nearest_latents(sae, latent=7)              # latents whose decoder rows point closest
 
 The store index keeps every non-zero code entry of every token (k per token for TopK), grouped
 by latent and sorted by value, so any per-latent view afterwards is a slice, not a pass.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -323,3 +325,37 @@ def search_by_token(index: StoreIndex, token_id: int, k: int = 10) -> pd.DataFra
     return pd.DataFrame({"latent": ids.numpy(), "mean_activation": vals[keep].numpy(),
                          "fraction": (counts[ids].double() / n_occurrences).numpy(),
                          "n_occurrences": n_occurrences})
+
+
+def nearest_latents(sae, latent: int, k: int = 8) -> pd.DataFrame:
+    """The `k` latents whose decoder rows point closest to `latent`'s: columns latent, cosine
+    (cos of the angle between the rows W_dec[i] and W_dec[latent], in (-1, 1]), most similar
+    first; `latent` itself is left out."""
+    W_ND = sae.W_dec.detach().float()
+    n = W_ND.shape[0]
+    if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < n:
+        raise ValueError(f"latent={latent!r} must be an int in [0, {n}) for this SAE")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} must be a positive integer")
+    unit_ND = W_ND / W_ND.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    cos_N = unit_ND @ unit_ND[latent]
+    cos_N[latent] = -float("inf")
+    top = cos_N.topk(min(k, n - 1))
+    return pd.DataFrame({"latent": top.indices.tolist(), "cosine": top.values.tolist()})
+
+
+def residual_per_activation(sae, latent: int) -> float:
+    """‖what one unit of `latent`'s activation adds to the decoder's output‖₂, in the model's
+    units (the raw activations the SAE reconstructs, or a transcoder's raw target). For an SAE
+    that normalises each token (normalize="layer_norm") it is taken for a token of std 1."""
+    row_1D = sae.W_dec[latent].detach().float()[None]
+    zero = torch.zeros(1, 1, device=row_1D.device)
+    return float(sae.from_sae_space(row_1D, stats=(zero, zero + 1)).norm())
+
+
+def log_density(summary: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """(log10 of the density of every latent that fired, how many never fired) from a
+    `StoreIndex.summary()`: what the density histogram bins."""
+    density = summary["density"].to_numpy(dtype=float)
+    fired = density > 0
+    return np.log10(density[fired]), int((~fired).sum())

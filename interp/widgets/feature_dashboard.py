@@ -46,9 +46,9 @@ class LatentView:
     histogram: pd.DataFrame
     logits: pd.DataFrame
     nearest: pd.DataFrame
-    """`latent_page.nearest_latents`: latent, cosine of the decoder rows, most similar first."""
+    """`features.nearest_latents`: latent, cosine of the decoder rows, most similar first."""
     unit: float
-    """Residual-stream norm of one unit of activation (`latent_page.residual_per_activation`)."""
+    """Residual-stream norm of one unit of activation (`features.residual_per_activation`)."""
 
     @property
     def steering_unit(self) -> float:
@@ -190,8 +190,8 @@ class FeatureDashboard(widgets.VBox):
                                                      o["per_quantile"], before=o["before"], after=o["after"]),
                 histogram=features.activation_histogram(self.index, latent),
                 logits=features.logit_effects(self.sae, self.model, latent, k=8),
-                nearest=latent_page.nearest_latents(self.sae, latent, o["n_nearest"]),
-                unit=latent_page.residual_per_activation(self.sae, latent),
+                nearest=features.nearest_latents(self.sae, latent, o["n_nearest"]),
+                unit=features.residual_per_activation(self.sae, latent),
             )
         return self._views[latent]
 

@@ -1,7 +1,7 @@
 """The parts of a latent's feature page that `FeatureDashboard` shows beside the store views:
-its nearest latents by decoder cosine, where its density sits among all the SAE's latents,
-the size of one unit of its activation in the model's residual stream, and a standalone HTML
-export of the whole page (plotly inlined, so the file opens offline).
+where its density sits among all the SAE's latents (the figure; the numbers, the nearest
+latents and the size of one unit of activation are `interp.sae.features`'), and a standalone
+HTML export of the whole page (plotly inlined, so the file opens offline).
 
 The latent is read through the SAE object only (`W_dec` rows and `from_sae_space`), so any
 dictionary of that class fits: an SAE (rows in its input space) or a transcoder (rows in its
@@ -17,43 +17,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
-import torch
 
 from interp.atomic import write_text
-
-
-def nearest_latents(sae, latent: int, k: int = 8) -> pd.DataFrame:
-    """The `k` latents whose decoder rows point closest to `latent`'s: columns latent, cosine
-    (cos of the angle between the rows W_dec[i] and W_dec[latent], in (-1, 1]), most similar
-    first; `latent` itself is left out."""
-    W_ND = sae.W_dec.detach().float()
-    n = W_ND.shape[0]
-    if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < n:
-        raise ValueError(f"latent={latent!r} must be an int in [0, {n}) for this SAE")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k={k!r} must be a positive integer")
-    unit_ND = W_ND / W_ND.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    cos_N = unit_ND @ unit_ND[latent]
-    cos_N[latent] = -float("inf")
-    top = cos_N.topk(min(k, n - 1))
-    return pd.DataFrame({"latent": top.indices.tolist(), "cosine": top.values.tolist()})
-
-
-def residual_per_activation(sae, latent: int) -> float:
-    """‖what one unit of `latent`'s activation adds to the decoder's output‖₂, in the model's
-    units (the raw activations the SAE reconstructs, or a transcoder's raw target). For an SAE
-    that normalises each token (normalize="layer_norm") it is taken for a token of std 1."""
-    row_1D = sae.W_dec[latent].detach().float()[None]
-    zero = torch.zeros(1, 1, device=row_1D.device)
-    return float(sae.from_sae_space(row_1D, stats=(zero, zero + 1)).norm())
-
-
-def log_density(summary: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """(log10 of the density of every latent that fired, how many never fired) from a
-    `StoreIndex.summary()`: what the density histogram bins."""
-    density = summary["density"].to_numpy(dtype=float)
-    fired = density > 0
-    return np.log10(density[fired]), int((~fired).sum())
+from interp.sae.features import log_density
 
 
 def density_figure(summary: pd.DataFrame, latent: int, n_tokens: int) -> go.Figure:
