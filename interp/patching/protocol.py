@@ -151,6 +151,15 @@ def correlation_table(results: list[ProtocolResult], labels: list[str]) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def top_checks(model, inputs: PatchInputs, scores: pd.DataFrame, top_k: int = 10) -> pd.DataFrame:
+    """AtP's and RelP's `top_k` nodes of `scores` re-run with exact activation patching
+    (`interp.patching.verify`): one summary row per method."""
+    from interp.patching.verify import verify
+
+    return pd.DataFrame([verify(scores[scores["method"] == m], top_k, model, inputs.clean, inputs.corrupt,
+                                inputs.metric).summary() for m in ("atp", "relp")])
+
+
 def ioi_study(model_name: str = "zoo-dense", n: int = 32, split: str = "train", templates: tuple[int, ...] = (0,),
               sae_path: str | None = None, sizes: tuple[int, ...] | None = None, ig_steps: int = 10, seed: int = 0,
               model=None) -> IOIStudy:
@@ -159,7 +168,6 @@ def ioi_study(model_name: str = "zoo-dense", n: int = 32, split: str = "train", 
     circuit sizes of the faithfulness curves, `ig_steps`: IG steps). `model`: the loaded
     `model_name`, if the caller has it."""
     from interp.models import load_model
-    from interp.patching.verify import verify
 
     if not templates:
         raise ValueError("templates must name at least one template index")
@@ -178,8 +186,7 @@ def ioi_study(model_name: str = "zoo-dense", n: int = 32, split: str = "train", 
         across = per_template.groupby("component")[["atp", "relp"]].agg(["mean", "min"])
         across.columns = [f"{'AtP' if m == 'atp' else 'RelP'} {s}" for m, s in across.columns]
         across = across.reset_index()
-    checks = pd.DataFrame([verify(res.scores[res.scores["method"] == m], 10, model, first.clean, first.corrupt,
-                                  first.metric).summary() for m in ("atp", "relp")])
+    checks = top_checks(model, first, res.scores)
     sae = sae_comparison(model, first, sae_path, sizes, ig_steps) if sae_path else None
     return IOIStudy(model_name=model_name, n_layers=model.cfg.n_layers, d_model=model.cfg.d_model, n=n, split=split,
                     seed=seed, templates=table, correlations=wide, across_templates=across, seconds=res.seconds,
@@ -211,6 +218,8 @@ class ContrastStudy:
     tokens: list[str] = field(default_factory=list)
     """The first clean prompt's tokens."""
     sae: SAEComparison | None = None
+    checks: pd.DataFrame | None = None
+    """AtP's and RelP's top-10 nodes against exact patching (`top_checks`)."""
 
     @property
     def speedup(self) -> float:
@@ -231,4 +240,5 @@ def contrast_study(model, model_name: str, task: str, inputs: PatchInputs, split
                          n=int(inputs.clean.shape[0]), split=split, seed=seed, accuracy=inputs.accuracy,
                          ld_clean=inputs.metric.clean_value, ld_corrupt=inputs.metric.corrupt_value,
                          correlations=wide[["component", "atp", "relp"]], seconds=res.seconds, maps=res.scores,
-                         tokens=model.to_str_tokens(inputs.clean[0]), sae=sae)
+                         tokens=model.to_str_tokens(inputs.clean[0]), sae=sae,
+                         checks=top_checks(model, inputs, res.scores))

@@ -258,6 +258,9 @@ def contrast_markdown(studies: list[ContrastStudy], out: str | Path, command: st
                   f"Wall-clock: AP {s.seconds['ap']:.2f} s, AtP {s.seconds['atp']:.3f} s, RelP "
                   f"{s.seconds['relp']:.3f} s; AP sweep / RelP = {s.speedup:.1f}x.", "",
                   f"![AP, AtP and RelP maps]({_maps_path(out, s).name})", ""]
+        if s.checks is not None:
+            lines += ["Top-10 nodes of each method re-run with exact activation patching (`interp.patching.verify`):",
+                      "", markdown.table(s.checks), ""]
         if s.sae:
             wide_f = s.sae.curves.pivot(index="size", columns="method", values="faithfulness").reset_index()
             lines += [f"SAE `{s.sae.path}` (hook `{s.sae.hook}`): Pearson r of RelP and IG ({s.sae.ig_steps} steps) "

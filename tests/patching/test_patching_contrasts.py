@@ -105,3 +105,13 @@ def test_verdicts_flip_when_the_numbers_flip():
     text = contrast_markdown([relp_ahead], "results/relp.md", "interp patch protocol --task jailbreak")
     assert ("interp patch protocol --task jailbreak --n 16 --split train --seed 0 --model zoo-moe "
             "--out results/relp-jailbreak-zoo-moe.md") in text
+
+
+def test_a_contrast_section_shows_its_top_10_verification():
+    from interp.patching.report import contrast_markdown
+
+    study = _study("refusal", dict(mlp_out=0.9), dict(mlp_out=0.95))
+    assert "re-run with exact activation patching" not in contrast_markdown([study], "results/relp.md", "cmd")
+    study.checks = pd.DataFrame([dict(method="atp", top_k=10, pearson=0.91), dict(method="relp", top_k=10, pearson=0.97)])
+    text = contrast_markdown([study], "results/relp.md", "cmd")
+    assert "Top-10 nodes of each method re-run with exact activation patching" in text and "| relp | 10 | 0.97" in text
