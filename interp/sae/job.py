@@ -378,7 +378,7 @@ def evaluate_sets(saes, model, sets: dict[str, torch.Tensor], hook: str, **kwarg
     """`evaluate_details` on each token set of `sets` (name -> (n_seq, ctx)): the first set's
     details, with every other set's metrics beside its own as <name>_<metric> columns (e.g.
     task_ce_recovered); `kwargs`: `evaluate_details`'s keywords."""
-    (first, tokens), *others = sets.items()
+    (_, tokens), *others = sets.items()
     details = evaluate_details(saes, model, tokens, hook, **kwargs)
     for name, tokens in others:
         more = evaluate_details(saes, model, tokens, hook, **kwargs).metrics
