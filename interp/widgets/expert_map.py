@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from interp import moe
 from interp.widgets.tokens_html import reply_html
-from interp.widgets.work import LatestRequest
+from interp.widgets.work import LatestRequest, model_lock
 
 MODES = ("switch off", "force on")
 BUSY = "<span class='interp-busy'>\u23f3 re-running the prompts\u2026</span>"
@@ -62,7 +62,7 @@ class ExpertMap(widgets.VBox):
         self.forced: set[tuple[int, int]] = set()
         self.results: pd.DataFrame | None = None
         self.baseline_rate: float | None = None
-        self.work = LatestRequest(background)
+        self.work = LatestRequest(background, model_lock(model))
 
         self.mode = widgets.ToggleButtons(options=MODES, value=MODES[0], description="click to")
         self.policy = widgets.Dropdown(options=moe.POLICIES, value=moe.POLICIES[0], description="policy")

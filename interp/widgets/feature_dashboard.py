@@ -17,7 +17,6 @@ visit and cached, so paging back and forth never recomputes anything.
 from __future__ import annotations
 
 import html
-import threading
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -28,7 +27,7 @@ from interp.generation import greedy
 from interp.sae import features
 from interp.widgets import latent_page
 from interp.widgets.tokens_html import highlight, reply_html, token_label, value_badge
-from interp.widgets.work import LatestRequest
+from interp.widgets.work import LatestRequest, model_lock
 
 DEFAULT_TEXT = "When Mary and John went to the store, John gave a drink to"
 BUSY = "<span class='interp-busy'>\u23f3 generating\u2026</span>"
@@ -85,7 +84,7 @@ class FeatureDashboard(widgets.VBox):
                  max_new_tokens: int = 12, coefficient_range: float = 10.0, n_nearest: int = 8,
                  background: bool | None = None, target_hook: str | None = None):
         self.sae, self.model, self.store = sae, model, store
-        self._model_lock = threading.RLock()  # one forward pass at a time: hooks belong to the model
+        self._model_lock = model_lock(model)  # one forward pass at a time, across every view of the model
         self.work = LatestRequest(background, self._model_lock)
         self.index = features.index_store(sae, store, hook=hook, max_tokens=max_tokens)
         self.hook = self.index.hook

@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from interp.patching import correlations, score_map, verify
 from interp.patching.nodes import LATENTS, Site, parse_node
 from interp.widgets.tokens_html import token_label
-from interp.widgets.work import LatestRequest
+from interp.widgets.work import LatestRequest, model_lock
 
 TITLES = {"ap": "activation patching (exact)", "atp": "attribution patching (AtP)", "relp": "relevance patching (RelP)",
           "ig": "integrated gradients"}
@@ -75,7 +75,7 @@ class PatchingView(widgets.VBox):
         if on_latent is not None and not callable(on_latent):
             raise ValueError(f"on_latent={on_latent!r} must be callable with a latent id")
         self.feature_dashboard, self.on_latent = feature_dashboard, on_latent
-        self.work = LatestRequest(background)
+        self.work = LatestRequest(background, model_lock(model) if model is not None else None)
         self._verified: dict[tuple[str, str], pd.Series] = {}
         self.selected: tuple[str, str] | None = None
 

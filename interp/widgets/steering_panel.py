@@ -23,7 +23,7 @@ from interp.steering.apply import generate
 from interp.steering.controller import MODES
 from interp.tasks.chat import chat_format
 from interp.widgets.tokens_html import reply_html, token_label, until_eos
-from interp.widgets.work import LatestRequest
+from interp.widgets.work import LatestRequest, model_lock
 
 OWN_KIND = "yours"
 """The kind of the prompt typed into the panel's own text box."""
@@ -71,7 +71,7 @@ class SteeringPanel(widgets.VBox):
         self.trace_frame: pd.DataFrame | None = None
         self.prompt_lengths: list[int] = []
         self._holding = False
-        self.work = LatestRequest(background)
+        self.work = LatestRequest(background, model_lock(model))
 
         n_layers = model.cfg.n_layers
         lo, hi = coefficient_range
