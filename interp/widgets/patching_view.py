@@ -167,13 +167,24 @@ class PatchingView(widgets.VBox):
 
     def colour_range(self, method: str) -> float:
         """The method's colour scale is [-r, r]: r = the largest |score| over every map shown."""
-        r = max(float(score_map(self.scores, c, method).abs().max().max()) for c in self.components)
+        r = max((float(score_map(self.scores, c, method).abs().max().max()) for c in self.components
+                 if self._scored(c, method)), default=0.0)
         return r if r > 0 else 1.0
+
+    def _scored(self, component: str, method: str) -> bool:
+        """Whether `method` scored `component` (e.g. SAE latents scored by RelP alone)."""
+        s = self.scores
+        return bool(((s["method"] == method) & (s["component"] == component)).any())
 
     def _redraw(self) -> None:
         m = self.method.value
         r = self.colour_range(m)
         for c, fig in self.figures.items():
+            if not self._scored(c, m):  # an empty map that says so, not an error
+                with fig.batch_update():
+                    fig.data[0].z, fig.data[0].x, fig.data[0].y = [], [], []
+                    fig.layout.title = f"{c} — no {TITLES.get(m, m)} scores"
+                continue
             grid = score_map(self.scores, c, m)
             with fig.batch_update():
                 fig.data[0].z = grid.to_numpy()
@@ -207,7 +218,9 @@ class PatchingView(widgets.VBox):
     def _correlation_html(self) -> str:
         if self.reference not in set(self.scores["method"]) or self.scores["method"].nunique() < 2:
             return f"<i>no correlation table: scores need the {self.reference!r} method and another one</i>"
-        table = correlations(self.scores, self.reference).pivot(index="component", columns="method", values="pearson")
+        table = correlations(self.scores, self.reference)
+        # a component the reference never scored (e.g. SAE latents by RelP alone) has no r, not "nan"
+        table = table[table["n_nodes"] > 1].pivot(index="component", columns="method", values="pearson")
         head = "".join(f"<th>{html.escape(str(m))}</th>" for m in table.columns)
         body = "".join(f"<tr><td>{html.escape(str(c))}</td>" + "".join(f"<td>{v:.3f}</td>" for v in row) + "</tr>"
                        for c, row in table.iterrows())
