@@ -167,8 +167,11 @@ class FeatureDashboard(widgets.VBox):
             widgets.HBox([section("nearest latents by decoder cosine:"), self.nearest]),
             widgets.HBox([widgets.VBox([section("top activations"), self.contexts,
                                         section("quantile samples"), self.quantiles],
-                                       layout=widgets.Layout(width="60%")),
-                          widgets.VBox([self.histogram, self.logits, self.density])]),
+                                       # the contexts take what the figures leave (their rows scroll
+                                       # sideways): a fixed 60% beside 420 px figures overflowed a 1000 px output
+                                       layout=widgets.Layout(flex="1 1 0%", min_width="0")),
+                          widgets.VBox([self.histogram, self.logits, self.density],
+                                       layout=widgets.Layout(flex="0 0 auto"))]),
             section("which latents fire on your text"), self.text, self.text_view, self.text_links,
             section("steer generation with this latent (greedy decoding: both runs are deterministic)"),
             self.prompt, self.coefficient, self.coefficient_unit, self.steered,

@@ -84,11 +84,14 @@ class SteeringPanel(widgets.VBox):
                                          continuous_update=False)
         self.own_prompt = widgets.Text(value="", placeholder="type a request: it is added in the model's chat format",
                                        description="your prompt", continuous_update=False,
-                                       layout=widgets.Layout(width="600px"))
+                                       # the default 80 px label cut "your prompt" to "your pro…"
+                                       style={"description_width": "initial"}, layout=widgets.Layout(width="600px"))
         self.fixed_box = widgets.VBox([self.positions, *self.sliders])
         self.controller_box = widgets.VBox([self.mode, self.alpha])
         self.status = widgets.HTML()
-        self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
+        # as wide as the panel: "auto" stretches it to the panel's width less its margins, where
+        # 100% plus the margins ran 4 px past a 1000 px output
+        self.table = widgets.HTML(layout=widgets.Layout(width="auto"))
         self.map_prompt = widgets.Dropdown(options=[], description="map of", layout=widgets.Layout(width="600px"))
         self.map_note = widgets.HTML()
         self.figure = go.FigureWidget(layout=dict(
