@@ -201,3 +201,24 @@ def test_in_the_background_the_newest_click_is_verified_and_shown(scores, monkey
     assert ran == ["resid_pre.L1.P2", "resid_pre.L0.P1"]
     assert view.selected == ("relp", "resid_pre.L0.P1") and "<b>resid_pre.L0.P1</b>" in view.verification.value
     assert "resid_pre.L1.P2" not in view.verification.value
+
+
+def test_a_component_one_method_never_scored_shows_an_empty_titled_map(zoo_dense, inputs, scores, sae_scores):
+    from interp.widgets import PatchingView
+
+    sae, sae_relp = sae_scores  # the SAE latents are scored by RelP alone
+    view = PatchingView(pd.concat([scores, sae_relp]), zoo_dense, inputs.clean, inputs.corrupt, inputs.metric,
+                        sae=sae, method="relp")
+    view.method.value = "ap"  # raised "component='sae' has no scores" before
+    assert "no" in str(view.figures["sae"].layout.title.text) and "sae" in str(view.figures["sae"].layout.title.text)
+    assert "nan" not in view.correlation.value
+
+
+def test_every_view_of_one_model_shares_its_lock(zoo_dense):
+    from interp.widgets.work import model_lock
+
+    class Other:  # a second model object
+        pass
+
+    assert model_lock(zoo_dense) is model_lock(zoo_dense)
+    assert model_lock(zoo_dense) is not model_lock(Other())
