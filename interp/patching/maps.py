@@ -10,9 +10,11 @@ def score_map(scores: pd.DataFrame, component: str, method: str | None = None) -
     """[layer, position] map of one component's scores (rows: layer, or "L{layer}.H{head}" for
     heads; columns: position). Neuron and SAE scores are summed over units."""
     df = _one_method(scores, method)
+    present = sorted(df["component"].unique())
     df = df[df["component"] == component]
     if df.empty:
-        raise ValueError(f"component={component!r} has no scores; present: {sorted(scores['component'].unique())}")
+        which = f" of method {method!r}" if method is not None else ""
+        raise ValueError(f"component={component!r} has no scores{which}; components with scores{which}: {present}")
     if component == "head":
         rows = "L" + df["layer"].astype(str) + ".H" + df["head"].astype(str)
         return df.assign(row=rows).pivot_table(index="row", columns="position", values="score", aggfunc="sum")
@@ -22,7 +24,8 @@ def score_map(scores: pd.DataFrame, component: str, method: str | None = None) -
 def correlations(scores: pd.DataFrame, reference: str = "ap") -> pd.DataFrame:
     """Pearson r between each method's node scores and the `reference` method's, per component.
 
-    Returns columns component, method, pearson, n_nodes (one row per component x other method).
+    Returns columns component, method, pearson, n_nodes (one row per component x other method
+    that shares nodes with the reference; a component the reference never scored has no row).
     """
     if reference not in set(scores["method"]):
         raise ValueError(f"reference={reference!r} is not among the methods {sorted(scores['method'].unique())}")
@@ -30,6 +33,8 @@ def correlations(scores: pd.DataFrame, reference: str = "ap") -> pd.DataFrame:
     rows = []
     for (method, component), df in scores[scores["method"] != reference].groupby(["method", "component"], sort=True):
         joined = pd.concat([df.set_index("node")["score"], ref], axis=1, join="inner").to_numpy(dtype=float)
+        if not len(joined):
+            continue
         rows.append({"component": component, "method": method, "pearson": pearson(joined[:, 0], joined[:, 1]),
                      "n_nodes": len(joined)})
     return pd.DataFrame(rows, columns=["component", "method", "pearson", "n_nodes"])

@@ -162,3 +162,16 @@ def test_a_component_the_model_lacks_is_a_clear_error():
     moe = interp.load_model("zoo-moe")  # its MLP neurons live inside each expert: no blocks.L.mlp.hook_post
     with pytest.raises(ValueError, match=r"'neuron' needs hook 'blocks.0.mlp.hook_post'.*allowed here: resid_pre"):
         sites(moe, ("resid_pre", "neuron"))
+
+
+def test_maps_of_a_method_without_a_component_name_that_method():
+    from interp.patching import correlations, score_map
+
+    scores = pd.DataFrame({"node": ["resid_pre.L0.P0", "sae.L0.U1.P0", "resid_pre.L0.P0"],
+                           "component": ["resid_pre", "sae", "resid_pre"], "layer": [0, 0, 0], "position": [0, 0, 0],
+                           "head": pd.array([None] * 3, dtype="Int64"), "unit": pd.array([None, 1, None], dtype="Int64"),
+                           "score": [1.0, 2.0, 0.5], "method": ["relp", "relp", "ap"]})
+    with pytest.raises(ValueError, match=r"component='sae' has no scores of method 'ap'; components with scores "
+                                         r"of method 'ap': \['resid_pre'\]"):
+        score_map(scores, "sae", "ap")
+    assert list(correlations(scores, "ap")["component"]) == ["resid_pre"]  # no empty 'sae' row
