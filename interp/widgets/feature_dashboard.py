@@ -377,8 +377,9 @@ class FeatureDashboard(widgets.VBox):
         position of `steer_layer`, `coefficient` in units of the latent's max activation."""
         prompt = self.prompt.value if prompt is None else prompt
         latent = int(self.latent.value if latent is None else latent)
-        unsteered = self._generate(prompt, latent, 0.0)
-        steered = unsteered if coefficient == 0 else self._generate(prompt, latent, coefficient)
+        with self._model_lock:  # never beside a continuation the controls started on a worker thread
+            unsteered = self._generate(prompt, latent, 0.0)
+            steered = unsteered if coefficient == 0 else self._generate(prompt, latent, coefficient)
         return unsteered, steered
 
     def residual_coefficient(self, latent: int, coefficient: float) -> float:
