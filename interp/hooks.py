@@ -105,20 +105,20 @@ def run_from_embeddings(model, x_BTD, names: list[str]):
         return model.run_with_cache(tokens_BT, names_filter=list(names))
 
 
-def forward_order(model, names: list[str]) -> list[str]:
-    """`names` in the order a forward pass reaches them (a two-token probe with the model's
-    first token id, no gradient). Raises ValueError naming a hook the model lacks."""
+def probe(model, names: list[str]) -> dict[str, int]:
+    """{hook: width of its activation's last dimension} for `names`, in the order a forward pass
+    reaches them (a two-token probe of token id 0, no gradient). Raises ValueError naming a
+    hook the model lacks."""
     import torch
 
     missing = [n for n in names if n not in model.hook_dict]
     if missing:
         raise ValueError(f"hook {missing[0]!r} is not a hook of the model (model.hook_dict has "
                          f"{len(model.hook_dict)} hooks, e.g. blocks.0.hook_resid_pre)")
-    seen: list[str] = []
+    seen: dict[str, int] = {}
 
     def record(act, hook):
-        if hook.name not in seen:
-            seen.append(hook.name)
+        seen.setdefault(hook.name, act.shape[-1])
 
     device = next(model.parameters()).device
     with torch.no_grad():
@@ -133,7 +133,7 @@ def check_pair(model, hook: str, target_hook: str, what: str = "target_hook") ->
     if target_hook == hook:
         raise ValueError(f"{what}={target_hook!r} is the input hook: a transcoder predicts another hook "
                          "(e.g. blocks.L.ln2.hook_normalized -> blocks.L.hook_mlp_out)")
-    order = forward_order(model, [hook, target_hook])
+    order = list(probe(model, [hook, target_hook]))
     if order.index(target_hook) < order.index(hook):
         raise ValueError(f"{what}={target_hook!r} comes before the input hook {hook!r} in the forward pass: a "
                          "transcoder predicts a later activation from an earlier one (e.g. blocks.L.ln2."

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 import torch
 
-from interp.hooks import parse
+from interp.hooks import parse, probe
 
 COLUMNS = ["node", "component", "layer", "position", "head", "unit", "score", "method"]
 
@@ -164,7 +164,7 @@ def sites(model, components: Sequence[str] = DEFAULT_COMPONENTS, sae: SAEHook | 
             if name not in model.hook_dict:
                 raise ValueError(f"sae hook {name!r} is not a hook of the model")
         if sae.target is not None:
-            width = _probe_width(model, sae.target)
+            width = probe(model, [sae.target])[sae.target]
             if width != sae.sae.cfg.d_out:
                 raise ValueError(f"the transcoder predicts {sae.target!r} with d_out={sae.sae.cfg.d_out}, but that "
                                  f"hook of this model has width {width}")
@@ -174,18 +174,6 @@ def sites(model, components: Sequence[str] = DEFAULT_COMPONENTS, sae: SAEHook | 
 
 _ORDER = {"resid_pre": 0, "sae": 1, "head": 2, "attn_out": 3, "neuron": 4, "tc": 5, "mlp_out": 6}
 
-
-def _probe_width(model, hook: str) -> int:
-    """The last dimension of `hook`'s activation (a two-token probe)."""
-    width = {}
-
-    def grab(act, hook):
-        width["d"] = act.shape[-1]
-
-    with torch.no_grad():
-        model.run_with_hooks(torch.zeros(1, 2, dtype=torch.long, device=next(model.parameters()).device),
-                             return_type=None, fwd_hooks=[(hook, grab)])
-    return width["d"]
 
 
 @dataclass(frozen=True)

@@ -36,19 +36,6 @@ class TopKTranscoderConfig(TranscoderConfig):
         return "topk_transcoder"
 
 
-class TopKTranscoder(Transcoder):
-    """A sae-lens transcoder whose activation is TopK(k)."""
-
-    cfg: TopKTranscoderConfig
-
-    def get_activation_fn(self):
-        return TopK(self.cfg.k)
-
-    @classmethod
-    def from_dict(cls, config_dict: dict[str, Any]) -> "TopKTranscoder":
-        return cls(TopKTranscoderConfig.from_dict(config_dict))
-
-
 @dataclass
 class TopKSkipTranscoderConfig(SkipTranscoderConfig):
     k: int = 100
@@ -59,17 +46,29 @@ class TopKSkipTranscoderConfig(SkipTranscoderConfig):
         return "topk_skip_transcoder"
 
 
-class TopKSkipTranscoder(SkipTranscoder):
-    """A sae-lens skip-transcoder whose activation is TopK(k)."""
+class _TopKActivation:
+    """sae-lens's TopK(k) as the activation, and `from_dict` building the class's own config."""
 
-    cfg: TopKSkipTranscoderConfig
+    config_class: type
 
     def get_activation_fn(self):
         return TopK(self.cfg.k)
 
     @classmethod
-    def from_dict(cls, config_dict: dict[str, Any]) -> "TopKSkipTranscoder":
-        return cls(TopKSkipTranscoderConfig.from_dict(config_dict))
+    def from_dict(cls, config_dict: dict[str, Any]):
+        return cls(cls.config_class.from_dict(config_dict))
+
+
+class TopKTranscoder(_TopKActivation, Transcoder):
+    """A sae-lens transcoder whose activation is TopK(k)."""
+
+    config_class = TopKTranscoderConfig
+
+
+class TopKSkipTranscoder(_TopKActivation, SkipTranscoder):
+    """A sae-lens skip-transcoder whose activation is TopK(k)."""
+
+    config_class = TopKSkipTranscoderConfig
 
 
 ARCHITECTURES = {"topk_transcoder": (TopKTranscoder, TopKTranscoderConfig),
