@@ -207,13 +207,17 @@ class SteeringPanel(widgets.VBox):
 
     def patched_positions(self, prompt: int) -> pd.DataFrame:
         """The trace's patches of prompt `prompt` (index into `prompts`): one row per (layer,
-        position) with the mean ‖patch‖ over the forwards of its generation."""
+        position) with the mean ‖patch‖ over the forwards of its generation, at the positions
+        its generation fed the model (those of `position_labels`)."""
         if self.trace_frame is None:
             raise ValueError("no trace yet: move a slider (or select a controller) first")
         if not 0 <= prompt < len(self.prompt_lengths):
             raise ValueError(f"prompt={prompt} must be in [0, {len(self.prompt_lengths)})")
-        # greedy decodes prompts of one token length together: their forwards carry that length
-        mine = self.trace_frame[self.trace_frame["prompt_length"] == self.prompt_lengths[prompt]]
+        # greedy decodes prompts of one token length together (their forwards carry that
+        # length) until every row has stopped: a reply that ended earlier was fed no further
+        frame = self.trace_frame
+        mine = frame[(frame["prompt_length"] == self.prompt_lengths[prompt])
+                     & (frame["position"] < len(self.position_labels(prompt)))]
         return mine.groupby(["layer", "position"], as_index=False)["delta_norm_mean"].mean()
 
     def position_labels(self, prompt: int) -> list[str]:
@@ -272,8 +276,7 @@ class SteeringPanel(widgets.VBox):
         n_layers = len(self.sliders)
         z = [[None] * len(labels) for _ in range(n_layers)]  # blank: not patched
         for r in patched.itertuples():
-            if r.position < len(labels):
-                z[r.layer][r.position] = r.delta_norm_mean
+            z[r.layer][r.position] = r.delta_norm_mean
         where = sorted(patched["position"].unique().tolist())
         self.map_note.value = (f"prompt {i} ({html.escape(self.results['kind'].iloc[i])}, "
                                f"{self.prompt_lengths[i]} prompt tokens): "

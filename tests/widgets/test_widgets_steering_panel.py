@@ -65,6 +65,27 @@ def test_the_map_shows_exactly_the_traced_positions_of_each_prompt(panel):
     panel.set_coefficient(1, 0.0)
 
 
+def test_a_reply_that_ends_first_is_mapped_only_where_it_was_fed(zoo_dense):
+    # a benign and a harmful prompt of one token length decode together: the refusal ends at
+    # end of text long before the benign reply does, and the batch runs on for the benign one
+    benign, harmful = refusal.generate(4, "benign", "heldout")[1], refusal.generate(4, "harmful", "heldout")[1]
+    d = Direction.mean_difference(zoo_dense, [p.prompt for p in refusal.generate(8, "harmful", "train")],
+                                  [p.prompt for p in refusal.generate(8, "benign", "train")], layer=2)
+    p = SteeringPanel(zoo_dense, [benign, harmful], d, max_new_tokens=30)
+    p.positions.value = "generated"
+    p.set_coefficient(1, 0.5)
+    assert p.prompt_lengths[0] == p.prompt_lengths[1]
+    fed = [len(p.position_labels(i)) for i in range(2)]
+    assert fed[1] < fed[0]  # the harmful reply stopped first
+    for i in range(2):
+        P = p.prompt_lengths[i]
+        assert sorted(p.patched_positions(i)["position"].unique()) == list(range(P - 1, fed[i]))
+        p.map_prompt.value = i
+        shown = [t for t, v in enumerate(p.figure.data[0].z[1]) if v is not None]
+        assert shown == list(range(P - 1, fed[i]))
+        assert f"patched at {fed[i] - P + 1} position(s)" in p.map_note.value
+
+
 def test_replies_stop_at_the_end_of_text(zoo_dense):
     d = Direction.mean_difference(zoo_dense, [p.prompt for p in refusal.generate(8, "harmful", "train")],
                                   [p.prompt for p in refusal.generate(8, "benign", "train")], layer=2)
