@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for reports that state it
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

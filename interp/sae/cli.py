@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import typing
 from dataclasses import replace
 
@@ -100,7 +101,8 @@ def _train_sae(args) -> int:
                              train=flag_values(args, SAETrainConfig, "train"), **flag_values(args, job.JobConfig))
     print("interp train-sae config:\n" + json.dumps(cfg.to_json(), indent=1))
     try:
-        result = job.run(cfg, resume=args.resume, progress=not args.no_progress)
+        result = job.run(cfg, resume=args.resume, progress=not args.no_progress,
+                         command="interp " + shlex.join(getattr(args, "argv", ["train-sae"])))
     except NonFiniteLoss as e:
         raise UserError(str(e)) from e
     print_table(result.metrics)

@@ -72,7 +72,10 @@ class JobConfig:
     run: str | None = None
     """Run name; None: <model>-<hook>-<variant>-k<k> (first SAE)."""
     saes: tuple[dict, ...] = DEFAULT_SAES
-    """SAEConfig fields per SAE (d_in comes from the store); optional `name` for a sweep's subdirectory."""
+    """SAEConfig fields per SAE (d_in comes from the store); optional `name` for a sweep's
+    subdirectory; optional `sweep`, a table of field -> list of values (`params.<name>` for a
+    variant's own field, e.g. {k = [8, 16], seed = [0, 1, 2]}): the table stands for every
+    combination, named <name>-k8-s0 ... (`members`)."""
     train: SAETrainConfig = field(default_factory=lambda: SAETrainConfig(batch_size=4096, n_tokens=1_228_800, lr=1e-3,
                                                                    warmup_steps=20))
     """Default: two passes over the cache (300 steps of 4096 tokens)."""
@@ -86,13 +89,14 @@ class JobConfig:
         for name in ("cache_tokens", "eval_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"JobConfig.{name}={getattr(self, name)!r} is not allowed: a positive integer")
-        names = [s.get("name", f"sae{i}") for i, s in enumerate(self.saes)]
+        for i, s in enumerate(self.saes):
+            check_value(str, s.get("name", ""), f"JobConfig.saes[{i}].name")
+        names = [m.name for m in self.members()]
         if len(set(names)) != len(names):
             raise ValueError(f"JobConfig.saes: names {names} must be distinct")
         self._check_hooks()
-        for i, s in enumerate(self.saes):  # field names and values are checked now, before any compute
-            where = f"JobConfig.saes[{i}]"
-            check_value(str, s.get("name", ""), f"{where}.name")
+        for m in self.members():  # field names and values are checked now, before any compute
+            where, s = f"JobConfig.saes[{m.table}]", m.fields
             for key in ("d_in", "d_out"):  # they would silently replace the store's widths
                 if key in s:
                     raise ConfigError(f"{where}.{key}={s[key]!r} is not allowed: {key} comes from the store (the "
@@ -145,12 +149,26 @@ class JobConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         return from_dict(cls, data, str(path))
 
+    def members(self) -> list["SweepMember"]:
+        """Every SAE the job trains, in order: each [[sae]] table, or each combination of its
+        `sweep` values (the last key varying fastest)."""
+        out = []
+        for i, s in enumerate(self.saes):
+            base = {k: v for k, v in s.items() if k != "sweep"}
+            family = s.get("name", s.get("variant", "topk"))
+            for values in _sweep_values(s.get("sweep"), f"JobConfig.saes[{i}].sweep"):
+                fields = _with_swept(base, values, f"JobConfig.saes[{i}].sweep")
+                name = "-".join([family, *(f"{_label(key)}{_show(v)}" for key, v in values)])
+                out.append(SweepMember(name, family, i, fields, values))
+        return out
+
     def sae_names(self) -> list[str]:
-        return [s.get("name", s.get("variant", "topk")) if len(self.saes) > 1 else "sae" for s in self.saes]
+        members = self.members()
+        return [m.name for m in members] if len(members) > 1 else ["sae"]
 
     def sae_configs(self, d_in: int, d_out: int | None = None) -> list[SAEConfig]:
-        """The SAEConfig of every [[sae]] table, with the store's widths (`d_out`: the target's)."""
-        return [SAEConfig.from_dict(self._sae_table(s, d_in, d_out)) for s in self.saes]
+        """The SAEConfig of every SAE (`members`), with the store's widths (`d_out`: the target's)."""
+        return [SAEConfig.from_dict(self._sae_table(m.fields, d_in, d_out)) for m in self.members()]
 
     def pairs(self) -> list[tuple[str, str | None, str]]:
         """(hook, target_hook, subdirectory) of each run: one, or one per layer (L<layer>)."""
@@ -167,7 +185,7 @@ class JobConfig:
         if self.run:
             return self.run
         first = self.sae_configs(1 << 20, 1 << 20)[0]
-        suffix = f"{first.variant}-k{first.k}" if len(self.saes) == 1 else "sweep"
+        suffix = f"{first.variant}-k{first.k}" if len(self.members()) == 1 else "sweep"
         if first.is_transcoder:
             suffix = f"{first.kind}-{suffix}"
         where = self.hook if not self.layers else "layers" + "_".join(map(str, self.layers))
@@ -185,6 +203,69 @@ class JobConfig:
 
     def to_json(self) -> dict:
         return to_dict(self)
+
+
+@dataclass(frozen=True)
+class SweepMember:
+    """One SAE of a job: its name (the run's subdirectory), its family (the name of the
+    [[sae]] table it comes from: one curve of a sweep), that table's index, and its fields."""
+    name: str
+    family: str
+    table: int
+    fields: dict
+    swept: tuple = ()
+    """The (key, value) pairs its table's sweep gave it."""
+
+    @property
+    def group(self) -> str:
+        """The family and its swept values other than seed: the SAEs that differ only in seed
+        share it (one row of a report, mean ± std over them)."""
+        return "-".join([self.family, *(f"{_label(k)}{_show(v)}" for k, v in self.swept if k != "seed")])
+
+
+_LABELS = {"seed": "s"}
+
+
+def _label(key: str) -> str:
+    key = key.rsplit(".", 1)[-1]
+    return _LABELS.get(key, key)
+
+
+def _show(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _sweep_values(sweep, where: str) -> list[tuple[tuple[str, object], ...]]:
+    """Every combination of a `sweep` table's values, as ((key, value), ...) in key order."""
+    if sweep is None:
+        return [()]
+    if not isinstance(sweep, dict) or not sweep:
+        raise ConfigError(f"{where}={sweep!r} is not allowed: a table of field -> list of values, e.g. "
+                          "sweep = {k = [8, 16, 32], seed = [0, 1, 2]}")
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values or len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{where}.{key}={values!r} is not allowed: a non-empty list of distinct values")
+        if key in ("name", "sweep", "d_in", "d_out"):
+            raise ConfigError(f"{where}.{key} is not allowed: sweep a field of SAEConfig or params.<field>")
+    combos = [()]
+    for key, values in sweep.items():
+        combos = [c + ((key, v),) for c in combos for v in values]
+    return combos
+
+
+def _with_swept(base: dict, values, where: str) -> dict:
+    fields = {**base, "params": dict(base["params"])} if isinstance(base.get("params"), dict) else dict(base)
+    for key, value in values:
+        if key.startswith("params."):
+            if not isinstance(fields.setdefault("params", {}), dict):
+                raise ConfigError(f"{where}.{key} is not allowed: the table's params is not a table")
+            fields["params"][key.split(".", 1)[1]] = value
+        elif "." in key:
+            raise ConfigError(f"{where}.{key} is not allowed: a field of SAEConfig, or params.<field> for the "
+                              "variant's own")
+        else:
+            fields[key] = value
+    return fields
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -280,7 +361,8 @@ def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, d
 
 
 def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = True, model=None,
-        train_tokens: torch.Tensor | None = None, eval_tokens: torch.Tensor | None = None) -> JobResult:
+        train_tokens: torch.Tensor | None = None, eval_tokens: torch.Tensor | None = None,
+        command: str | None = None) -> JobResult:
     """Run the job. `model`, `train_tokens` (n_seq, ctx) and `eval_tokens` replace the model
     name and the zoo-corpus token sources (notebooks, tests). `resume`: continue the run's
     training checkpoint (refused, naming the field, if a setting that changes the result
@@ -289,7 +371,9 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     Evaluation is on held-out text (`heldout_sets`) unless `eval_tokens` is given. With
     `cfg.layers` every layer is its own run in <run>/L<layer>/ (trained one after the
     other from one cache); the result's metrics are indexed "L<layer>" (or "L<layer>/<name>"
-    for a sweep) and `layers` holds each layer's own JobResult."""
+    for a sweep) and `layers` holds each layer's own JobResult. With `cfg.report` the
+    comparison is written there, its Pareto plots beside it (<report stem>-pareto.png/.html),
+    stating `command` (the command line that ran the job) where given."""
     from interp.hooks import check_pair
     from interp.models import load_model
 
@@ -322,8 +406,10 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         if cfg.report:
             from interp.sae.report import results_markdown
 
-            write_bytes(Path(cfg.report), results_markdown(result.metrics, cfg, result.training,
-                                                           l0=result.details.l0).encode())
+            report = Path(cfg.report)
+            write_bytes(report, results_markdown(result.metrics, cfg, result.training, l0=result.details.l0,
+                                                 figures=report.with_name(f"{report.stem}-pareto"),
+                                                 command=command).encode())
         return result
     metrics = pd.concat([r.metrics.rename(index=lambda name, sub=sub: sub if name == "sae" else f"{sub}/{name}")
                          .assign(layer=layer) for (sub, r), layer in zip(parts.items(), cfg.layers)])

@@ -1,17 +1,39 @@
-"""The science comparison as Markdown: the metrics table grouped by sparsity level, whether L0
-is matched (within 10 % of the level's k), and a plain verdict on each paper's claim computed
-from the numbers in the table (nothing here is written by hand)."""
+"""The science comparison as Markdown (saes/RESULTS.md), with Pareto plots beside it.
+
+Rows are grouped over seeds: the members of one [[sae]] table's sweep that differ only in
+`seed` are one group, shown as mean ± std over its seeds. Groups sit at sparsity levels (a
+fixed-k variant's k; a variant that picks its own L0, top-AFA, at the level nearest its mean
+L0). Each paper's claim is tested at every level where it can be, with its uncertainty: a
+difference counts only beyond twice its standard error (`outcome`), and the claim's verdict
+follows from the levels' outcomes (`verdict`). Nothing here is written by hand.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import torch
 
 from interp import markdown
 from interp.sae.registry import get_variant
 
-COLUMNS = ["variant", "mode", "l0", "nmse", "dead_fraction", "ce_recovered", "ce_delta", "kl", "eps_lbo_median"]
+MEASURES = ("l0", "nmse", "dead_fraction", "train_dead", "ce_recovered", "ce_delta", "kl", "eps_lbo_median",
+            "task_nmse", "task_ce_recovered", "task_kl")
+"""Metric columns averaged over a group's seeds (those present)."""
+SHOWN = ("l0", "nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "task_nmse", "task_ce_recovered")
 L0_TOLERANCE = 0.10
+SIGMAS = 2.0
+"""A difference counts when it exceeds SIGMAS standard errors of the difference of means."""
+COMPETITIVE = 1.1
+"""top-AFA is "competitive" when its NMSE is not shown to exceed this multiple of TopK's."""
+FLAT = 0.02
+"""A training run has converged when its fitted NMSE changes by less than this fraction over the
+last CONVERGENCE_WINDOW of its logged steps."""
+CONVERGENCE_WINDOW = 0.2
 
 
 def _fixed_k(variant: str) -> bool:
@@ -19,113 +41,228 @@ def _fixed_k(variant: str) -> bool:
     return get_variant(variant).fixed_k
 
 
-def _level_of(row, levels: list[int]) -> int:
-    if not _fixed_k(row["variant"]):  # its L0 is its own: the nearest level it is compared at
-        return min(levels, key=lambda k: abs(row["l0"] - k))
-    return int(row["k"])
+# --- grouping over seeds ---------------------------------------------------------------------
+def member_columns(metrics: pd.DataFrame, members, dead: dict[str, tuple[float, int]] | None = None) -> pd.DataFrame:
+    """`metrics` (one row per SAE and mode, named <name> or <name>[<mode>]) with the columns
+    the summary groups by: member (the SAE's name), family (its [[sae]] table), group (the
+    family and its swept values other than seed), seed, and train_dead (training-window dead
+    fraction where `dead` has it). `members`: the job's `SweepMember`s (a one-SAE job's row is
+    named "sae")."""
+    m = metrics.copy()
+    by_name = {mb.name: mb for mb in members} if len(members) > 1 else {"sae": members[0]}
+    names = [re.sub(r"\[[^\]]+\]$", "", str(n)) for n in m.index]
+    missing = sorted(set(names) - set(by_name))
+    if missing:
+        raise ValueError(f"metrics rows {missing} are not SAEs of the job ({sorted(by_name)})")
+    m["member"] = names
+    m["family"] = [by_name[n].family for n in names]
+    m["group"] = [by_name[n].group for n in names]
+    m["seed"] = [by_name[n].fields.get("seed", 0) for n in names]
+    m["train_dead"] = [dead[n][0] if dead and n in dead else float("nan") for n in names]
+    return m
 
 
-def _matched(row, level: int) -> bool:
-    return abs(row["l0"] - level) <= L0_TOLERANCE * level
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (group, mode) of `member_columns`' output, indexed <group> or <group>[<mode>]:
+    family, variant, mode, k, n (seeds) and <measure>_mean / <measure>_std (sample std over
+    seeds; NaN for one seed) of every measure present, in the order the rows first appear."""
+    measures = [c for c in MEASURES if c in rows.columns]
+    out = {}
+    for (group, mode), part in rows.groupby(["group", "mode"], sort=False):
+        first = part.iloc[0]
+        entry = {"family": first["family"], "variant": first["variant"], "mode": mode, "k": first["k"], "n": len(part)}
+        for c in measures:
+            values = part[c].astype(float)
+            entry[f"{c}_mean"] = float(values.mean())
+            entry[f"{c}_std"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else float("nan")
+        out[group if mode == "plain" else f"{group}[{mode}]"] = entry
+    s = pd.DataFrame.from_dict(out, orient="index")
+    s.index.name = "group"
+    levels = sorted({int(k) for k, v in zip(s["k"], s["variant"]) if _fixed_k(v)})
+    s["level"] = [int(r["k"]) if _fixed_k(r["variant"]) or not levels else
+                  min(levels, key=lambda lv: abs(r["l0_mean"] - lv)) for _, r in s.iterrows()]
+    s["matched"] = [abs(r["l0_mean"] - r["level"]) <= L0_TOLERANCE * r["level"] for _, r in s.iterrows()]
+    return s
 
 
-def _verdict(ok: bool | None) -> str:
-    return "not testable here" if ok is None else ("reproduced" if ok else "NOT reproduced")
+# --- comparisons with uncertainty --------------------------------------------------------------
+def outcome(a, b, measure: str, lower_is_better: bool = True) -> str:
+    """Whether summary row `a` is better than row `b` on `measure`: "better" / "worse" when
+    the difference of means exceeds SIGMAS standard errors, else "within noise"; with one
+    seed on either side (no spread) "better (one seed)" / "worse (one seed)" / "equal"."""
+    d = float(a[f"{measure}_mean"]) - float(b[f"{measure}_mean"])
+    d = d if lower_is_better else -d
+    if a["n"] < 2 or b["n"] < 2:
+        return "better (one seed)" if d < 0 else "worse (one seed)" if d > 0 else "equal"
+    se = math.sqrt(float(a[f"{measure}_std"]) ** 2 / a["n"] + float(b[f"{measure}_std"]) ** 2 / b["n"])
+    return "better" if d < -SIGMAS * se else "worse" if d > SIGMAS * se else "within noise"
 
 
-def _dead_claim(m, variant: str, label: str, levels: list[int], dead: dict[str, tuple[float, int]] | None,
-                rows) -> tuple[str, str, str]:
-    """Fewer dead latents than TopK: by the training-window definition (no firing in the last
-    `dead_tokens` training tokens) where `dead` has both SAEs, else "rare" (never fired on the
-    eval set). Testable only at levels where TopK has some (fewer than none is impossible)."""
-    window = dead is not None and all(n in dead for n in m["sae"][m["variant"].isin(["topk", variant])])
-    word = "dead" if window else "rare"
-    if window:
-        where = f"no firing in the last {max(t for n, (_, t) in dead.items() if n in set(m['sae'])):,} training tokens"
-    else:
-        where = f"never fired on the {int(m['eval_tokens'].iloc[0]):,} eval tokens" if "eval_tokens" in m \
-            else "never fired on the eval set"
-    value = (lambda r: dead[r["sae"]][0]) if window else (lambda r: float(r["dead_fraction"]))
-    evidence, oks = [], []
-    for lv in levels:
-        for _, t in rows("topk", lv).iterrows():
-            for _, r in rows(variant, lv).iterrows():
-                vt, vr = value(t), value(r)
-                if vt == 0:
-                    evidence.append(f"k={lv}: topk has no {word} latents, nothing to reduce ({r['sae']} {vr:.3f})")
+def verdict(outcomes: list[str]) -> str:
+    """A claim's verdict from its per-level outcomes: reproduced (better at every level tested),
+    NOT reproduced (worse somewhere, better nowhere), not separable here (within noise
+    everywhere), mixed (the rest), not testable here (no level); "(one seed)" when any
+    outcome had no spread to judge by."""
+    if not outcomes:
+        return "not testable here"
+    base = [o.replace(" (one seed)", "") for o in outcomes]
+    better, worse = base.count("better"), base.count("worse")
+    text = ("reproduced" if better == len(base) else "NOT reproduced" if worse and not better else
+            "not separable here" if better == worse == 0 else "mixed")
+    return text + (" (one seed: no spread)" if any("one seed" in o for o in outcomes) else "")
+
+
+def _show(row, measure: str) -> str:
+    mean, std = float(row[f"{measure}_mean"]), float(row[f"{measure}_std"])
+    return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
+
+
+def _dead_claim(s: pd.DataFrame, variant: str, label: str, dead_window: int | None) -> tuple[str, str, str] | None:
+    """Fewer dead latents than TopK: the training-window fraction where every row has it, else
+    "rare" (never fired on the eval set); testable only at levels where TopK has some. None
+    where the job has no `variant`."""
+    rows = s[s["variant"].isin(["topk", variant]) & (s["mode"] == "plain")]
+    if not (rows["variant"] == variant).any():
+        return None
+    window = "train_dead_mean" in s and rows["train_dead_mean"].notna().all() and len(rows) > 0
+    word, measure = ("dead", "train_dead") if window else ("rare", "dead_fraction")
+    where = f"no firing in the last {dead_window:,} training tokens" if window and dead_window else \
+        "never fired on the eval set"
+    evidence, outcomes = [], []
+    for lv in sorted(set(rows["level"])):
+        t = rows[(rows["variant"] == "topk") & (rows["level"] == lv)]
+        for _, r in rows[(rows["variant"] == variant) & (rows["level"] == lv)].iterrows():
+            for _, tt in t.iterrows():
+                if float(tt[f"{measure}_mean"]) == 0:
+                    evidence.append(f"k={lv}: topk has no {word} latents, nothing to reduce ({r.name} "
+                                    f"{_show(r, measure)})")
                     continue
-                oks.append(vr < vt)
-                evidence.append(f"k={lv}: {r['sae']} {word} {vr:.3f} vs {t['sae']} {vt:.3f}")
+                o = outcome(r, tt, measure)
+                outcomes.append(o)
+                evidence.append(f"k={lv}: {r.name} {_show(r, measure)} vs {tt.name} {_show(tt, measure)}: {o}")
     claim = f"{label} has fewer {word} latents ({where}) than TopK (Ayonrinde 2024)"
-    return claim, _verdict(all(oks) if oks else None), "; ".join(evidence)
+    return claim, verdict(outcomes), "; ".join(evidence)
 
 
-def claims(metrics: pd.DataFrame, dead: dict[str, tuple[float, int]] | None = None,
-           d_in: int | None = None) -> list[tuple[str, str, str]]:
-    """(claim, verdict, evidence) for each paper's claim, from the metrics table. `dead`: each
-    SAE's training-window dead fraction and its window in tokens, by SAE name (None: only the
-    eval set's "rare" fraction is known); `d_in`: the SAE input width (top-AFA's claim is about
-    L0 > d_in; None: not testable)."""
-    m = metrics.reset_index()
-    levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if _fixed_k(v)})
-    m["level"] = [_level_of(r, levels) for _, r in m.iterrows()]
-    m["matched"] = [_matched(r, lv) for (_, r), lv in zip(m.iterrows(), m["level"])]
-    out = []
+def _gsae_claim(s: pd.DataFrame) -> tuple[str, str, str] | None:
+    if not (s["variant"] == "gradient").any():
+        return None
+    evidence, outcomes = [], []
+    for lv in sorted(set(s["level"])):
+        t = s[(s["variant"] == "topk") & (s["level"] == lv) & (s["mode"] == "plain")]
+        g = s[(s["variant"] == "gradient") & (s["level"] == lv) & (s["mode"] == "grad")]
+        for (_, gr), (_, tr) in zip(g.iterrows(), t.iterrows()):
+            both = [outcome(gr, tr, "kl"), outcome(gr, tr, "ce_delta")]
+            plain = [o.replace(" (one seed)", "") for o in both]
+            o = "better" if plain == ["better"] * 2 else "worse" if "worse" in plain and "better" not in plain \
+                else "within noise"
+            outcomes.append(o + (" (one seed)" if "one seed" in both[0] else ""))
+            evidence.append(f"k={lv}: KL {_show(gr, 'kl')} vs {_show(tr, 'kl')}, CE delta {_show(gr, 'ce_delta')} vs "
+                            f"{_show(tr, 'ce_delta')}: {outcomes[-1]}")
+    return ("g-SAE (gradient-aware selection, [grad] rows) gives lower KL and CE delta than TopK at equal L0 "
+            "(Olmo et al. 2025)", verdict(outcomes), "; ".join(evidence))
 
-    def rows(variant, level, mode="plain"):
-        return m[(m["variant"] == variant) & (m["level"] == level) & (m["mode"] == mode)]
 
-    out.append(_dead_claim(m, "mutual_choice", "Mutual Choice", levels, dead, rows))
-    out.append(_dead_claim(m, "feature_choice", "Feature Choice", levels, dead, rows))
+def interpolate(curve: pd.DataFrame, l0: float, measure: str) -> tuple[float, float] | None:
+    """(mean, std) of `measure` on a curve of summary rows at `l0`, linear in log L0 between
+    the two rows that bracket it (None outside the curve)."""
+    c = curve.sort_values("l0_mean")
+    x = np.log(c["l0_mean"].to_numpy(float))
+    if not len(c) or not x[0] <= math.log(l0) <= x[-1]:
+        return None
+    mean = float(np.interp(math.log(l0), x, c[f"{measure}_mean"].to_numpy(float)))
+    std = float(np.interp(math.log(l0), x, c[f"{measure}_std"].to_numpy(float)))
+    return mean, std
 
-    evidence, oks = [], []
-    for lv in levels:
-        t, g = rows("topk", lv), rows("gradient", lv, "grad")
-        if len(t) and len(g):
-            oks.append(float(g["kl"].iloc[0]) < float(t["kl"].iloc[0])
-                       and float(g["ce_delta"].iloc[0]) < float(t["ce_delta"].iloc[0]))
-            evidence.append(f"k={lv}: g-SAE[grad] KL {g['kl'].iloc[0]:.4f}, CE delta {g['ce_delta'].iloc[0]:.4f} vs "
-                            f"topk KL {t['kl'].iloc[0]:.4f}, CE delta {t['ce_delta'].iloc[0]:.4f}")
-    out.append(("g-SAE gives better CE/KL than TopK at equal L0 (Olmo et al. 2025)",
-                _verdict(all(oks) if oks else None), "; ".join(evidence)))
 
-    evidence, oks = [], []
-    for _, a in m[m["variant"] == "top_afa"].iterrows():
-        lv, l0 = int(a["level"]), float(a["l0"])
-        t = rows("topk", lv)
-        ratio = float(a["nmse"]) / float(t["nmse"].iloc[0]) if len(t) else float("nan")
-        text = (f"{a['sae']} L0 {l0:.1f} (nearest level k={lv}, matched: {bool(a['matched'])}); "
-                f"NMSE {float(a['nmse']):.4f} = {ratio:.2f} x topk's")
-        if d_in is None or l0 <= d_in or not len(t):
-            why = ("d_in unknown" if d_in is None else f"L0 <= d_in = {d_in}" if l0 <= d_in else "no topk row")
-            evidence.append(f"{text}; not the paper's regime ({why}: the claim is about L0 above d)")
+def _afa_claim(s: pd.DataFrame, d_in: int | None) -> tuple[str, str, str] | None:
+    afa = s[s["variant"] == "top_afa"]
+    if not len(afa):
+        return None
+    topk = s[(s["variant"] == "topk") & (s["mode"] == "plain")]
+    evidence, outcomes = [], []
+    for name, a in afa.sort_values("l0_mean").iterrows():
+        l0 = float(a["l0_mean"])
+        at = interpolate(topk, l0, "nmse")
+        if d_in is None or l0 <= d_in or at is None:
+            why = "d_in unknown" if d_in is None else f"L0 <= d_in = {d_in}" if l0 <= d_in else \
+                "outside TopK's L0 range"
+            evidence.append(f"{name} L0 {_show(a, 'l0')}: not tested ({why})")
             continue
-        oks.append(ratio <= 1.1)
-        evidence.append(text)
-    if evidence:
-        out.append(("top-AFA is competitive with TopK at high L0, above d (Lee et al. 2025)",
-                    _verdict(all(oks) if oks else None), "; ".join(evidence)))
-    return out
+        ratio = float(a["nmse_mean"]) / at[0]
+        if a["n"] > 1 and not math.isnan(at[1]):
+            n_t = int(topk["n"].min())
+            se = ratio * math.sqrt((float(a["nmse_std"]) / float(a["nmse_mean"])) ** 2 / a["n"]
+                                   + (at[1] / at[0]) ** 2 / n_t)
+            o = "worse" if ratio - SIGMAS * se > COMPETITIVE else "better"
+            spread = f" ± {se:.2g}"
+        else:
+            o, spread = ("worse (one seed)" if ratio > COMPETITIVE else "better (one seed)"), ""
+        outcomes.append(o)
+        evidence.append(f"{name} L0 {_show(a, 'l0')}: NMSE {_show(a, 'nmse')} = {ratio:.2f}{spread} x TopK's at "
+                        f"that L0 (interpolated): {'competitive' if o.startswith('better') else 'not competitive'}")
+    return (f"top-AFA is competitive with TopK (NMSE within {COMPETITIVE:g} x) at high L0, above d "
+            "(Lee et al. 2025)", verdict(outcomes), "; ".join(evidence))
 
 
+def claims(summary: pd.DataFrame, d_in: int | None = None, dead_window: int | None = None) -> list[tuple[str, str, str]]:
+    """(claim, verdict, evidence) for each paper's claim whose variant the table has, from
+    `summarize`'s table. `d_in`: the SAE input width (top-AFA's claim is about L0 > d_in; None:
+    not testable); `dead_window`: the training-window length of train_dead, in tokens."""
+    out = [_dead_claim(summary, "mutual_choice", "Mutual Choice", dead_window),
+           _dead_claim(summary, "feature_choice", "Feature Choice", dead_window),
+           _gsae_claim(summary), _afa_claim(summary, d_in)]
+    return [c for c in out if c is not None]
+
+
+# --- training length ------------------------------------------------------------------------------
+def convergence(history: list[dict], window: float = CONVERGENCE_WINDOW) -> float:
+    """The relative change of training NMSE over the last `window` of one SAE's logged steps:
+    a least-squares line through them, its rise over the window divided by its mean (negative:
+    still falling). NaN with fewer than 3 logged steps there."""
+    steps = np.array([h["step"] for h in history], float)
+    nmse = np.array([h["nmse"] for h in history], float)
+    if not len(steps):
+        return float("nan")
+    keep = steps >= steps.max() - window * steps.max()
+    if keep.sum() < 3:
+        return float("nan")
+    slope, _ = np.polyfit(steps[keep], nmse[keep], 1)
+    return float(slope * (steps[keep].max() - steps[keep].min()) / nmse[keep].mean())
+
+
+def convergence_table(members, history: list[dict]) -> pd.DataFrame:
+    """Per family: the SAEs, how many are flat (|change| < FLAT over the last window), and the
+    largest |change| with the SAE it belongs to."""
+    change = {mb.name: convergence([h for h in history if h["sae"] == i]) for i, mb in enumerate(members)}
+    rows = []
+    for family in dict.fromkeys(mb.family for mb in members):
+        mine = {mb.name: change[mb.name] for mb in members if mb.family == family}
+        worst = max(mine, key=lambda n: -1 if math.isnan(mine[n]) else abs(mine[n]))
+        rows.append({"family": family, "saes": len(mine),
+                     "flat": sum(abs(v) < FLAT for v in mine.values() if not math.isnan(v)),
+                     "largest change (abs)": abs(mine[worst]), "of": worst})
+    return pd.DataFrame(rows)
+
+
+# --- top-AFA's own k ------------------------------------------------------------------------------
 K_QUANTILES = (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
 
 
 def k_distribution(metrics: pd.DataFrame, l0: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """Per-token k (active latents) of the rows whose variant picks its own L0 (top-AFA), one
-    row each, indexed by SAE name: p10, p50, p90, max and frac_k1 (fraction of tokens with
+    row each, indexed by row name: p10, p50, p90, max and frac_k1 (fraction of tokens with
     k = 1). From `l0` (per-token counts by row name, `EvalDetails.l0`) where it has the row;
     else the quantiles from the metrics' l0_p* columns and max / frac_k1 NaN (not recorded)."""
-    m = metrics.reset_index()
     out = {}
-    for _, r in m[[not _fixed_k(v) for v in m["variant"]]].iterrows():
-        if l0 is not None and r["sae"] in l0:
-            k_T = l0[r["sae"]].double()
-            out[r["sae"]] = {**{q: float(k_T.quantile(p)) for q, p in K_QUANTILES}, "max": float(k_T.max()),
-                             "frac_k1": float((k_T == 1).double().mean())}
+    for name, r in metrics[[not _fixed_k(v) for v in metrics["variant"]]].iterrows():
+        if l0 is not None and name in l0:
+            k_T = l0[name].double()
+            out[name] = {**{q: float(k_T.quantile(p)) for q, p in K_QUANTILES}, "max": float(k_T.max()),
+                         "frac_k1": float((k_T == 1).double().mean())}
         else:
-            out[r["sae"]] = {**{q: float(r.get(f"l0_{q}", float("nan"))) for q, _ in K_QUANTILES},
-                             "max": float("nan"), "frac_k1": float("nan")}
+            out[name] = {**{q: float(r.get(f"l0_{q}", float("nan"))) for q, _ in K_QUANTILES},
+                         "max": float("nan"), "frac_k1": float("nan")}
     return pd.DataFrame.from_dict(out, orient="index", columns=[q for q, _ in K_QUANTILES] + ["max", "frac_k1"])
 
 
@@ -148,43 +285,142 @@ def training_dead(cfg, training) -> dict[str, tuple[float, int]]:
     return out
 
 
-def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.Tensor] | None = None) -> str:
-    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its SAETrainResult,
-    `l0`: per-token active latents by row name, `EvalDetails.l0`, for top-AFA's k distribution;
-    None: its quantiles from the metrics only)."""
-    m = metrics.reset_index()
-    levels = sorted({int(k) for k, v in zip(m["k"], m["variant"]) if _fixed_k(v)})
-    m["level"] = [_level_of(r, levels) for _, r in m.iterrows()]
-    m["L0 matched"] = [_matched(r, lv) for (_, r), lv in zip(m.iterrows(), m["level"])]
+# --- Pareto plots -------------------------------------------------------------------------------
+PANELS = (("nmse", "NMSE (FVU), held-out prose"), ("ce_recovered", "CE recovered, held-out prose"),
+          ("dead", "dead fraction"))
+
+
+def _curves(summary: pd.DataFrame):
+    """(label, rows sorted by L0) per (family, mode): one curve each."""
+    for (family, mode), part in summary.groupby(["family", "mode"], sort=False):
+        yield (family if mode == "plain" else f"{family}[{mode}]"), part.sort_values("l0_mean")
+
+
+def _dead_measure(summary: pd.DataFrame) -> str:
+    return "train_dead" if "train_dead_mean" in summary and summary["train_dead_mean"].notna().all() \
+        else "dead_fraction"
+
+
+def pareto_png(summary: pd.DataFrame, path: Path) -> None:
+    """NMSE, CE recovered and dead fraction against L0 (log scale), mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dead = _dead_measure(summary)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    for ax, (measure, title) in zip(axes, PANELS):
+        m = dead if measure == "dead" else measure
+        for label, c in _curves(summary):
+            ax.errorbar(c["l0_mean"], c[f"{m}_mean"], xerr=c["l0_std"].fillna(0), yerr=c[f"{m}_std"].fillna(0),
+                        marker="o", ms=4, capsize=2, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("L0 (mean active latents per token)")
+        ax.set_title(title if measure != "dead" else f"{title} ({m})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def pareto_html(summary: pd.DataFrame, path: Path) -> None:
+    """The same three panels as an interactive plotly page (plotly.js from its CDN)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from interp.atomic import write_bytes
+
+    dead = _dead_measure(summary)
+    fig = make_subplots(1, 3, subplot_titles=[t if m != "dead" else f"{t} ({dead})" for m, t in PANELS])
+    for i, (label, c) in enumerate(_curves(summary)):
+        for col, (measure, _) in enumerate(PANELS, start=1):
+            m = dead if measure == "dead" else measure
+            fig.add_trace(go.Scatter(
+                x=c["l0_mean"], y=c[f"{m}_mean"], mode="lines+markers", name=label, legendgroup=label,
+                showlegend=col == 1, marker_color=f"hsl({(i * 47) % 360},60%,45%)",
+                error_x=dict(type="data", array=c["l0_std"].fillna(0)),
+                error_y=dict(type="data", array=c[f"{m}_std"].fillna(0)),
+                text=[f"{g}: n={n}" for g, n in zip(c.index, c["n"])], hoverinfo="text+x+y"), row=1, col=col)
+            fig.update_xaxes(type="log", title_text="L0", row=1, col=col)
+    fig.update_layout(height=480, width=1500, title="SAE variants: mean ± std over seeds")
+    write_bytes(path, fig.to_html(include_plotlyjs="cdn", full_html=True).encode())
+
+
+# --- the report ---------------------------------------------------------------------------------
+def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.Tensor] | None = None,
+                     figures: Path | None = None, command: str | None = None) -> str:
+    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its
+    SAETrainResult, `l0`: per-token active latents by row name, `EvalDetails.l0`, for
+    top-AFA's k distribution). `figures`: the path stem of the Pareto plots (<stem>.png and
+    <stem>.html are written, and linked relative to the report's directory, its parent); None:
+    no plots. `command`: the command line that ran the job."""
+    members = cfg.members()
     dead = training_dead(cfg, training)
-    m["train_dead"] = [dead[n][0] if n in dead else float("nan") for n in m["sae"]]
+    rows = member_columns(metrics, members, dead)
+    s = summarize(rows)
     d_in = training.saes[0].cfg.d_in if training.saes else None
+    window = max((t for _, t in dead.values()), default=None)
+    seeds = sorted(set(s["n"]))
+    n_eval = f"{int(rows['eval_tokens'].iloc[0]):,} tokens" if "eval_tokens" in rows else "the eval tokens"
+    held_out = "task_nmse" in rows  # the job's own held-out sets (else the caller's tokens)
     lines = ["# Do the papers' claims hold on the zoo?", "",
-             f"Model `{cfg.model}`, hook `{cfg.hook}`, {training.tokens:,} training tokens per SAE "
-             f"({training.steps} steps of {cfg.train.batch_size}), all SAEs trained in one sweep on the same cached "
-             f"activations; evaluated on {int(m['eval_tokens'].iloc[0]):,} held-out tokens. Generated by "
-             "`interp train-sae --config saes/recipes/compare.toml`.", "",
-             "Metrics: nmse = FVU; dead_fraction = latents that never fired on the eval set (rare, not "
-             "necessarily dead); train_dead = latents dead by the training definition (no firing in the last "
-             "dead_tokens training tokens, at the end of training); ce_recovered, "
-             "ce_delta (nats) and kl (nats/token) with the reconstruction spliced in; eps_lbo = AFA's "
-             "|‖x‖²−‖f‖²| / ((n−1)‖f‖²), median over tokens. Mutual/Feature Choice are evaluated with their "
-             "threshold (JumpReLU) inference, calibrated after training so that its mean L0 on a sample is k, "
-             "and as [batch] rows with their training rule applied to each eval batch; g-SAE in both modes.", ""]
-    for lv in levels:
-        part = m[m["level"] == lv]
-        lines += [f"## Sparsity level k = {lv}", "",
-                  markdown.table(part[["sae", *COLUMNS, "train_dead", "L0 matched"]], "{:.4g}"), ""]
-    dist = k_distribution(metrics, l0)
+             f"Model `{cfg.model}`, hook `{cfg.hook}`; {len(members)} SAEs trained in one sweep on the same cached "
+             f"activations, {training.tokens:,} training tokens each ({training.steps} steps of "
+             f"{cfg.train.batch_size}, one data order); seeds per row (weight initialisation): "
+             f"{', '.join(map(str, seeds))}. Evaluated on "
+             + (f"{n_eval} of held-out prose (documents and 32-token windows the training corpus does not have); "
+                "task_* columns on held-out task prompts." if held_out else f"{n_eval}."), ""]
+    if command:
+        lines += ["```bash", command, "```", ""]
+    lines += ["Metrics (mean ± std over seeds): nmse = FVU; ce_recovered with the reconstruction spliced in; kl "
+              "(nats/token); train_dead = latents with no firing in the last dead_tokens training tokens at the "
+              "end of training; dead_fraction = latents that never fired on the eval set (rare, not "
+              "necessarily dead). Mutual/Feature Choice are evaluated with their threshold (JumpReLU) inference, "
+              "calibrated after training to L0 = k on a training sample, and as [batch] rows with their training "
+              "rule applied to each eval batch; g-SAE also as [grad] rows (gradient-aware selection). A "
+              f"difference between two rows counts when it exceeds {SIGMAS:g} standard errors of the difference "
+              "of their means.", ""]
+    if figures is not None:
+        pareto_png(s, figures.with_suffix(".png"))
+        png, html = figures.with_suffix(".png").name, figures.with_suffix(".html").name
+        try:
+            pareto_html(s, figures.with_suffix(".html"))
+            link = f" ([interactive]({html}))"
+        except ImportError:
+            link = " (the interactive version needs plotly: pip install 'interp[notebooks]')"
+        lines += [f"![NMSE, CE recovered and dead fraction against L0]({png}){link}", ""]
+    if training.history:
+        conv = convergence_table(members, training.history)
+        n_flat, n_all = int(conv["flat"].sum()), int(conv["saes"].sum())
+        lines += ["## Training length", "",
+                  f"{n_flat} of {n_all} SAEs are flat over the last {CONVERGENCE_WINDOW:.0%} of training (a "
+                  f"least-squares line through their logged training NMSE changes by less than {FLAT:.0%} of its "
+                  "mean over that window; the learning rate decays to 0 over the last "
+                  f"{cfg.train.decay_fraction:.0%}).", "",
+                  markdown.table(conv, "{:.3f}"), ""]
+    shown = [c for c in SHOWN if f"{c}_mean" in s]
+    for lv in sorted(set(s["level"])):
+        part = s[s["level"] == lv]
+        table = pd.DataFrame({"group": part.index, "variant": part["variant"], "mode": part["mode"], "n": part["n"],
+                              **{c: [_show(r, c) for _, r in part.iterrows()] for c in shown},
+                              "L0 matched": part["matched"]})
+        lines += [f"## Sparsity level k = {lv}", "", markdown.table(table), ""]
+    dist = k_distribution(rows.set_index(rows.index), l0)
     if len(dist):
-        lines += ["## Per-token k of the variants that choose their own L0 (top-AFA)", "",
-                  markdown.table(dist.rename_axis("sae").reset_index(), "{:.4g}", nan="not recorded"), "",
+        dist = dist.assign(group=rows.loc[dist.index, "group"]).groupby("group", sort=False).mean()
+        lines += ["## Per-token k of the variants that choose their own L0 (top-AFA), mean over seeds", "",
+                  markdown.table(dist.reset_index(), "{:.4g}", nan="not recorded"), "",
                   *[k_sentence(name, r) for name, r in dist.iterrows()], ""]
     lines += ["## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
-    lines += [f"| {c} | {v} | {e} |" for c, v, e in claims(metrics, dead, d_in)]
-    unmatched = m[~m["L0 matched"]]["sae"].tolist()
-    lines += ["", f"Rows whose L0 is not within {L0_TOLERANCE:.0%} of their level: "
+    lines += [f"| {c} | {v} | {e} |" for c, v, e in claims(s, d_in, window)]
+    unmatched = s[~s["matched"]].index.tolist()
+    lines += ["", f"Rows whose mean L0 is not within {L0_TOLERANCE:.0%} of their level: "
               + (", ".join(unmatched) if unmatched else "none") + ".",
-              "Single runs, one seed, a 4-layer d=128 model and short training: these verdicts are about this "
-              "zoo, not the papers' settings.", ""]
+              f"These verdicts are about this zoo model (d_in = {d_in}) and this training length, not the papers' "
+              "settings.", ""]
     return "\n".join(lines)

@@ -1,72 +1,122 @@
+import math
+
 import pandas as pd
 import pytest
+import torch
 
-from interp.sae.report import claims
+from interp.sae.report import claims, convergence, k_distribution, k_sentence, outcome, summarize, verdict
 
 
-def _metrics(dead_mc, kl_g, afa_l0, afa_nmse, dead_fc=0.0, dead_topk=0.1):
+def _rows(dead_mc, kl_g, afa_l0, afa_nmse, dead_fc=0.0, dead_topk=0.1, seeds=(0, 1, 2), spread=0.01):
+    """Member rows (as `member_columns` gives them) of topk, mc, fc, g-SAE[grad] at k = 16, 64
+    and one top-AFA group, with `seeds` per group and a seed-to-seed spread of `spread`."""
     rows = []
-    for k in (16, 64):
-        rows += [dict(sae=f"topk-k{k}", variant="topk", k=k, mode="plain", l0=k, nmse=0.2, dead_fraction=dead_topk,
-                      kl=0.1, ce_delta=0.2),
-                 dict(sae=f"mc-k{k}", variant="mutual_choice", k=k, mode="plain", l0=k, nmse=0.2,
-                      dead_fraction=dead_mc, kl=0.1, ce_delta=0.2),
-                 dict(sae=f"fc-k{k}", variant="feature_choice", k=k, mode="plain", l0=k, nmse=0.2,
-                      dead_fraction=dead_fc, kl=0.1, ce_delta=0.2),
-                 dict(sae=f"g-k{k}[grad]", variant="gradient", k=k, mode="grad", l0=k, nmse=0.2, dead_fraction=0.1,
-                      kl=kl_g, ce_delta=kl_g)]
-    rows.append(dict(sae="afa", variant="top_afa", k=32, mode="plain", l0=afa_l0, nmse=afa_nmse, dead_fraction=0,
-                     kl=0.1, ce_delta=0.2))
-    return pd.DataFrame(rows).set_index("sae")
+    for seed in seeds:
+        e = spread * (seed - (len(seeds) - 1) / 2)  # zero-mean jitter over the seeds
+        for k in (16, 64):
+            for family, variant, mode, dead, kl in (("topk", "topk", "plain", dead_topk, 0.1),
+                                                    ("mc", "mutual_choice", "plain", dead_mc, 0.1),
+                                                    ("fc", "feature_choice", "plain", dead_fc, 0.1),
+                                                    ("g", "gradient", "grad", 0.1, kl_g)):
+                rows.append(dict(member=f"{family}-k{k}-s{seed}", family=family, group=f"{family}-k{k}", seed=seed,
+                                 variant=variant, k=k, mode=mode, l0=k, nmse=0.2 * (1 + e), dead_fraction=dead + e,
+                                 train_dead=float("nan"), kl=kl + e, ce_delta=kl + e))
+        rows.append(dict(member=f"afa-s{seed}", family="afa", group="afa", seed=seed, variant="top_afa", k=32,
+                         mode="plain", l0=afa_l0 * (1 + e), nmse=afa_nmse * (1 + e), dead_fraction=0.0,
+                         train_dead=float("nan"), kl=0.1, ce_delta=0.2))
+    return pd.DataFrame(rows).set_index("member")
 
 
 def _verdicts(out):
     return [v for _, v, _ in out]
 
 
-def test_claim_verdicts_follow_the_numbers():
-    good = claims(_metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21), d_in=32)
+def test_groups_are_mean_and_sample_std_over_seeds():
+    s = summarize(_rows(dead_mc=0.0, kl_g=0.05, afa_l0=50, afa_nmse=0.21))
+    assert s.loc["topk-k16", "n"] == 3 and s.loc["topk-k16", "nmse_mean"] == pytest.approx(0.2)
+    assert s.loc["topk-k16", "nmse_std"] == pytest.approx(0.2 * 0.01)  # jitter -1, 0, +1 percent: sample std 1 %
+    assert s.loc["g-k16[grad]", "mode"] == "grad"
+    assert s.loc["afa", "level"] == 64 and not s.loc["afa", "matched"]  # 50 is nearest 64, not within 10 %
+    one = summarize(_rows(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21, seeds=(0,)))
+    assert one["n"].eq(1).all() and one["nmse_std"].isna().all()
+
+
+def test_a_difference_counts_only_beyond_its_standard_error():
+    a = {"n": 3, "x_mean": 1.0, "x_std": 0.1}
+    assert outcome(a, {"n": 3, "x_mean": 1.2, "x_std": 0.1}, "x") == "better"  # 0.2 > 2 * 0.082
+    assert outcome(a, {"n": 3, "x_mean": 1.1, "x_std": 0.1}, "x") == "within noise"  # 0.1 < 2 * 0.082
+    assert outcome(a, {"n": 3, "x_mean": 0.7, "x_std": 0.1}, "x") == "worse"
+    assert outcome(a, {"n": 3, "x_mean": 0.7, "x_std": 0.1}, "x", lower_is_better=False) == "better"
+    assert outcome({"n": 1, "x_mean": 1.0, "x_std": math.nan}, {"n": 3, "x_mean": 1.01, "x_std": 0.5}, "x") == \
+        "better (one seed)"
+    assert verdict(["better", "better"]) == "reproduced"
+    assert verdict(["worse", "within noise"]) == "NOT reproduced"
+    assert verdict(["within noise"] * 3) == "not separable here"
+    assert verdict(["better", "worse"]) == verdict(["better", "within noise"]) == "mixed"
+    assert verdict([]) == "not testable here"
+    assert verdict(["better (one seed)"]) == "reproduced (one seed: no spread)"
+
+
+def test_claim_verdicts_follow_the_numbers_and_their_spread():
+    good = claims(summarize(_rows(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21)), d_in=32)
     assert _verdicts(good) == ["reproduced"] * 4
-    bad = claims(_metrics(dead_mc=0.5, kl_g=0.5, afa_l0=62, afa_nmse=0.5, dead_fc=0.5), d_in=32)
+    bad = claims(summarize(_rows(dead_mc=0.5, kl_g=0.5, afa_l0=62, afa_nmse=0.5, dead_fc=0.5)), d_in=32)
     assert _verdicts(bad) == ["NOT reproduced"] * 4
+    # g-SAE's KL 0.095 vs TopK's 0.1: beyond the spread of 0.001 per seed, inside one of 0.05
+    assert claims(summarize(_rows(0.0, 0.095, 60, 0.21, spread=0.001)), d_in=32)[2][1] == "reproduced"
+    assert claims(summarize(_rows(0.0, 0.095, 60, 0.21, spread=0.05)), d_in=32)[2][1] == "not separable here"
+    single = claims(summarize(_rows(0.0, 0.05, 60, 0.21, seeds=(0,))), d_in=32)
+    assert _verdicts(single) == ["reproduced (one seed: no spread)"] * 4
 
 
 def test_mutual_and_feature_choice_get_separate_verdicts():
-    out = claims(_metrics(dead_mc=0.5, kl_g=0.05, afa_l0=60, afa_nmse=0.21, dead_fc=0.0), d_in=32)
+    out = claims(summarize(_rows(dead_mc=0.5, kl_g=0.05, afa_l0=60, afa_nmse=0.21, dead_fc=0.0)), d_in=32)
     assert out[0][0].startswith("Mutual Choice") and out[0][1] == "NOT reproduced"
     assert out[1][0].startswith("Feature Choice") and out[1][1] == "reproduced"
     assert "fc-k16" in out[1][2] and "mc-k16" not in out[1][2]
+    only_topk = summarize(_rows(0.0, 0.05, 60, 0.21).query("variant == 'topk'"))
+    assert claims(only_topk, d_in=32) == []  # no claim about variants the job did not train
 
 
 def test_dead_is_the_training_window_where_known_else_rare():
-    m = _metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21)  # eval: mc never-fired 0 < topk 0.1
-    rare = claims(m, d_in=32)[0]
+    rows = _rows(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21)  # eval: mc never-fired 0 < topk 0.1
+    rare = claims(summarize(rows), d_in=32)[0]
     assert "rare" in rare[0] and "dead" not in rare[0] and rare[1] == "reproduced"
-    window = {n: (0.0, 1_000_000) for n in m.index}  # in training nothing is dead, topk included
-    dead = claims(m, dead=window, d_in=32)[0]
+    rows["train_dead"] = 0.0  # in training nothing is dead, topk included
+    dead = claims(summarize(rows), d_in=32, dead_window=1_000_000)[0]
     assert "fewer dead latents" in dead[0] and "1,000,000 training tokens" in dead[0]
     assert dead[1] == "not testable here"  # topk has none to reduce
-    window["topk-k16"] = window["topk-k64"] = (0.2, 1_000_000)
-    window["mc-k16"] = (0.3, 1_000_000)
-    assert claims(m, dead=window, d_in=32)[0][1] == "NOT reproduced"
+    rows.loc[rows["variant"] == "topk", "train_dead"] = 0.2
+    rows.loc[rows["group"] == "mc-k16", "train_dead"] = [0.3, 0.31, 0.29]
+    rows.loc[rows["group"] == "mc-k64", "train_dead"] = [0.2, 0.21, 0.19]
+    out = claims(summarize(rows), d_in=32, dead_window=1_000_000)[0]
+    assert out[1] == "NOT reproduced"  # worse at k=16, within noise at k=64
+    assert "k=16: mc-k16 0.3 ± 0.01 vs topk-k16 0.2 ± " in out[2] and out[2].split(";")[0].endswith(": worse")
 
 
-def test_top_afa_high_l0_claim_needs_l0_above_d():
-    m = _metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21)
-    below = claims(m, d_in=128)[3]  # L0 60 is the largest level tested but not above d
+def test_top_afa_is_compared_with_topk_interpolated_at_its_own_l0_above_d():
+    s = summarize(_rows(dead_mc=0.0, kl_g=0.05, afa_l0=32, afa_nmse=0.21))
+    below = claims(s, d_in=128)[3]  # L0 32 is not above d = 128
     assert below[1] == "not testable here" and "L0 <= d_in = 128" in below[2]
-    assert claims(m)[3][1] == "not testable here"  # d unknown
-    assert claims(m, d_in=32)[3][1] == "reproduced"
-    low = claims(_metrics(dead_mc=0.0, kl_g=0.05, afa_l0=15, afa_nmse=0.5), d_in=8)[3]
-    assert low[1] == "NOT reproduced"  # above d (8), at the low level: worse than topk
+    assert claims(s)[3][1] == "not testable here"  # d unknown
+    ok = claims(s, d_in=16)[3]  # TopK's NMSE at L0 32 is 0.2 (flat curve): 0.21 = 1.05 x
+    assert ok[1] == "reproduced" and "= 1.05" in ok[2]
+    far = claims(summarize(_rows(0.0, 0.05, 200, 0.21)), d_in=16)[3]
+    assert far[1] == "not testable here" and "outside TopK's L0 range" in far[2]
+    worse = claims(summarize(_rows(0.0, 0.05, 32, 0.5)), d_in=16)[3]
+    assert worse[1] == "NOT reproduced"
+
+
+def test_convergence_is_the_fitted_change_over_the_last_fifth():
+    flat = [{"step": s, "nmse": 0.3} for s in range(0, 100, 2)]
+    assert convergence(flat) == pytest.approx(0.0)
+    falling = [{"step": s, "nmse": 1.0 - 0.002 * s} for s in range(0, 101, 2)]  # last fifth: 0.84 -> 0.8
+    assert convergence(falling) == pytest.approx(-0.04 / 0.82)
+    assert math.isnan(convergence(falling[:2]))
 
 
 def test_top_afa_k_distribution_from_the_per_token_counts():
-    import torch
-
-    from interp.sae.report import k_distribution, k_sentence
-
-    m = _metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21)
+    m = pd.DataFrame([dict(variant="top_afa", k=32), dict(variant="topk", k=16)], index=["afa", "topk-k16"])
     k_T = torch.tensor([1] * 30 + [2] * 20 + [5] * 40 + [300] * 10)  # 100 tokens
     dist = k_distribution(m, {"afa": k_T, "topk-k16": torch.full((100,), 16)})
     assert list(dist.index) == ["afa"]  # only the variant that picks its own L0
@@ -81,21 +131,3 @@ def test_top_afa_k_distribution_from_the_per_token_counts():
     only = k_distribution(m).loc["afa"]
     assert (only["p10"], only["p50"], only["p90"]) == (1.0, 4.0, 9.0) and only.isna()[["max", "frac_k1"]].all()
     assert "not recorded" in k_sentence("afa", only)
-
-
-def test_results_markdown_states_the_k_distribution():
-    import types
-
-    import torch
-
-    from interp.sae.report import results_markdown
-
-    m = _metrics(dead_mc=0.0, kl_g=0.05, afa_l0=60, afa_nmse=0.21).assign(eval_tokens=100, ce_recovered=0.9,
-                                                                        eps_lbo_median=0.01)
-    cfg = types.SimpleNamespace(model="zoo-dense", hook="blocks.2.hook_resid_pre",
-                                train=types.SimpleNamespace(batch_size=8), sae_names=lambda: [])
-    training = types.SimpleNamespace(saes=[], stats=[], tokens=800, steps=100)
-    text = results_markdown(m, cfg, training, l0={"afa": torch.tensor([1] * 25 + [7] * 75)})
-    assert "## Per-token k of the variants that choose their own L0 (top-AFA)" in text
-    assert "afa: median k 7, 80 % of tokens between 1 and 7, at most 7; 25.0% of tokens get a single latent" in text
-    assert "not recorded" in results_markdown(m, cfg, training)
