@@ -308,6 +308,28 @@ def text_activations(sae: SparseAutoencoder, model, text: str, hook: str) -> Tex
     return TextActivations(token_ids, token_strings(model, token_ids), acts_TN)
 
 
+def contrast_latents(sae: SparseAutoencoder, model, texts: list[str], baseline: list[str], hook: str,
+                     k: int = 10) -> pd.DataFrame:
+    """The `k` latents whose mean activation per token (BOS excluded) is most above on `texts`
+    than on `baseline` (e.g. refusal replies vs compliance replies to similar requests): columns
+    `latent`, `mean`, `baseline_mean`, `difference`, `fraction` (of `texts`' tokens it fired on),
+    `baseline_fraction`. A latent that fires on everything scores near 0, unlike a total."""
+    for name, group in (("texts", texts), ("baseline", baseline)):
+        if isinstance(group, str) or not group:
+            raise ValueError(f"{name}={group!r} is not allowed: a non-empty list of texts")
+
+    def pooled(group: list[str]) -> torch.Tensor:
+        return torch.cat([text_activations(sae, model, t, hook).acts[1:] for t in group])
+
+    a_TN, b_TN = pooled(texts), pooled(baseline)
+    diff_N = a_TN.mean(0) - b_TN.mean(0)
+    vals, ids = diff_N.topk(min(k, len(diff_N)))
+    return pd.DataFrame({"latent": ids.numpy(), "mean": a_TN.mean(0)[ids].numpy(),
+                         "baseline_mean": b_TN.mean(0)[ids].numpy(), "difference": vals.numpy(),
+                         "fraction": (a_TN[:, ids] > 0).float().mean(0).numpy(),
+                         "baseline_fraction": (b_TN[:, ids] > 0).float().mean(0).numpy()})
+
+
 def search_by_token(index: StoreIndex, token_id: int, k: int = 10) -> pd.DataFrame:
     """Latents that fire most on occurrences of `token_id` in the indexed store tokens: columns
     `latent`, `mean_activation` (over all occurrences, 0 where it did not fire), `fraction`

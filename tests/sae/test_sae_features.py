@@ -158,3 +158,25 @@ def test_text_activations_encode_the_hooked_residual(zoo_sae, zoo_dense):
         features.text_activations(zoo_sae, zoo_dense, text, "blocks.9.nope")
     with pytest.raises(ValueError, match="text=''"):
         features.text_activations(zoo_sae, zoo_dense, "", hook)
+
+
+def test_contrast_latents_rank_by_mean_activation_above_the_baseline(zoo_sae, zoo_dense):
+    from interp.tasks import refusal
+
+    hook = "blocks.2.hook_resid_pre"
+    harmful = [p.text for p in refusal.generate(6, "harmful", "heldout")]
+    benign = [p.text for p in refusal.generate(6, "benign", "heldout")]
+    out = features.contrast_latents(zoo_sae, zoo_dense, harmful, benign, hook, k=4)
+
+    def pooled(texts):  # brute force: every token but BOS of every text
+        return torch.cat([features.text_activations(zoo_sae, zoo_dense, t, hook).acts[1:] for t in texts])
+
+    a, b = pooled(harmful), pooled(benign)
+    expected = (a.mean(0) - b.mean(0)).topk(4)
+    assert out["latent"].tolist() == expected.indices.tolist()
+    assert out["difference"].to_numpy() == pytest.approx(expected.values.numpy(), rel=1e-5)
+    top = int(out["latent"][0])
+    assert out["fraction"][0] == pytest.approx(float((a[:, top] > 0).float().mean()))
+    assert out["baseline_fraction"][0] == pytest.approx(float((b[:, top] > 0).float().mean()))
+    with pytest.raises(ValueError, match="baseline='x' is not allowed: a non-empty list of texts"):
+        features.contrast_latents(zoo_sae, zoo_dense, harmful, "x", hook)
