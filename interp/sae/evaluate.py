@@ -8,7 +8,9 @@ AFA's eps_LBO (mean, median) for every SAE. Each SAE is evaluated in every infer
 its variant (`Variant.inference_modes`): the first under its own row name, the others as
 "name[mode]", each encoded by `Variant.encode_mode` (the gradient SAE's `grad` mode, with dL/dx
 computed like the activation store does: summed next-token cross-entropy; Mutual/Feature
-Choice's `batch` mode, their training rule applied to each eval batch).
+Choice's `batch` mode, their training rule applied to each eval batch). A row of a mode other
+than the first also has selection_change: the fraction of its firings (token, latent) that the
+first mode's code does not make (how much the gradient, or the batch rule, changes the choice).
 
 Everything runs on the model's device: the SAEs are moved there (`device=None`, the
 convention of `interp.devices`) or model and SAEs both go to `device`. Sums are accumulated
@@ -74,6 +76,7 @@ class _Accumulator:
         self.sq_err, self.ce, self.kl, self.skip_sq_err = (torch.zeros((), dtype=torch.float64, device=device)
                                                           for _ in range(4))
         self.fired = torch.zeros(n_latents, dtype=torch.int64, device=device)
+        self.changed, self.selected = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(2))
         self.l0: list[torch.Tensor] = []
         self.x_norm: list[torch.Tensor] = []
         self.f_norm: list[torch.Tensor] = []
@@ -121,6 +124,14 @@ def _row_update(acc: _Accumulator, sae: SparseAutoencoder, mode: InferenceMode, 
     y_hat_TD = sae.decode(code, x_TD)
     acc.sq_err += (y_TD - y_hat_TD).pow(2).sum().double()  # fp32 per batch, fp64 across batches
     rows, cols, values = code_entries(code)
+    plain = sae.variant.inference_modes[0]
+    if mode != plain:  # which of this mode's firings the variant's plain inference would not make
+        p_rows, p_cols, p_values = code_entries(sae.variant.encode_mode(sae, sae.to_sae_space(x_TD)[0], None, plain))
+        plain_TN = torch.zeros(x_TD.shape[0], sae.cfg.n_latents, dtype=torch.bool, device=x_TD.device)
+        plain_TN[p_rows[p_values > 0], p_cols[p_values > 0]] = True
+        fired = values > 0
+        acc.changed += (~plain_TN[rows[fired], cols[fired]]).sum()
+        acc.selected += fired.sum()
     acc.fired.index_add_(0, cols, (values > 0).long())
     acc.l0.append(l0_per_token(code))
     f2 = x_TD.new_zeros(x_TD.shape[0], dtype=torch.float32).index_add_(
@@ -192,6 +203,7 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
     records, densities, l0s, zfs = [], {}, {}, {}
     for name, (sae, mode) in rows.items():
         acc = accs[name]
+        i = sae.variant.inference_modes.index(mode)
         l0 = _host(torch.cat(acc.l0))
         density = _host(acc.fired.double()) / count
         zf = afa.zf_data(_host(torch.cat(acc.x_norm)).unsqueeze(1), _host(torch.cat(acc.f_norm)), sae.cfg.n_latents)
@@ -204,7 +216,9 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
             "mode": mode.name,
             "nmse": _value(acc.sq_err) / total_var, "l0": float(l0d.mean()),
             "l0_p10": float(l0d.quantile(0.1)), "l0_p50": float(l0d.median()),
-            "l0_p90": float(l0d.quantile(0.9)),
+            "l0_p90": float(l0d.quantile(0.9)), "l0_max": float(l0d.max()),
+            "l0_frac_k1": float((l0d == 1).double().mean()),
+            "selection_change": _value(acc.changed) / max(_value(acc.selected), 1) if i > 0 else float("nan"),
             "dead_fraction": float((density == 0).double().mean()),
             "dense_fraction": float((density > dense_threshold).double().mean()),
             "ce_clean": ce_clean, "ce_sae": ce_sae, "ce_zero": ce_zero,

@@ -342,6 +342,14 @@ def _history_before(run_dir: Path, previous: dict | None) -> list[dict]:
             for h in json.loads(path.read_text()).get("history", [])]
 
 
+def _train_dead(sae, stats, tokens: int) -> dict | None:
+    """The fraction of latents with no firing in the last `dead_tokens` training tokens, with
+    that window (None: fewer tokens were trained than the window)."""
+    if tokens < sae.cfg.dead_tokens:
+        return None
+    return {"fraction": float(stats.dead_mask(sae.cfg.dead_tokens).float().mean()), "window_tokens": sae.cfg.dead_tokens}
+
+
 def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, details: EvalDetails,
                    history: list[dict], hook: str, target_hook: str | None) -> None:
     names = cfg.sae_names()
@@ -353,7 +361,9 @@ def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, d
         write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
         training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path),
                     "store_fingerprint": checkpoint.store_fingerprint(store.path), "threads": torch.get_num_threads(),
-                    "steps": result.steps, "tokens": result.tokens, "history": [h for h in history if h["sae"] == i]}
+                    "steps": result.steps, "tokens": result.tokens,
+                    "train_dead": _train_dead(sae, result.stats[i], result.tokens),
+                    "history": [h for h in history if h["sae"] == i]}
         write_bytes(out / "training.json", (json.dumps(training, indent=1) + "\n").encode())
         write_bytes(out / "feature_densities.safetensors",
                      save_safetensors({"density": details.densities[name].float().contiguous(),

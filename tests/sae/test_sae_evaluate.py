@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from interp.sae.config import SAEConfig
@@ -29,3 +30,28 @@ def test_perfect_reconstruction_recovers_all_ce_and_a_poor_one_less(tiny_model, 
     assert details.densities["poor"].shape == (64,) and details.l0["exact"].shape == (8 * 32,)
     assert abs(float(details.densities["poor"].sum()) - m.loc["poor", "l0"]) < 1e-9  # densities sum to L0
     assert float(details.zf["exact"].eps_lbo.median()) < 1e-6  # orthonormal atoms, exact: ||f|| = ||x||
+
+
+def test_selection_change_is_the_share_of_firings_the_plain_code_does_not_make(tiny_model, tiny_tokens):
+    def gsae(beta):
+        return SparseAutoencoder(SAEConfig(d_in=32, n_latents=64, k=4, variant="gradient", seed=0,
+                                           params={"beta": beta, "grad_norm": "batch_rms"}))
+
+    m = evaluate_details({"b0": gsae(0.0), "b30": gsae(30.0), "topk": _exact_sae()}, tiny_model, tiny_tokens[:8],
+                         HOOK).metrics
+    assert m.loc["b0[grad]", "selection_change"] == 0.0  # no bonus: the gradient mode is TopK
+    assert 0 < m.loc["b30[grad]", "selection_change"] <= 1
+    assert m[["selection_change"]].loc[["b0", "b30", "topk"]].isna().all().all()  # first modes: nothing to compare
+
+    # by hand on the same tokens: the grad code's firings outside the plain code's
+    from interp.sae.evaluate import _clean_pass
+    from interp.sae.module import code_entries
+
+    sae = gsae(30.0)
+    _, x, _, g = _clean_pass(tiny_model, tiny_tokens[:8], HOOK, None, True)
+    grad = code_entries(sae.variant.encode_mode(sae, *sae.to_sae_space(x, g), sae.variant.inference_modes[1]))
+    plain = code_entries(sae.variant.encode_mode(sae, sae.to_sae_space(x)[0], None, sae.variant.inference_modes[0]))
+    fired_plain = {(int(r), int(c)) for r, c, v in zip(*plain) if v > 0}
+    fired_grad = [(int(r), int(c)) for r, c, v in zip(*grad) if v > 0]
+    expected = sum(pair not in fired_plain for pair in fired_grad) / len(fired_grad)
+    assert m.loc["b30[grad]", "selection_change"] == pytest.approx(expected)
