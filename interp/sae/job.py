@@ -413,13 +413,10 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_sets, resume, progress)
     if not cfg.layers:
         result = parts[""]
-        if cfg.report:
-            from interp.sae.report import results_markdown
+        if cfg.report:  # from what the run directory now holds: `report.write_report` reruns it alone
+            from interp.sae.report import write_report
 
-            report = Path(cfg.report)
-            write_bytes(report, results_markdown(result.metrics, cfg, result.training, l0=result.details.l0,
-                                                 figures=report.with_name(f"{report.stem}-pareto"),
-                                                 command=command).encode())
+            write_report(result.run_dir, cfg.report, command)
         return result
     metrics = pd.concat([r.metrics.rename(index=lambda name, sub=sub: sub if name == "sae" else f"{sub}/{name}")
                          .assign(layer=layer) for (sub, r), layer in zip(parts.items(), cfg.layers)])

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from interp import markdown
 from interp.sae.registry import get_variant
 
+if TYPE_CHECKING:
+    from interp.sae.job import JobConfig
+
 MEASURES = ("l0", "nmse", "dead_fraction", "train_dead", "ce_recovered", "ce_delta", "kl", "eps_lbo_median",
-            "task_nmse", "task_ce_recovered", "task_kl")
+            "selection_change", "task_nmse", "task_ce_recovered", "task_kl")
 """Metric columns averaged over a group's seeds (those present)."""
-SHOWN = ("l0", "nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "task_nmse", "task_ce_recovered")
+SHOWN = ("l0", "nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "selection_change", "task_nmse",
+         "task_ce_recovered")
 L0_TOLERANCE = 0.10
 SIGMAS = 2.0
 """A difference counts when it exceeds SIGMAS standard errors of the difference of means."""
@@ -113,7 +118,10 @@ def verdict(outcomes: list[str]) -> str:
 
 
 def _show(row, measure: str) -> str:
+    """mean ± std, the mean alone for one seed, "-" where the row has no value."""
     mean, std = float(row[f"{measure}_mean"]), float(row[f"{measure}_std"])
+    if math.isnan(mean):
+        return "-"
     return f"{mean:.4g}" if math.isnan(std) else f"{mean:.4g} ± {std:.2g}"
 
 
@@ -246,24 +254,16 @@ def convergence_table(members, history: list[dict]) -> pd.DataFrame:
 
 
 # --- top-AFA's own k ------------------------------------------------------------------------------
-K_QUANTILES = (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
+K_COLUMNS = {"p10": "l0_p10", "p50": "l0_p50", "p90": "l0_p90", "max": "l0_max", "frac_k1": "l0_frac_k1"}
 
 
-def k_distribution(metrics: pd.DataFrame, l0: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
+def k_distribution(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per-token k (active latents) of the rows whose variant picks its own L0 (top-AFA), one
     row each, indexed by row name: p10, p50, p90, max and frac_k1 (fraction of tokens with
-    k = 1). From `l0` (per-token counts by row name, `EvalDetails.l0`) where it has the row;
-    else the quantiles from the metrics' l0_p* columns and max / frac_k1 NaN (not recorded)."""
-    out = {}
-    for name, r in metrics[[not _fixed_k(v) for v in metrics["variant"]]].iterrows():
-        if l0 is not None and name in l0:
-            k_T = l0[name].double()
-            out[name] = {**{q: float(k_T.quantile(p)) for q, p in K_QUANTILES}, "max": float(k_T.max()),
-                         "frac_k1": float((k_T == 1).double().mean())}
-        else:
-            out[name] = {**{q: float(r.get(f"l0_{q}", float("nan"))) for q, _ in K_QUANTILES},
-                         "max": float("nan"), "frac_k1": float("nan")}
-    return pd.DataFrame.from_dict(out, orient="index", columns=[q for q, _ in K_QUANTILES] + ["max", "frac_k1"])
+    k = 1), from the metrics' l0_* columns (NaN where a column is missing: not recorded)."""
+    own = metrics[[not _fixed_k(v) for v in metrics["variant"]]]
+    return pd.DataFrame({q: own[c].astype(float) if c in own else float("nan") for q, c in K_COLUMNS.items()},
+                        index=own.index)
 
 
 def k_sentence(name: str, row) -> str:
@@ -274,15 +274,59 @@ def k_sentence(name: str, row) -> str:
     return text + f", at most {row['max']:g}; {row['frac_k1']:.1%} of tokens get a single latent (k = 1)."
 
 
-def training_dead(cfg, training) -> dict[str, tuple[float, int]]:
-    """Each SAE's training-window dead fraction (no firing in its last `dead_tokens` training
-    tokens; the window counts only when at least that many tokens were trained) and the window,
-    by SAE name (`cfg`: the JobConfig, `training`: its SAETrainResult)."""
-    out = {}
-    for name, sae, stats in zip(cfg.sae_names(), training.saes, training.stats):
-        if training.tokens >= sae.cfg.dead_tokens:
-            out[name] = (float(stats.dead_mask(sae.cfg.dead_tokens).float().mean()), sae.cfg.dead_tokens)
-    return out
+@dataclass(frozen=True)
+class RunRecord:
+    """What the report reads of a finished job, as its run directory holds it (`read_run`)."""
+
+    cfg: "JobConfig"
+    metrics: pd.DataFrame
+    """Every SAE's rows (all inference modes), indexed by row name (<name> or <name>[<mode>])."""
+    history: list[dict]
+    """Logged training steps of every SAE, "sae" being its index in `cfg.members()`."""
+    dead: dict[str, tuple[float, int]]
+    """Training-window dead fraction and window (tokens) by SAE name, where it was measured."""
+    steps: int
+    tokens: int
+    d_in: int
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """A job's run directory (`interp train-sae`'s <out_dir>/<run>/, one SAE or a sweep of
+    <name>/ subdirectories) as the report reads it: each SAE's metrics.json, training.json and
+    cfg.json."""
+    import json
+
+    from interp.config import from_dict
+    from interp.sae.job import JobConfig
+
+    run_dir = Path(run_dir)
+    first = next(iter(sorted(run_dir.glob("*/training.json"))), run_dir / "training.json")
+    if not first.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no training.json: not a run directory of interp train-sae")
+    cfg = from_dict(JobConfig, json.loads(first.read_text())["job"], str(first))
+    names = cfg.sae_names()
+    frames, history, dead = [], [], {}
+    for i, name in enumerate(names):
+        d = run_dir if len(names) == 1 else run_dir / name
+        training = json.loads((d / "training.json").read_text())
+        frames.append(pd.DataFrame(json.loads((d / "metrics.json").read_text())).set_index("sae"))
+        history += [{**h, "sae": i} for h in training["history"]]
+        if training.get("train_dead"):
+            dead[name] = (training["train_dead"]["fraction"], training["train_dead"]["window_tokens"])
+    d_in = json.loads(((run_dir if len(names) == 1 else run_dir / names[0]) / "cfg.json").read_text())["d_in"]
+    return RunRecord(cfg, pd.concat(frames), history, dead, training["steps"], training["tokens"], d_in)
+
+
+def write_report(run_dir: str | Path, path: str | Path, command: str | None = None) -> Path:
+    """Write the comparison of the run in `run_dir` to `path` (Markdown) with its Pareto plots
+    beside it (<stem>-pareto.png and .html); `command`: the command line that ran the job,
+    stated above the tables. Rerunnable on a finished run without training again."""
+    from interp.atomic import write_bytes
+
+    path = Path(path)
+    text = results_markdown(read_run(run_dir), figures=path.with_name(f"{path.stem}-pareto"), command=command)
+    write_bytes(path, text.encode())
+    return path
 
 
 # --- Pareto plots -------------------------------------------------------------------------------
@@ -352,25 +396,21 @@ def pareto_html(summary: pd.DataFrame, path: Path) -> None:
 
 
 # --- the report ---------------------------------------------------------------------------------
-def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.Tensor] | None = None,
-                     figures: Path | None = None, command: str | None = None) -> str:
-    """RESULTS.md text for a comparison job (`cfg`: its JobConfig, `training`: its
-    SAETrainResult, `l0`: per-token active latents by row name, `EvalDetails.l0`, for
-    top-AFA's k distribution). `figures`: the path stem of the Pareto plots (<stem>.png and
-    <stem>.html are written, and linked relative to the report's directory, its parent); None:
-    no plots. `command`: the command line that ran the job."""
+def results_markdown(run: RunRecord, figures: Path | None = None, command: str | None = None) -> str:
+    """RESULTS.md text for a comparison job (`run`: `read_run` of its directory). `figures`: the
+    path stem of the Pareto plots (<stem>.png and <stem>.html are written beside the report and
+    linked by name); None: no plots. `command`: the command line that ran the job."""
+    cfg = run.cfg
     members = cfg.members()
-    dead = training_dead(cfg, training)
-    rows = member_columns(metrics, members, dead)
+    rows = member_columns(run.metrics, members, run.dead)
     s = summarize(rows)
-    d_in = training.saes[0].cfg.d_in if training.saes else None
-    window = max((t for _, t in dead.values()), default=None)
+    window = max((t for _, t in run.dead.values()), default=None)
     seeds = sorted(set(s["n"]))
     n_eval = f"{int(rows['eval_tokens'].iloc[0]):,} tokens" if "eval_tokens" in rows else "the eval tokens"
     held_out = "task_nmse" in rows  # the job's own held-out sets (else the caller's tokens)
     lines = ["# Do the papers' claims hold on the zoo?", "",
              f"Model `{cfg.model}`, hook `{cfg.hook}`; {len(members)} SAEs trained in one sweep on the same cached "
-             f"activations, {training.tokens:,} training tokens each ({training.steps} steps of "
+             f"activations, {run.tokens:,} training tokens each ({run.steps} steps of "
              f"{cfg.train.batch_size}, one data order); seeds per row (weight initialisation): "
              f"{', '.join(map(str, seeds))}. Evaluated on "
              + (f"{n_eval} of held-out prose (documents and 32-token windows the training corpus does not have); "
@@ -380,11 +420,12 @@ def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.T
     lines += ["Metrics (mean ± std over seeds): nmse = FVU; ce_recovered with the reconstruction spliced in; kl "
               "(nats/token); train_dead = latents with no firing in the last dead_tokens training tokens at the "
               "end of training; dead_fraction = latents that never fired on the eval set (rare, not "
-              "necessarily dead). Mutual/Feature Choice are evaluated with their threshold (JumpReLU) inference, "
-              "calibrated after training to L0 = k on a training sample, and as [batch] rows with their training "
-              "rule applied to each eval batch; g-SAE also as [grad] rows (gradient-aware selection). A "
-              f"difference between two rows counts when it exceeds {SIGMAS:g} standard errors of the difference "
-              "of their means.", ""]
+              "necessarily dead); selection_change = the share of a [mode] row's firings that the plain row's "
+              "code does not make. Mutual/Feature Choice are evaluated with their threshold (JumpReLU) "
+              "inference, calibrated after training to L0 = k on a training sample, and as [batch] rows with "
+              "their training rule applied to each eval batch; g-SAE also as [grad] rows (gradient-aware "
+              f"selection). A difference between two rows counts when it exceeds {SIGMAS:g} standard errors of "
+              "the difference of their means.", ""]
     if figures is not None:
         pareto_png(s, figures.with_suffix(".png"))
         png, html = figures.with_suffix(".png").name, figures.with_suffix(".html").name
@@ -394,8 +435,8 @@ def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.T
         except ImportError:
             link = " (the interactive version needs plotly: pip install 'interp[notebooks]')"
         lines += [f"![NMSE, CE recovered and dead fraction against L0]({png}){link}", ""]
-    if training.history:
-        conv = convergence_table(members, training.history)
+    if run.history:
+        conv = convergence_table(members, run.history)
         n_flat, n_all = int(conv["flat"].sum()), int(conv["saes"].sum())
         lines += ["## Training length", "",
                   f"{n_flat} of {n_all} SAEs are flat over the last {CONVERGENCE_WINDOW:.0%} of training (a "
@@ -410,17 +451,17 @@ def results_markdown(metrics: pd.DataFrame, cfg, training, l0: dict[str, torch.T
                               **{c: [_show(r, c) for _, r in part.iterrows()] for c in shown},
                               "L0 matched": part["matched"]})
         lines += [f"## Sparsity level k = {lv}", "", markdown.table(table), ""]
-    dist = k_distribution(rows.set_index(rows.index), l0)
+    dist = k_distribution(rows)
     if len(dist):
         dist = dist.assign(group=rows.loc[dist.index, "group"]).groupby("group", sort=False).mean()
         lines += ["## Per-token k of the variants that choose their own L0 (top-AFA), mean over seeds", "",
                   markdown.table(dist.reset_index(), "{:.4g}", nan="not recorded"), "",
                   *[k_sentence(name, r) for name, r in dist.iterrows()], ""]
     lines += ["## Claims", "", "| claim | verdict | evidence |", "|---|---|---|"]
-    lines += [f"| {c} | {v} | {e} |" for c, v, e in claims(s, d_in, window)]
+    lines += [f"| {c} | {v} | {e} |" for c, v, e in claims(s, run.d_in, window)]
     unmatched = s[~s["matched"]].index.tolist()
     lines += ["", f"Rows whose mean L0 is not within {L0_TOLERANCE:.0%} of their level: "
               + (", ".join(unmatched) if unmatched else "none") + ".",
-              f"These verdicts are about this zoo model (d_in = {d_in}) and this training length, not the papers' "
-              "settings.", ""]
+              f"These verdicts are about this zoo model (d_in = {run.d_in}) and this training length, not the "
+              "papers' settings.", ""]
     return "\n".join(lines)

@@ -27,6 +27,8 @@ def test_perfect_reconstruction_recovers_all_ce_and_a_poor_one_less(tiny_model, 
     assert m.loc["poor", "nmse"] > 0.5 and m.loc["poor", "ce_recovered"] < m.loc["exact", "ce_recovered"]
     assert set(m.index) == {"exact", "poor", "poor[grad]"}  # g-SAE evaluated in both modes
     assert m.loc["poor", "l0"] <= 1 and m.loc["poor", "eval_tokens"] == 8 * 32
+    per_token = details.l0["exact"].double()
+    assert m.loc["exact", "l0_max"] == per_token.max() and m.loc["exact", "l0_frac_k1"] == (per_token == 1).double().mean()
     assert details.densities["poor"].shape == (64,) and details.l0["exact"].shape == (8 * 32,)
     assert abs(float(details.densities["poor"].sum()) - m.loc["poor", "l0"]) < 1e-9  # densities sum to L0
     assert float(details.zf["exact"].eps_lbo.median()) < 1e-6  # orthonormal atoms, exact: ||f|| = ||x||

@@ -2,7 +2,6 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 
 from interp.sae.report import claims, convergence, k_distribution, k_sentence, outcome, summarize, verdict
 
@@ -115,19 +114,16 @@ def test_convergence_is_the_fitted_change_over_the_last_fifth():
     assert math.isnan(convergence(falling[:2]))
 
 
-def test_top_afa_k_distribution_from_the_per_token_counts():
-    m = pd.DataFrame([dict(variant="top_afa", k=32), dict(variant="topk", k=16)], index=["afa", "topk-k16"])
-    k_T = torch.tensor([1] * 30 + [2] * 20 + [5] * 40 + [300] * 10)  # 100 tokens
-    dist = k_distribution(m, {"afa": k_T, "topk-k16": torch.full((100,), 16)})
+def test_top_afa_k_distribution_from_the_evaluation_columns():
+    m = pd.DataFrame([dict(variant="top_afa", k=32, l0_p10=1.0, l0_p50=3.5, l0_p90=34.5, l0_max=300.0, l0_frac_k1=0.3),
+                      dict(variant="topk", k=16, l0_p10=16.0, l0_p50=16.0, l0_p90=16.0, l0_max=16.0, l0_frac_k1=0.0)],
+                     index=["afa", "topk-k16"])
+    dist = k_distribution(m)
     assert list(dist.index) == ["afa"]  # only the variant that picks its own L0
     row = dist.loc["afa"]
-    # linear interpolation between order statistics, as evaluation's l0_p* columns
-    assert [row["p10"], row["p50"], row["p90"], row["max"]] == pytest.approx([1.0, 3.5, 34.5, 300.0])
-    assert row["frac_k1"] == 0.3
+    assert [row["p10"], row["p50"], row["p90"], row["max"], row["frac_k1"]] == [1.0, 3.5, 34.5, 300.0, 0.3]
     assert k_sentence("afa", row) == ("afa: median k 3.5, 80 % of tokens between 1 and 34.5, at most 300; "
                                       "30.0% of tokens get a single latent (k = 1).")
-    # without per-token data: the metrics' quantiles, the rest not recorded
-    m["l0_p10"], m["l0_p50"], m["l0_p90"] = 1.0, 4.0, 9.0
-    only = k_distribution(m).loc["afa"]
-    assert (only["p10"], only["p50"], only["p90"]) == (1.0, 4.0, 9.0) and only.isna()[["max", "frac_k1"]].all()
+    only = k_distribution(m.drop(columns=["l0_max", "l0_frac_k1"])).loc["afa"]  # metrics of an older run
+    assert (only["p10"], only["p50"], only["p90"]) == (1.0, 3.5, 34.5) and only.isna()[["max", "frac_k1"]].all()
     assert "not recorded" in k_sentence("afa", only)

@@ -72,3 +72,10 @@ def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_toke
     assert len(claims) == 1 and any(v in claims[0] for v in ("| reproduced |", "| NOT reproduced |",
                                                              "| not separable here |", "| mixed |",
                                                              "| not testable here |"))
+    # the report is read from the run directory: rerun alone, it is the same text
+    from interp.sae.report import write_report
+
+    again = write_report(result.run_dir, tmp_path / "again" / "RESULTS.md", command="interp train-sae --config sweep.toml")
+    assert again.read_text() == text and (tmp_path / "again" / "RESULTS-pareto.png").is_file()
+    with pytest.raises(FileNotFoundError, match="holds no training.json: not a run directory"):
+        write_report(tmp_path, tmp_path / "x.md")
