@@ -356,6 +356,7 @@ def pareto_png(summary: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     for ax, (measure, title) in zip(axes, PANELS):
         m = dead if measure == "dead" else measure
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # a sweep has more curves than the default 10 colours
         for label, c in _curves(summary):
             ax.errorbar(c["l0_mean"], c[f"{m}_mean"], xerr=c["l0_std"].fillna(0), yerr=c[f"{m}_std"].fillna(0),
                         marker="o", ms=4, capsize=2, label=label)
