@@ -59,6 +59,15 @@ def register(subparsers) -> None:
     x.add_argument("--out", required=True, help="directory to write the set into")
     x.set_defaults(func=_export_transcoders)
 
+    r = subparsers.add_parser("sae-report", help="write the comparison report of a finished train-sae run (mean ± "
+                              "std over seeds, Pareto plots, the papers' claims) without training again")
+    r.add_argument("run", help="the run directory (e.g. saes/compare)")
+    r.add_argument("--out", required=True, help="the Markdown file to write (its plots go beside it as "
+                   "<stem>-pareto.png and .html)")
+    r.add_argument("--command", help="the command line to state above the tables (default: the one that ran the "
+                   "job, as its training.json records it)")
+    r.set_defaults(func=_sae_report)
+
 
 def _variant_flag_fields() -> dict[type, list[str]]:
     """{variant config class: its fields that no earlier registered class declared}: one flag per name."""
@@ -107,6 +116,13 @@ def _train_sae(args) -> int:
         raise UserError(str(e)) from e
     print_table(result.metrics)
     print(f"wrote {result.run_dir}")
+    return 0
+
+
+def _sae_report(args) -> int:
+    from interp.sae.report import write_report
+
+    print(f"wrote {write_report(args.run, args.out, args.command)}")
     return 0
 
 

@@ -351,7 +351,7 @@ def _train_dead(sae, stats, tokens: int) -> dict | None:
 
 
 def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, details: EvalDetails,
-                   history: list[dict], hook: str, target_hook: str | None) -> None:
+                   history: list[dict], hook: str, target_hook: str | None, command: str | None = None) -> None:
     names = cfg.sae_names()
     for i, (name, sae) in enumerate(zip(names, result.saes)):
         out = stage if len(names) == 1 else stage / name
@@ -359,7 +359,7 @@ def _write_outputs(stage: Path, cfg: JobConfig, store, result: SAETrainResult, d
                     hook_name_out=target_hook)
         rows = details.metrics[details.metrics.index.str.fullmatch(rf"{re.escape(name)}(\[[^\]]+\])?")]
         write_bytes(out / "metrics.json", (rows.reset_index().to_json(orient="records", indent=1, double_precision=15) + "\n").encode())
-        training = {"job": cfg.to_json(), "sae": to_dict(sae.cfg), "store": str(store.path),
+        training = {"job": cfg.to_json(), "command": command, "sae": to_dict(sae.cfg), "store": str(store.path),
                     "store_fingerprint": checkpoint.store_fingerprint(store.path), "threads": torch.get_num_threads(),
                     "steps": result.steps, "tokens": result.tokens,
                     "train_dead": _train_dead(sae, result.stats[i], result.tokens),
@@ -410,13 +410,14 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
     parts = {}
     for hook, target, sub in cfg.pairs():
         run_dir = Path(cfg.out_dir) / cfg.run_name() / sub
-        parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_sets, resume, progress)
+        parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_sets, resume, progress,
+                                command)
     if not cfg.layers:
         result = parts[""]
         if cfg.report:  # from what the run directory now holds: `report.write_report` reruns it alone
             from interp.sae.report import write_report
 
-            write_report(result.run_dir, cfg.report, command)
+            write_report(result.run_dir, cfg.report)
         return result
     metrics = pd.concat([r.metrics.rename(index=lambda name, sub=sub: sub if name == "sae" else f"{sub}/{name}")
                          .assign(layer=layer) for (sub, r), layer in zip(parts.items(), cfg.layers)])
@@ -425,7 +426,8 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
 
 
 def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: str, target_hook: str | None,
-               run_dir: Path, eval_sets: dict[str, torch.Tensor], resume: bool, progress: bool) -> JobResult:
+               run_dir: Path, eval_sets: dict[str, torch.Tensor], resume: bool, progress: bool,
+               command: str | None = None) -> JobResult:
     """Train, evaluate and write the dictionaries of one (hook, target) pair into `run_dir`."""
     from interp.locks import hold_lock
 
@@ -450,7 +452,7 @@ def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: st
                                 progress=progress)
         rundir.clear_outputs(stage)
         history = _history(before, result.history)
-        _write_outputs(stage, cfg, store, result, details, history, hook, target_hook)
+        _write_outputs(stage, cfg, store, result, details, history, hook, target_hook, command)
         rundir.commit(stage, run_dir)
     return JobResult(run_dir, details.metrics, result, details)
 

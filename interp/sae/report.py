@@ -288,6 +288,8 @@ class RunRecord:
     steps: int
     tokens: int
     d_in: int
+    command: str | None = None
+    """The command line that ran the job (None: not recorded)."""
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
@@ -314,17 +316,20 @@ def read_run(run_dir: str | Path) -> RunRecord:
         if training.get("train_dead"):
             dead[name] = (training["train_dead"]["fraction"], training["train_dead"]["window_tokens"])
     d_in = json.loads(((run_dir if len(names) == 1 else run_dir / names[0]) / "cfg.json").read_text())["d_in"]
-    return RunRecord(cfg, pd.concat(frames), history, dead, training["steps"], training["tokens"], d_in)
+    return RunRecord(cfg, pd.concat(frames), history, dead, training["steps"], training["tokens"], d_in,
+                     training.get("command"))
 
 
 def write_report(run_dir: str | Path, path: str | Path, command: str | None = None) -> Path:
     """Write the comparison of the run in `run_dir` to `path` (Markdown) with its Pareto plots
-    beside it (<stem>-pareto.png and .html); `command`: the command line that ran the job,
-    stated above the tables. Rerunnable on a finished run without training again."""
+    beside it (<stem>-pareto.png and .html); `command`: the command line to state above the
+    tables (None: the one that ran the job, as its training.json records it). Rerunnable on a
+    finished run without training again."""
     from interp.atomic import write_bytes
 
     path = Path(path)
-    text = results_markdown(read_run(run_dir), figures=path.with_name(f"{path.stem}-pareto"), command=command)
+    run = read_run(run_dir)
+    text = results_markdown(run, figures=path.with_name(f"{path.stem}-pareto"), command=command or run.command)
     write_bytes(path, text.encode())
     return path
 

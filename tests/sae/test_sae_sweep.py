@@ -75,7 +75,11 @@ def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_toke
     # the report is read from the run directory: rerun alone, it is the same text
     from interp.sae.report import write_report
 
-    again = write_report(result.run_dir, tmp_path / "again" / "RESULTS.md", command="interp train-sae --config sweep.toml")
+    again = write_report(result.run_dir, tmp_path / "again" / "RESULTS.md")  # the command training.json records
     assert again.read_text() == text and (tmp_path / "again" / "RESULTS-pareto.png").is_file()
+    from interp.cli import main
+
+    assert main(["sae-report", str(result.run_dir), "--out", str(tmp_path / "cli.md"), "--command", "X"]) == 0
+    assert "```bash\nX\n```" in (tmp_path / "cli.md").read_text()
     with pytest.raises(FileNotFoundError, match="holds no training.json: not a run directory"):
         write_report(tmp_path, tmp_path / "x.md")
