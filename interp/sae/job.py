@@ -483,6 +483,12 @@ def evaluate_sets(saes, model, sets: dict[str, torch.Tensor], hook: str, **kwarg
 
 
 def with_overrides(cfg: JobConfig, *, sae: dict | None = None, train: dict | None = None, **top) -> JobConfig:
-    """`cfg` with top-level fields, SAE fields (applied to every SAE) and train fields replaced."""
+    """`cfg` with top-level fields, SAE fields (applied to every SAE) and train fields replaced;
+    an SAE field that a table sweeps is refused (the sweep would silently win)."""
+    for i, s in enumerate(cfg.saes):
+        swept = [key for key in (sae or {}) if key in (s.get("sweep") or {}) or f"params.{key}" in (s.get("sweep") or {})]
+        if swept:
+            raise ConfigError(f"the flag for {swept[0]!r} is not allowed here: JobConfig.saes[{i}] sweeps it "
+                              f"(sweep = {s['sweep']!r}); drop the flag or edit the recipe's sweep")
     saes = tuple({**s, **sae} for s in cfg.saes) if sae else cfg.saes
     return replace(cfg, saes=saes, train=replace(cfg.train, **(train or {})), **top)

@@ -42,6 +42,16 @@ def test_bad_sweeps_fail_naming_the_field(sweep, message):
         job.JobConfig(saes=({"variant": "topk", "sweep": sweep},))
 
 
+def test_a_flag_for_a_swept_field_is_refused():
+    cfg = job.JobConfig(saes=({"name": "afa", "variant": "top_afa", "sweep": {"params.k_max": [8, 16]}},
+                              {"name": "topk", "variant": "topk", "sweep": {"k": [8, 16]}}))
+    with pytest.raises(ConfigError, match=r"the flag for 'k' is not allowed here: JobConfig.saes\[1\] sweeps it"):
+        job.with_overrides(cfg, sae={"k": 32})
+    with pytest.raises(ConfigError, match=r"the flag for 'k_max' is not allowed here: JobConfig.saes\[0\]"):
+        job.with_overrides(cfg, sae={"k_max": 32})
+    assert [c.n_latents for c in job.with_overrides(cfg, sae={"n_latents": 256}).sae_configs(32)] == [256] * 4
+
+
 def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_tokens, tmp_path):
     cfg = job.JobConfig(model="tiny", hook="blocks.1.hook_resid_pre", cache_dir=str(tmp_path / "cache"),
                         out_dir=str(tmp_path / "saes"), run="sweep",
