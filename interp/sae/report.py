@@ -114,7 +114,9 @@ def verdict(outcomes: list[str]) -> str:
     better, worse = base.count("better"), base.count("worse")
     text = ("reproduced" if better == len(base) else "NOT reproduced" if worse and not better else
             "not separable here" if better == worse == 0 else "mixed")
-    return text + (" (one seed: no spread)" if any("one seed" in o for o in outcomes) else "")
+    single = sum("one seed" in o for o in outcomes)
+    return text + ("" if not single else " (one seed: no spread)" if single == len(outcomes) else
+                   f" ({single} of {len(outcomes)} rows one seed)")
 
 
 def _show(row, measure: str) -> str:
@@ -181,6 +183,15 @@ def interpolate(curve: pd.DataFrame, l0: float, measure: str) -> tuple[float, fl
     mean = float(np.interp(math.log(l0), x, c[f"{measure}_mean"].to_numpy(float)))
     std = float(np.interp(math.log(l0), x, c[f"{measure}_std"].to_numpy(float)))
     return mean, std
+
+
+def _vs_topk(row, topk: pd.DataFrame) -> str:
+    """A row's NMSE over TopK's interpolated at the row's mean L0 (on the TopK curve: below 1
+    is better at equal L0); "-" outside the curve's L0 range or for TopK itself."""
+    if row["variant"] == "topk" or not len(topk):
+        return "-"
+    at = interpolate(topk, float(row["l0_mean"]), "nmse")
+    return "-" if at is None else f"{float(row['nmse_mean']) / at[0]:.3f}"
 
 
 def _afa_claim(s: pd.DataFrame, d_in: int | None) -> tuple[str, str, str] | None:
@@ -337,6 +348,8 @@ def write_report(run_dir: str | Path, path: str | Path, command: str | None = No
 # --- Pareto plots -------------------------------------------------------------------------------
 PANELS = (("nmse", "NMSE (FVU), held-out prose"), ("ce_recovered", "CE recovered, held-out prose"),
           ("dead", "dead fraction"))
+DEAD_TITLES = {"train_dead": "dead: no firing in the last dead_tokens of training",
+               "dead_fraction": "rare: never fired on the eval set (none dead in training)"}
 
 
 def _curves(summary: pd.DataFrame):
@@ -346,8 +359,10 @@ def _curves(summary: pd.DataFrame):
 
 
 def _dead_measure(summary: pd.DataFrame) -> str:
-    return "train_dead" if "train_dead_mean" in summary and summary["train_dead_mean"].notna().all() \
-        else "dead_fraction"
+    """train_dead where every row has it and some row has dead latents; else the eval set's
+    never-fired (rare) fraction, which then says more."""
+    train = summary.get("train_dead_mean")
+    return "train_dead" if train is not None and train.notna().all() and (train > 0).any() else "dead_fraction"
 
 
 def pareto_png(summary: pd.DataFrame, path: Path) -> None:
@@ -366,8 +381,10 @@ def pareto_png(summary: pd.DataFrame, path: Path) -> None:
             ax.errorbar(c["l0_mean"], c[f"{m}_mean"], xerr=c["l0_std"].fillna(0), yerr=c[f"{m}_std"].fillna(0),
                         marker="o", ms=4, capsize=2, label=label)
         ax.set_xscale("log", base=2)
+        if measure == "nmse":
+            ax.set_yscale("log")
         ax.set_xlabel("L0 (mean active latents per token)")
-        ax.set_title(title if measure != "dead" else f"{title} ({m})")
+        ax.set_title(title if measure != "dead" else DEAD_TITLES[m])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -386,7 +403,7 @@ def pareto_html(summary: pd.DataFrame, path: Path) -> None:
     from interp.atomic import write_bytes
 
     dead = _dead_measure(summary)
-    fig = make_subplots(1, 3, subplot_titles=[t if m != "dead" else f"{t} ({dead})" for m, t in PANELS])
+    fig = make_subplots(1, 3, subplot_titles=[t if m != "dead" else DEAD_TITLES[dead] for m, t in PANELS])
     for i, (label, c) in enumerate(_curves(summary)):
         for col, (measure, _) in enumerate(PANELS, start=1):
             m = dead if measure == "dead" else measure
@@ -397,6 +414,7 @@ def pareto_html(summary: pd.DataFrame, path: Path) -> None:
                 error_y=dict(type="data", array=c[f"{m}_std"].fillna(0)),
                 text=[f"{g}: n={n}" for g, n in zip(c.index, c["n"])], hoverinfo="text+x+y"), row=1, col=col)
             fig.update_xaxes(type="log", title_text="L0", row=1, col=col)
+    fig.update_yaxes(type="log", row=1, col=1)
     fig.update_layout(height=480, width=1500, title="SAE variants: mean ± std over seeds")
     write_bytes(path, fig.to_html(include_plotlyjs="cdn", full_html=True).encode())
 
@@ -451,10 +469,12 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
                   f"{cfg.train.decay_fraction:.0%}).", "",
                   markdown.table(conv, "{:.3f}"), ""]
     shown = [c for c in SHOWN if f"{c}_mean" in s]
+    topk = s[(s["variant"] == "topk") & (s["mode"] == "plain")]
     for lv in sorted(set(s["level"])):
         part = s[s["level"] == lv]
         table = pd.DataFrame({"group": part.index, "variant": part["variant"], "mode": part["mode"], "n": part["n"],
                               **{c: [_show(r, c) for _, r in part.iterrows()] for c in shown},
+                              "nmse / TopK's at its L0": [_vs_topk(r, topk) for _, r in part.iterrows()],
                               "L0 matched": part["matched"]})
         lines += [f"## Sparsity level k = {lv}", "", markdown.table(table), ""]
     dist = k_distribution(rows)

@@ -54,6 +54,7 @@ def test_a_difference_counts_only_beyond_its_standard_error():
     assert verdict(["better", "worse"]) == verdict(["better", "within noise"]) == "mixed"
     assert verdict([]) == "not testable here"
     assert verdict(["better (one seed)"]) == "reproduced (one seed: no spread)"
+    assert verdict(["worse", "worse (one seed)"]) == "NOT reproduced (1 of 2 rows one seed)"
 
 
 def test_claim_verdicts_follow_the_numbers_and_their_spread():
