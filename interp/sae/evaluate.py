@@ -128,9 +128,9 @@ def _row_update(acc: _Accumulator, sae: SparseAutoencoder, mode: InferenceMode, 
     if mode != plain:  # which of this mode's firings the variant's plain inference would not make
         p_rows, p_cols, p_values = code_entries(sae.variant.encode_mode(sae, sae.to_sae_space(x_TD)[0], None, plain))
         plain_TN = torch.zeros(x_TD.shape[0], sae.cfg.n_latents, dtype=torch.bool, device=x_TD.device)
-        plain_TN[p_rows[p_values > 0], p_cols[p_values > 0]] = True
+        plain_TN[p_rows, p_cols] = p_values > 0  # integer indices only: no data-dependent shapes (meta runs)
         fired = values > 0
-        acc.changed += (~plain_TN[rows[fired], cols[fired]]).sum()
+        acc.changed += (fired & ~plain_TN[rows, cols]).sum()
         acc.selected += fired.sum()
     acc.fired.index_add_(0, cols, (values > 0).long())
     acc.l0.append(l0_per_token(code))

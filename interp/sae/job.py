@@ -342,6 +342,15 @@ def _history_before(run_dir: Path, previous: dict | None) -> list[dict]:
             for h in json.loads(path.read_text()).get("history", [])]
 
 
+def _recorded_command(run_dir: Path, default: str | None) -> str | None:
+    """The command line a run's training.json records (`default` where it records none)."""
+    for path in sorted(run_dir.glob("**/training.json")):
+        if path.parent.name != rundir.CHECKPOINT:
+            recorded = json.loads(path.read_text())
+            return recorded["command"] if "command" in recorded else default
+    return default
+
+
 def _train_dead(sae, stats, tokens: int) -> dict | None:
     """The fraction of latents with no firing in the last `dead_tokens` training tokens, with
     that window (None: fewer tokens were trained than the window)."""
@@ -439,6 +448,8 @@ def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: st
             previous = checkpoint.check_resume(rundir.resume_from(run_dir), store.path, configs, train_cfg,
                                                checkpoint.hook_key(hook, target_hook))
         before = _history_before(run_dir, previous)
+        if previous is not None:  # a resume continues the same job: it keeps the command that started it
+            command = _recorded_command(run_dir, command)
         stage = rundir.prepare(run_dir, resume)
         ckpt_dir = stage / rundir.CHECKPOINT
         try:

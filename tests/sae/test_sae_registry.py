@@ -111,7 +111,8 @@ def test_flat_and_nested_recipes_build_the_same_saes(tmp_path):
     assert a == b and a[0].params == TopAFAConfig(afa_coef=0.05, k_max=256)
     compare = job.JobConfig.from_toml(resources.recipe_path("compare"))
     afa = [c for c in compare.sae_configs(128) if c.variant == "top_afa"]
-    assert afa[0].params == TopAFAConfig(afa_coef=1 / 32, k_max=256)
+    assert afa[0].params == TopAFAConfig(afa_coef=1 / 32, k_max=8)  # its sweep over the cap, seeds innermost
+    assert sorted({c.params.k_max for c in afa}) == [8, 16, 32, 64, 128, 256]
     nested.write_text('[[sae]]\nvariant = "topk"\n[sae.params]\nk_max = 256\n')
     with pytest.raises(ConfigError, match=r"JobConfig.saes\[0\]: SAEConfig.params.k_max=256 is not allowed for "
                                           r"variant 'topk'"):
