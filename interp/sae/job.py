@@ -338,16 +338,19 @@ def _history_before(run_dir: Path, previous: dict | None) -> list[dict]:
         return previous["history"]
     if checkpoint.read_meta(run_dir / rundir.CHECKPOINT) != previous:
         return []  # an unfinished run's checkpoint: its history before the kill was not recorded
-    return [h for path in sorted(run_dir.glob("**/training.json")) if path.parent.name != rundir.CHECKPOINT
-            for h in json.loads(path.read_text()).get("history", [])]
+    return [h for path in _training_files(run_dir) for h in json.loads(path.read_text()).get("history", [])]
+
+
+def _training_files(run_dir: Path) -> list[Path]:
+    """Every SAE's training.json in a committed run directory (the checkpoint's left out)."""
+    return [p for p in sorted(run_dir.glob("**/training.json")) if p.parent.name != rundir.CHECKPOINT]
 
 
 def _recorded_command(run_dir: Path, default: str | None) -> str | None:
     """The command line a run's training.json records (`default` where it records none)."""
-    for path in sorted(run_dir.glob("**/training.json")):
-        if path.parent.name != rundir.CHECKPOINT:
-            recorded = json.loads(path.read_text())
-            return recorded["command"] if "command" in recorded else default
+    for path in _training_files(run_dir)[:1]:
+        recorded = json.loads(path.read_text())
+        return recorded["command"] if "command" in recorded else default
     return default
 
 
