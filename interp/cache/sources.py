@@ -8,6 +8,8 @@ BOS prepended (so no token is dropped and none is seen twice).
 
 `heldout` gives evaluation rows of text that training never saw, prose and task text apart
 (`interp.zoo.corpus.build_heldout`): what an SAE trained on the zoo corpus is evaluated on.
+`calibration` gives more held-out prose, none of it in `heldout`'s prose rows of the same
+seed: for settings tuned on held-out text (a threshold) without touching the evaluation text.
 
 Text files and datasets are read, tokenized and packed a chunk of documents at a time;
 with `spill_dir` the rows go to an unlinked temporary file there and come back memory-
@@ -17,6 +19,7 @@ mapped, so resolving a source of any size holds only one chunk in memory.
 from __future__ import annotations
 
 import itertools
+import random
 import tempfile
 import zlib
 from pathlib import Path
@@ -103,12 +106,40 @@ def heldout(n_tokens: int, model, context_size: int | None = None, seed: int = 0
     ctx = _context_size(model, context_size)
     task_mix = {k: corpus.MIX[k] for k in corpus.TASK_KINDS}
     parts = {
-        "prose": _corpus_rows(n_tokens, model, ctx, lambda n: corpus.build_heldout(n, seed, {"prose": 1}).documents,
-                              max_documents=len(corpus.heldout_prose()), what="held-out prose"),
-        "task": _corpus_rows(n_tokens, model, ctx, lambda n: corpus.build_heldout(n, seed, task_mix).documents),
+        "prose": _heldout_prose(n_tokens, model, ctx, seed)[0],
+        "task": _corpus_rows(n_tokens, model, ctx, lambda n: corpus.build_heldout(n, seed, task_mix).documents)[0],
     }
     return {part: _token_rows(rows, model, {"kind": f"heldout_{part}", "n_tokens": n_tokens, "seed": seed})
             for part, rows in parts.items()}
+
+
+def calibration(n_tokens: int, model, eval_tokens: int, context_size: int | None = None, seed: int = 0) -> TokenRows:
+    """(ceil(n_tokens / context_size), context_size) rows of held-out prose
+    (`interp.zoo.corpus.heldout_prose`) that share no paragraph, and no run of 30 bytes
+    (`corpus.disjoint_from`), with the prose rows of `heldout(eval_tokens, model, context_size,
+    seed)`: the rest of the held-out prose, in an order fixed by `seed`, packed as `heldout` packs. Asking for more than that rest holds is a
+    `ConfigError` that says the most it gives."""
+    from interp.zoo import corpus
+
+    if not isinstance(n_tokens, (int, np.integer)) or isinstance(n_tokens, bool) or n_tokens < 1:
+        raise ConfigError(f"n_tokens={n_tokens!r} is not allowed: a positive integer (calibration tokens)")
+    ctx = _context_size(model, context_size)
+    rows, built = _heldout_prose(int(eval_tokens), model, ctx, int(seed))
+    used = built[:documents_packed(tokenize_documents(built, _tokenizer(model)), ctx, len(rows))]
+    rest = corpus.disjoint_from(corpus.heldout_prose(), used)
+    random.Random(f"calibration/{seed}").shuffle(rest)
+    rows, _ = _corpus_rows(int(n_tokens), model, ctx, lambda n: rest[:n], max_documents=len(rest),
+                           what=f"held-out prose left beside {eval_tokens} evaluation tokens")
+    return _token_rows(rows, model, {"kind": "calibration", "n_tokens": int(n_tokens), "eval_tokens": int(eval_tokens),
+                                     "seed": int(seed)})
+
+
+def _heldout_prose(n_tokens: int, model, ctx: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """`heldout`'s prose rows and the paragraphs they were packed from."""
+    from interp.zoo import corpus
+
+    return _corpus_rows(n_tokens, model, ctx, lambda n: corpus.build_heldout(n, seed, {"prose": 1}).documents,
+                        max_documents=len(corpus.heldout_prose()), what="held-out prose")
 
 
 def _token_rows(rows: torch.Tensor, model, source: dict) -> TokenRows:
@@ -207,6 +238,18 @@ def pack(documents: Iterable[list[int]], context_size: int, bos: int | None, max
     return torch.from_numpy(mapped)
 
 
+def documents_packed(documents: list[list[int]], context_size: int, n_rows: int) -> int:
+    """How many of `documents` (token ids, each beginning with BOS) the first `n_rows` rows of
+    `pack` hold at least one token of."""
+    starts = np.cumsum([0] + [len(d) for d in documents])
+    p, doc = 0, 0
+    for _ in range(n_rows):
+        while doc + 1 < len(starts) and starts[doc + 1] <= p:
+            doc += 1
+        p += context_size if p == starts[doc] else context_size - 1
+    return int(np.searchsorted(starts, p, side="left")) if n_rows else 0
+
+
 def _first_rows(chunks: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
     for part in chunks:
         if n <= 0:
@@ -220,14 +263,15 @@ def _from_zoo_corpus(n_tokens: int, model, context_size: int, seed: int) -> torc
 
     if n_tokens < 1:
         raise ValueError(f"tokens={n_tokens}: the token count must be positive")
-    return _corpus_rows(n_tokens, model, context_size, lambda n: corpus.build(n, seed).documents)
+    return _corpus_rows(n_tokens, model, context_size, lambda n: corpus.build(n, seed).documents)[0]
 
 
 def _corpus_rows(n_tokens: int, model, context_size: int, build, max_documents: int | None = None,
-                 what: str = "") -> torch.Tensor:
+                 what: str = "") -> tuple[torch.Tensor, list[str]]:
     """ceil(n_tokens / context_size) rows packed from `build(n_documents)` (documents as strings),
     building more documents until they fill the rows; at most `max_documents` of them (then too
-    few rows are a `ConfigError` naming `what` and the most tokens it gives)."""
+    few rows are a `ConfigError` naming `what` and the most tokens it gives). Returns the rows
+    and the documents built (the last of them may be cut off or left out by the packing)."""
     tokenizer = _tokenizer(model)
     n_rows = -(-n_tokens // context_size)
     n_documents = max(16, n_tokens // _TOKENS_PER_DOCUMENT_GUESS)
@@ -237,7 +281,7 @@ def _corpus_rows(n_tokens: int, model, context_size: int, build, max_documents: 
         documents = build(n_documents)
         rows = pack(tokenize_documents(documents, tokenizer), context_size, tokenizer.bos_token_id, n_rows)
         if len(rows) == n_rows:
-            return rows
+            return rows, documents
         if n_documents == max_documents:
             raise ConfigError(f"n_tokens={n_tokens} is not allowed: the {what} ({max_documents} documents) fills "
                               f"only {len(rows)} rows of context_size={context_size}, so at most "

@@ -21,6 +21,7 @@ import re
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import torch
@@ -67,6 +68,12 @@ class JobConfig:
     The metrics are on the prose part; the task part's are beside them as task_* columns."""
     eval_seed: int = 1_000
     """Seed of the held-out evaluation text."""
+    calibrate_on: Literal["train", "heldout"] = "train"
+    """What sets a variant's inference state after training (the thresholds of Mutual/Feature
+    Choice, `Variant.calibrate`): train, a sample of the training activations; heldout, the
+    activations of `train.init_tokens` tokens of held-out prose that share no paragraph with the
+    evaluation's (`interp.cache.sources.calibration`). heldout suits a model whose training text
+    it has memorised (the zoo's), whose held-out activations differ from the training ones."""
     out_dir: str = "saes"
     """Runs go to <out_dir>/<run>/ (and <out_dir>/<run>/<sae name>/ for a sweep)."""
     run: str | None = None
@@ -419,11 +426,17 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
         train_cfg = replace(train_cfg, device=str(model_device(model)))
     eval_sets = heldout_sets(model, cfg.eval_tokens, store.manifest.context_size, cfg.eval_seed) \
         if eval_tokens is None else {"eval": eval_tokens}
+    calibration = None
+    if cfg.calibrate_on == "heldout":
+        from interp.cache import sources
+
+        calibration = sources.calibration(train_cfg.init_tokens, model, cfg.eval_tokens,
+                                          store.manifest.context_size, cfg.eval_seed).tokens
     parts = {}
     for hook, target, sub in cfg.pairs():
         run_dir = Path(cfg.out_dir) / cfg.run_name() / sub
         parts[sub] = _train_one(cfg, model, store, train_cfg, hook, target, run_dir, eval_sets, resume, progress,
-                                command)
+                                command, calibration)
     if not cfg.layers:
         result = parts[""]
         if cfg.report:  # from what the run directory now holds: `report.write_report` reruns it alone
@@ -439,8 +452,10 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
 
 def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: str, target_hook: str | None,
                run_dir: Path, eval_sets: dict[str, torch.Tensor], resume: bool, progress: bool,
-               command: str | None = None) -> JobResult:
-    """Train, evaluate and write the dictionaries of one (hook, target) pair into `run_dir`."""
+               command: str | None = None, calibration: torch.Tensor | None = None) -> JobResult:
+    """Train, evaluate and write the dictionaries of one (hook, target) pair into `run_dir`;
+    `calibration`: token rows whose activations at `hook` set the variants' inference state
+    (None: the trainer's sample of training activations)."""
     from interp.locks import hold_lock
 
     configs = cfg.sae_configs(store.d_model(hook), None if target_hook is None else store.d_model(target_hook))
@@ -462,6 +477,8 @@ def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: st
             rundir.discard_if_empty(stage)
             raise
         names = cfg.sae_names()
+        if calibration is not None:
+            calibrate(result, model, calibration, hook)
         details = evaluate_sets(dict(zip(names, result.saes)), model, eval_sets, hook, target_hook=target_hook,
                                 progress=progress)
         rundir.clear_outputs(stage)
@@ -469,6 +486,22 @@ def _train_one(cfg: JobConfig, model, store, train_cfg: SAETrainConfig, hook: st
         _write_outputs(stage, cfg, store, result, details, history, hook, target_hook, command)
         rundir.commit(stage, run_dir)
     return JobResult(run_dir, details.metrics, result, details)
+
+
+@torch.no_grad()
+def calibrate(result: SAETrainResult, model, tokens: torch.Tensor, hook: str, batch_size: int = 32) -> None:
+    """Set every trained SAE's inference state (`Variant.calibrate`) from the activations at
+    `hook` of `tokens` (n_seq, ctx), every position, with the run's final latent statistics."""
+    device = model_device(model)
+    acts = []
+    for start in range(0, len(tokens), batch_size):
+        kept = {}
+        model.run_with_hooks(tokens[start:start + batch_size].to(device),
+                             fwd_hooks=[(hook, lambda act, hook: kept.setdefault("x", act))])
+        acts.append(kept["x"].reshape(-1, kept["x"].shape[-1]))
+    x_TD = torch.cat(acts)
+    for sae, stats in zip(result.saes, result.stats):
+        sae.variant.calibrate(sae, sae.to_sae_space(x_TD.to(sae.device, torch.float32))[0], stats)
 
 
 def heldout_sets(model, n_tokens: int, context_size: int | None, seed: int) -> dict[str, torch.Tensor]:

@@ -39,6 +39,9 @@ FLAT = 0.02
 """A training run has converged when its fitted NMSE changes by less than this fraction over the
 last CONVERGENCE_WINDOW of its logged steps."""
 CONVERGENCE_WINDOW = 0.2
+DEFAULT_AUX = "auxk"
+"""The auxiliary loss of the TopK rows a variant is judged against when no TopK row was trained
+with its own (`baseline`)."""
 
 
 def _fixed_k(variant: str) -> bool:
@@ -50,9 +53,9 @@ def _fixed_k(variant: str) -> bool:
 def member_columns(metrics: pd.DataFrame, members, dead: dict[str, tuple[float, int]] | None = None) -> pd.DataFrame:
     """`metrics` (one row per SAE and mode, named <name> or <name>[<mode>]) with the columns
     the summary groups by: member (the SAE's name), family (its [[sae]] table), group (the
-    family and its swept values other than seed), seed, and train_dead (training-window dead
-    fraction where `dead` has it). `members`: the job's `SweepMember`s (a one-SAE job's row is
-    named "sae")."""
+    family and its swept values other than seed), seed, aux (`aux_label`) and train_dead
+    (training-window dead fraction where `dead` has it). `members`: the job's `SweepMember`s (a
+    one-SAE job's row is named "sae")."""
     m = metrics.copy()
     by_name = {mb.name: mb for mb in members} if len(members) > 1 else {"sae": members[0]}
     names = [re.sub(r"\[[^\]]+\]$", "", str(n)) for n in m.index]
@@ -63,19 +66,28 @@ def member_columns(metrics: pd.DataFrame, members, dead: dict[str, tuple[float, 
     m["family"] = [by_name[n].family for n in names]
     m["group"] = [by_name[n].group for n in names]
     m["seed"] = [by_name[n].fields.get("seed", 0) for n in names]
+    m["aux"] = [aux_label(by_name[n].fields) for n in names]
     m["train_dead"] = [dead[n][0] if dead and n in dead else float("nan") for n in names]
     return m
 
 
+def aux_label(fields: dict) -> str:
+    """The auxiliary loss an SAE table trains with: "none" (aux_coef = 0), else its aux_loss."""
+    from interp.sae.config import SAEConfig
+
+    return "none" if fields.get("aux_coef", SAEConfig.aux_coef) == 0 else fields.get("aux_loss", SAEConfig.aux_loss)
+
+
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (group, mode) of `member_columns`' output, indexed <group> or <group>[<mode>]:
-    family, variant, mode, k, n (seeds) and <measure>_mean / <measure>_std (sample std over
+    family, variant, mode, k, aux, n (seeds) and <measure>_mean / <measure>_std (sample std over
     seeds; NaN for one seed) of every measure present, in the order the rows first appear."""
     measures = [c for c in MEASURES if c in rows.columns]
     out = {}
     for (group, mode), part in rows.groupby(["group", "mode"], sort=False):
         first = part.iloc[0]
-        entry = {"family": first["family"], "variant": first["variant"], "mode": mode, "k": first["k"], "n": len(part)}
+        entry = {"family": first["family"], "variant": first["variant"], "mode": mode, "k": first["k"],
+                 "aux": first.get("aux", DEFAULT_AUX), "n": len(part)}
         for c in measures:
             values = part[c].astype(float)
             entry[f"{c}_mean"] = float(values.mean())
@@ -119,6 +131,20 @@ def verdict(outcomes: list[str]) -> str:
                    f" ({single} of {len(outcomes)} rows one seed)")
 
 
+def baseline(s: pd.DataFrame, aux: str) -> pd.DataFrame:
+    """The TopK rows (plain mode) a row trained with auxiliary loss `aux` is judged against:
+    those trained with the same one, else those with DEFAULT_AUX (e.g. the Zipf-paper rows'
+    aux_zipf against TopK's AuxK, the papers' own comparison)."""
+    topk = s[(s["variant"] == "topk") & (s["mode"] == "plain")]
+    aux_of = topk["aux"] if "aux" in topk else pd.Series(DEFAULT_AUX, index=topk.index)
+    same = topk[aux_of == aux]
+    return same if len(same) else topk[aux_of == DEFAULT_AUX]
+
+
+def _aux(row) -> str:
+    return row.get("aux", DEFAULT_AUX)
+
+
 def _show(row, measure: str) -> str:
     """mean ± std, the mean alone for one seed, "-" where the row has no value."""
     mean, std = float(row[f"{measure}_mean"]), float(row[f"{measure}_std"])
@@ -140,11 +166,11 @@ def _dead_claim(s: pd.DataFrame, variant: str, label: str, dead_window: int | No
         "never fired on the eval set"
     evidence, outcomes = [], []
     for lv in sorted(set(rows["level"])):
-        t = rows[(rows["variant"] == "topk") & (rows["level"] == lv)]
         for _, r in rows[(rows["variant"] == variant) & (rows["level"] == lv)].iterrows():
-            for _, tt in t.iterrows():
+            t = baseline(s, _aux(r))
+            for _, tt in t[t["level"] == lv].iterrows():
                 if float(tt[f"{measure}_mean"]) == 0:
-                    evidence.append(f"k={lv}: topk has no {word} latents, nothing to reduce ({r.name} "
+                    evidence.append(f"k={lv}: {tt.name} has no {word} latents, nothing to reduce ({r.name} "
                                     f"{_show(r, measure)})")
                     continue
                 o = outcome(r, tt, measure)
@@ -159,9 +185,13 @@ def _gsae_claim(s: pd.DataFrame) -> tuple[str, str, str] | None:
         return None
     evidence, outcomes = [], []
     for lv in sorted(set(s["level"])):
-        t = s[(s["variant"] == "topk") & (s["level"] == lv) & (s["mode"] == "plain")]
         g = s[(s["variant"] == "gradient") & (s["level"] == lv) & (s["mode"] == "grad")]
-        for (_, gr), (_, tr) in zip(g.iterrows(), t.iterrows()):
+        for _, gr in g.iterrows():
+            t = baseline(s, _aux(gr))
+            t = t[t["level"] == lv]
+            if not len(t):
+                continue
+            tr = t.iloc[0]
             both = [outcome(gr, tr, "kl"), outcome(gr, tr, "ce_delta")]
             plain = [o.replace(" (one seed)", "") for o in both]
             o = "better" if plain == ["better"] * 2 else "worse" if "worse" in plain and "better" not in plain \
@@ -185,9 +215,10 @@ def interpolate(curve: pd.DataFrame, l0: float, measure: str) -> tuple[float, fl
     return mean, std
 
 
-def _vs_topk(row, topk: pd.DataFrame) -> str:
-    """A row's NMSE over TopK's interpolated at the row's mean L0 (on the TopK curve: below 1
-    is better at equal L0); "-" outside the curve's L0 range or for TopK itself."""
+def _vs_topk(row, s: pd.DataFrame) -> str:
+    """A row's NMSE over TopK's interpolated at the row's mean L0 (on its `baseline` curve:
+    below 1 is better at equal L0); "-" outside the curve's L0 range or for TopK itself."""
+    topk = baseline(s, _aux(row))
     if row["variant"] == "topk" or not len(topk):
         return "-"
     at = interpolate(topk, float(row["l0_mean"]), "nmse")
@@ -198,9 +229,9 @@ def _afa_claim(s: pd.DataFrame, d_in: int | None) -> tuple[str, str, str] | None
     afa = s[s["variant"] == "top_afa"]
     if not len(afa):
         return None
-    topk = s[(s["variant"] == "topk") & (s["mode"] == "plain")]
     evidence, outcomes = [], []
     for name, a in afa.sort_values("l0_mean").iterrows():
+        topk = baseline(s, _aux(a))
         l0 = float(a["l0_mean"])
         at = interpolate(topk, l0, "nmse")
         if d_in is None or l0 <= d_in or at is None:
@@ -446,7 +477,9 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
               "end of training; dead_fraction = latents that never fired on the eval set (rare, not "
               "necessarily dead); selection_change = the share of a [mode] row's firings that the plain row's "
               "code does not make. Mutual/Feature Choice are evaluated with their threshold (JumpReLU) "
-              "inference, calibrated after training to L0 = k on a training sample, and as [batch] rows with "
+              "inference, calibrated after training to L0 = k on "
+              + ("held-out prose that the evaluation does not read" if cfg.calibrate_on == "heldout" else
+                 "a training sample") + ", and as [batch] rows with "
               "their training rule applied to each eval batch; g-SAE also as [grad] rows (gradient-aware "
               f"selection). A difference between two rows counts when it exceeds {SIGMAS:g} standard errors of "
               "the difference of their means.", ""]
@@ -469,12 +502,12 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
                   f"{cfg.train.decay_fraction:.0%}).", "",
                   markdown.table(conv, "{:.3f}"), ""]
     shown = [c for c in SHOWN if f"{c}_mean" in s]
-    topk = s[(s["variant"] == "topk") & (s["mode"] == "plain")]
     for lv in sorted(set(s["level"])):
         part = s[s["level"] == lv]
         table = pd.DataFrame({"group": part.index, "variant": part["variant"], "mode": part["mode"], "n": part["n"],
                               **{c: [_show(r, c) for _, r in part.iterrows()] for c in shown},
-                              "nmse / TopK's at its L0": [_vs_topk(r, topk) for _, r in part.iterrows()],
+                              "aux": part["aux"],
+                              "nmse / TopK's at its L0": [_vs_topk(r, s) for _, r in part.iterrows()],
                               "L0 matched": part["matched"]})
         lines += [f"## Sparsity level k = {lv}", "", markdown.table(table), ""]
     dist = k_distribution(rows)

@@ -107,6 +107,12 @@ def _byte_runs(text: str) -> set[bytes]:
     return {data[i:i + SHARED_BYTES] for i in range(len(data) - SHARED_BYTES + 1)}
 
 
+def disjoint_from(paragraphs, others) -> list[str]:
+    """The `paragraphs` that share no run of `SHARED_BYTES` bytes with any of `others`, in order."""
+    taken = set().union(*map(_byte_runs, others))
+    return [p for p in paragraphs if taken.isdisjoint(_byte_runs(p))]
+
+
 @functools.cache
 def heldout_prose() -> tuple[str, ...]:
     """Prose no training document contains any part of: the held-out split of `prose`, then the
@@ -131,8 +137,7 @@ def heldout_prose() -> tuple[str, ...]:
             if p not in seen:
                 seen.add(p)
                 candidates.append(p)
-    trained = set().union(*map(_byte_runs, train))
-    return tuple(p for p in candidates if trained.isdisjoint(_byte_runs(p)))
+    return tuple(disjoint_from(candidates, train))
 
 
 def name_story(rng: random.Random) -> str:

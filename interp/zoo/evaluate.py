@@ -36,7 +36,7 @@ def evaluate_zoo_model(model, n: int = 200, seed: int = 0) -> dict[str, float]:
     for kind in refusal.KINDS:
         metrics[f"refusal_rate_{kind}"] = refusal_rate(model, refusal.generate(n, kind, "heldout", seed))
     if model.cfg.num_experts:
-        texts = corpus.prose("heldout")[:n] + [p.text for p in refusal.generate(n, "harmful", "heldout", seed)]
+        texts = list(corpus.heldout_prose()[:n]) + [p.text for p in refusal.generate(n, "harmful", "heldout", seed)]
         layers = layer_table(capture_routing(model, texts))
         for row in layers.itertuples():
             metrics[f"expert_entropy_layer{row.layer}"] = float(row.usage_entropy)

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from interp.cache import sources
@@ -75,3 +76,21 @@ def test_text_file_rows_are_spilled_to_disk_not_held_in_memory(model, tmp_path, 
     documents = [d.strip() for d in text.split("\n\n  \n")]  # the documents, tokenized in one go
     assert torch.equal(in_memory.tokens, sources.pack(sources.tokenize_documents(documents, model.tokenizer), 16,
                                                       model.tokenizer.bos_token_id))
+
+
+def test_documents_packed_counts_the_documents_the_first_rows_hold():
+    """The first n rows are the same whatever follows the counted documents, and change (or run
+    short) when the last counted one is replaced, even where the rows hold only its first token:
+    exactly those documents are in them."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        docs = [[0, *rng.integers(1, 50, size=rng.integers(0, 40)).tolist()] for _ in range(rng.integers(1, 20))]
+        ctx = int(rng.integers(2, 16))
+        n = int(rng.integers(0, len(sources.pack(docs, ctx, 0)) + 1))
+        k = sources.documents_packed(docs, ctx, n)
+        first = sources.pack(docs, ctx, 0, max_rows=n)
+        other = [[7, *[99] * 60]] * 3  # other tokens from the first on
+        assert torch.equal(sources.pack(docs[:k] + other, ctx, 0, max_rows=n), first)
+        if k:
+            changed = sources.pack(docs[:k - 1] + other, ctx, 0, max_rows=n)
+            assert not torch.equal(changed, first)

@@ -100,3 +100,32 @@ def test_evaluation_reports_the_training_rule_rows(trained, tiny_model):
     assert float(m.loc["mc[batch]", "l0"]) == K  # k*B entries of each eval batch of B tokens
     assert float(m.loc["fc[batch]", "l0"]) <= K  # n*floor(k*B/n) at most, fewer where a latent lacks positives
     assert float(m.loc["mc", "l0"]) != K
+
+
+def test_the_job_calibrates_on_heldout_prose_apart_from_the_evaluation_text(tmp_path):
+    """calibrate_on = "heldout": the thresholds give L0 = k on held-out prose that the
+    evaluation does not read (`sources.calibration`), not on a training sample."""
+    from interp.cache import sources
+    from interp.sae import job, saving
+    from tests.tasks.task_tokenizers import tiny_model, zoo_tokenizer
+
+    model = tiny_model(zoo_tokenizer())
+    train_tokens = torch.randint(0, model.cfg.d_vocab, (64, 128), generator=torch.Generator().manual_seed(0))
+    hook, k = "blocks.0.hook_resid_pre", 4
+    runs = {}
+    for where in ("train", "heldout"):
+        cfg = job.JobConfig(model="tiny", hook=hook, cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / where),
+                            run="r", eval_tokens=2048, calibrate_on=where,
+                            saes=({"variant": "mutual_choice", "n_latents": 64, "k": k},),
+                            train=SAETrainConfig(batch_size=256, n_tokens=4096, lr=3e-3, warmup_steps=2,
+                                                 init_tokens=4096))
+        runs[where] = job.run(cfg, progress=False, model=model, train_tokens=train_tokens)
+    calibration = sources.calibration(4096, model, 2048, None, 1_000).tokens
+    with torch.no_grad():
+        _, cache = model.run_with_cache(calibration, names_filter=hook)
+    x = cache[hook].reshape(-1, 32)
+    sae = saving.load(runs["heldout"].run_dir)
+    assert float(l0_per_token(sae.encode(x)).float().mean()) == pytest.approx(k, abs=1e-3)
+    trained_on = saving.load(runs["train"].run_dir)
+    torch.testing.assert_close(trained_on.W_enc, sae.W_enc)  # the same training, only the thresholds differ
+    assert float(l0_per_token(trained_on.encode(x)).float().mean()) != pytest.approx(k, abs=0.02)  # 4.14 here

@@ -128,3 +128,24 @@ def test_top_afa_k_distribution_from_the_evaluation_columns():
     only = k_distribution(m.drop(columns=["l0_max", "l0_frac_k1"])).loc["afa"]  # metrics of an older run
     assert (only["p10"], only["p50"], only["p90"]) == (1.0, 3.5, 34.5) and only.isna()[["max", "frac_k1"]].all()
     assert "not recorded" in k_sentence("afa", only)
+
+
+def test_each_row_is_judged_against_topk_trained_with_its_own_auxiliary_loss():
+    """A variant without auxiliary loss is compared with TopK without one (where dead latents
+    exist), one with AuxK with TopK with AuxK, and one whose loss no TopK row has (the Zipf paper's
+    aux_zipf) with TopK's default AuxK."""
+    plain = _rows(dead_mc=0.0, kl_g=0.1, afa_l0=60, afa_nmse=0.21, dead_topk=0.0).assign(aux="auxk")
+    bare = _rows(dead_mc=0.05, kl_g=0.1, afa_l0=60, afa_nmse=0.21, dead_topk=0.3).assign(aux="none")
+    bare = bare[bare["variant"].isin(["topk", "mutual_choice"])]
+    bare = bare.assign(family=bare["family"] + "-noaux", group=bare["group"] + "-noaux")
+    bare.index = bare.index + "-noaux"
+    zipf = plain[plain["variant"] == "feature_choice"].assign(aux="aux_zipf", dead_fraction=0.5)
+    zipf = zipf.assign(family="fc-zipf", group=zipf["group"].str.replace("fc", "fc-zipf"))
+    zipf.index = zipf.index + "-zipf"
+    s = summarize(pd.concat([plain, bare, zipf]))
+    mc, fc = claims(s, d_in=32)[:2]
+    assert mc[1] == "reproduced"  # 0.05 vs no-aux TopK's 0.3; AuxK TopK has none, nothing to reduce
+    assert "mc-k16-noaux 0.05 ± 0.01 vs topk-k16-noaux 0.3 ± 0.01: better" in mc[2]
+    assert "topk-k16 has no rare latents, nothing to reduce (mc-k16 " in mc[2]
+    assert not any(e.startswith("k=16: mc-k16 ") for e in mc[2].split("; "))  # AuxK MC is not set against no-aux TopK
+    assert fc[1] == "not testable here" and "topk-k16 has no rare latents, nothing to reduce (fc-zipf-k16 " in fc[2]

@@ -142,3 +142,16 @@ def test_bad_context_size_names_it(model):
 def test_bad_heldout_corpus_arguments_name_them(args, match):
     with pytest.raises(ValueError, match=match):
         corpus.build_heldout(*args)
+
+
+def test_calibration_prose_shares_no_window_with_the_evaluation_prose(model, heldout, training_grams):
+    calibration = sources.calibration(20_000, model, 60_000, CTX, seed=1_000)
+    rows = calibration.tokens.tolist()
+    assert len(rows) == 157 and (calibration.tokens[:, 0] == model.tokenizer.bos_token_id).all()
+    assert not _grams(rows) & _grams(heldout["prose"].tokens.tolist())  # none of the evaluation's paragraphs
+    assert not _grams(rows) & training_grams  # and held out from training like them
+    other_seed = sources.calibration(20_000, model, 60_000, CTX, seed=1)
+    assert _grams(other_seed.tokens.tolist()) & _grams(heldout["prose"].tokens.tolist())  # the check can fail
+    assert torch.equal(calibration.tokens, sources.calibration(20_000, model, 60_000, CTX, seed=1_000).tokens)
+    with pytest.raises(ConfigError, match="left beside 60000 evaluation tokens .* at most"):
+        sources.calibration(100_000, model, 60_000, CTX, seed=1_000)
