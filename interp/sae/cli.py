@@ -64,8 +64,9 @@ def register(subparsers) -> None:
     r.add_argument("run", help="the run directory (e.g. saes/compare)")
     r.add_argument("--out", required=True, help="the Markdown file to write (its plots go beside it as "
                    "<stem>-pareto.png and .html)")
-    r.add_argument("--command", help="the command line to state above the tables (default: the one that ran the "
-                   "job, as its training.json records it)")
+    r.add_argument("--command", dest="stated_command", metavar="TEXT",
+                   help="the command line to state above the tables (default: the one that ran the job, as its "
+                   "training.json records it)")
     r.set_defaults(func=_sae_report)
 
 
@@ -122,7 +123,7 @@ def _train_sae(args) -> int:
 def _sae_report(args) -> int:
     from interp.sae.report import write_report
 
-    print(f"wrote {write_report(args.run, args.out, args.command)}")
+    print(f"wrote {write_report(args.run, args.out, args.stated_command)}")
     return 0
 
 

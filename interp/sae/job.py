@@ -313,6 +313,23 @@ def _check_paths(cfg: JobConfig) -> None:
                           "such as RESULTS.md")
 
 
+def _store_choice(cfg: JobConfig, grads: bool, weights: str) -> tuple[Path, bool]:
+    """The job's store directory and whether it holds gradients. A job that needs none reuses a
+    complete store that has them (a superset of what it reads): `cache_dir` when its manifest
+    says so, else the default directory of a job with gradients, when it exists."""
+    from interp.cache.format import StoreError, read_manifest
+
+    if not grads:
+        candidate = cfg.store_dir(True, weights)
+        try:
+            manifest = read_manifest(candidate)
+        except StoreError:
+            manifest = None
+        if manifest is not None and manifest.has_grads and manifest.complete:
+            return candidate, True
+    return cfg.store_dir(grads, weights), grads
+
+
 def _cache(model, cfg: JobConfig, store_dir: Path, grads: bool, train_tokens, progress: bool):
     """The job's store: a matching one is reused and a killed one continued (the store's own
     resume path); a store of other settings or a damaged one is the store's StoreError, with
@@ -419,7 +436,7 @@ def run(cfg: JobConfig = JobConfig(), *, resume: bool = False, progress: bool = 
             except ValueError as e:
                 raise ConfigError(str(e)) from None
     grads = any(get_variant(c.variant).needs_grads for c in cfg.sae_configs(1 << 20, 1 << 20))
-    store_dir = cfg.store_dir(grads, weights_fingerprint(model))
+    store_dir, grads = _store_choice(cfg, grads, weights_fingerprint(model))
     store = _cache(model, cfg, store_dir, grads, train_tokens, progress)
     train_cfg = cfg.train
     if train_cfg.device is None and model_device(model).type != "cpu":  # train where the model runs (a GPU)

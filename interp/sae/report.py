@@ -37,7 +37,8 @@ COMPETITIVE = 1.1
 """top-AFA is "competitive" when its NMSE is not shown to exceed this multiple of TopK's."""
 FLAT = 0.02
 """A training run has converged when its fitted NMSE changes by less than this fraction over the
-last CONVERGENCE_WINDOW of its logged steps."""
+CONVERGENCE_WINDOW of its logged steps before the learning rate starts to decay (the decay itself
+lowers the loss by an annealing gain however long the run: `convergence_table`)."""
 CONVERGENCE_WINDOW = 0.2
 DEFAULT_AUX = "auxk"
 """The auxiliary loss of the TopK rows a variant is judged against when no TopK row was trained
@@ -266,32 +267,40 @@ def claims(summary: pd.DataFrame, d_in: int | None = None, dead_window: int | No
 
 
 # --- training length ------------------------------------------------------------------------------
-def convergence(history: list[dict], window: float = CONVERGENCE_WINDOW) -> float:
-    """The relative change of training NMSE over the last `window` of one SAE's logged steps:
-    a least-squares line through them, its rise over the window divided by its mean (negative:
-    still falling). NaN with fewer than 3 logged steps there."""
+def convergence(history: list[dict], window: float = CONVERGENCE_WINDOW, end: float = 1.0) -> float:
+    """The relative change of training NMSE over one SAE's logged steps in the `window` (a
+    fraction of the last logged step) that ends at `end` (1: the end of training; 0.8: where a
+    decay over the last 20 % starts): a least-squares line through them, its rise over the window
+    divided by its mean (negative: still falling). NaN with fewer than 3 logged steps there."""
     steps = np.array([h["step"] for h in history], float)
     nmse = np.array([h["nmse"] for h in history], float)
     if not len(steps):
         return float("nan")
-    keep = steps >= steps.max() - window * steps.max()
+    last = steps.max()
+    keep = (steps >= (end - window) * last - 1e-9) & (steps <= end * last + 1e-9)
     if keep.sum() < 3:
         return float("nan")
     slope, _ = np.polyfit(steps[keep], nmse[keep], 1)
     return float(slope * (steps[keep].max() - steps[keep].min()) / nmse[keep].mean())
 
 
-def convergence_table(members, history: list[dict]) -> pd.DataFrame:
-    """Per family: the SAEs, how many are flat (|change| < FLAT over the last window), and the
-    largest |change| with the SAE it belongs to."""
-    change = {mb.name: convergence([h for h in history if h["sae"] == i]) for i, mb in enumerate(members)}
+def convergence_table(members, history: list[dict], decay_fraction: float = 0.0) -> pd.DataFrame:
+    """Per family: the SAEs; how many are flat (|change| < FLAT over the CONVERGENCE_WINDOW before
+    the last `decay_fraction` of training, where the learning rate decays); the median change
+    there and the largest |change| with the SAE it belongs to; and the median change over the
+    decay (the annealing gain; NaN without a decay)."""
+    own = {mb.name: [h for h in history if h["sae"] == i] for i, mb in enumerate(members)}
+    before = {n: convergence(h, end=1 - decay_fraction) for n, h in own.items()}
+    decay = {n: convergence(h, window=decay_fraction) if decay_fraction else float("nan") for n, h in own.items()}
     rows = []
     for family in dict.fromkeys(mb.family for mb in members):
-        mine = {mb.name: change[mb.name] for mb in members if mb.family == family}
+        mine = {mb.name: before[mb.name] for mb in members if mb.family == family}
         worst = max(mine, key=lambda n: -1 if math.isnan(mine[n]) else abs(mine[n]))
         rows.append({"family": family, "saes": len(mine),
                      "flat": sum(abs(v) < FLAT for v in mine.values() if not math.isnan(v)),
-                     "largest change (abs)": abs(mine[worst]), "of": worst})
+                     "median change": float(np.median(list(mine.values()))),
+                     "largest change (abs)": abs(mine[worst]), "of": worst,
+                     "median change over the decay": float(np.median([decay[n] for n in mine]))})
     return pd.DataFrame(rows)
 
 
@@ -341,12 +350,13 @@ def read_run(run_dir: str | Path) -> RunRecord:
     import json
 
     from interp.config import from_dict
+    from interp.errors import MissingFile
     from interp.sae.job import JobConfig
 
     run_dir = Path(run_dir)
     first = next(iter(sorted(run_dir.glob("*/training.json"))), run_dir / "training.json")
     if not first.is_file():
-        raise FileNotFoundError(f"{run_dir} holds no training.json: not a run directory of interp train-sae")
+        raise MissingFile(f"{run_dir} holds no training.json: not a run directory of interp train-sae")
     cfg = from_dict(JobConfig, json.loads(first.read_text())["job"], str(first))
     names = cfg.sae_names()
     frames, history, dead = [], [], {}
@@ -493,13 +503,18 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
             link = " (the interactive version needs plotly: pip install 'interp[notebooks]')"
         lines += [f"![NMSE, CE recovered and dead fraction against L0]({png}){link}", ""]
     if run.history:
-        conv = convergence_table(members, run.history)
+        decay = cfg.train.decay_fraction
+        conv = convergence_table(members, run.history, decay)
         n_flat, n_all = int(conv["flat"].sum()), int(conv["saes"].sum())
+        where = (f"the {CONVERGENCE_WINDOW:.0%} of training before the learning rate decays (steps "
+                 f"{1 - decay - CONVERGENCE_WINDOW:.0%}-{1 - decay:.0%})" if decay else
+                 f"the last {CONVERGENCE_WINDOW:.0%} of training")
         lines += ["## Training length", "",
-                  f"{n_flat} of {n_all} SAEs are flat over the last {CONVERGENCE_WINDOW:.0%} of training (a "
-                  f"least-squares line through their logged training NMSE changes by less than {FLAT:.0%} of its "
-                  "mean over that window; the learning rate decays to 0 over the last "
-                  f"{cfg.train.decay_fraction:.0%}).", "",
+                  f"{n_flat} of {n_all} SAEs are flat over {where}: a least-squares line through their logged "
+                  f"training NMSE changes by less than {FLAT:.0%} of its mean there."
+                  + (f" The learning rate then decays to 0 over the last {decay:.0%}, which lowers the loss "
+                     "further by an annealing gain that a converged run has too (last column), so flatness is "
+                     "read before it." if decay else ""), "",
                   markdown.table(conv, "{:.3f}"), ""]
     shown = [c for c in SHOWN if f"{c}_mean" in s]
     for lv in sorted(set(s["level"])):

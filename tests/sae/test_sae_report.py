@@ -113,6 +113,23 @@ def test_convergence_is_the_fitted_change_over_the_last_fifth():
     falling = [{"step": s, "nmse": 1.0 - 0.002 * s} for s in range(0, 101, 2)]  # last fifth: 0.84 -> 0.8
     assert convergence(falling) == pytest.approx(-0.04 / 0.82)
     assert math.isnan(convergence(falling[:2]))
+    assert convergence(falling, end=0.8) == pytest.approx(-0.04 / 0.86)  # steps 60-80: 0.88 -> 0.84
+
+
+def test_flatness_is_read_before_the_learning_rate_decay():
+    """A run flat at its constant learning rate whose loss drops by 10 % in the decay over the
+    last 20 % is converged: the drop is the annealing gain, reported beside it."""
+    from types import SimpleNamespace
+
+    from interp.sae.report import convergence_table
+
+    history = [{"step": s, "sae": 0, "nmse": 0.3 if s <= 80 else 0.3 - 0.0015 * (s - 80)} for s in range(0, 101, 2)]
+    members = [SimpleNamespace(name="topk-k32", family="topk")]
+    assert abs(convergence(history)) > 0.02  # the last fifth is the decay
+    table = convergence_table(members, history, decay_fraction=0.2).iloc[0]
+    assert table["flat"] == 1 and table["median change"] == pytest.approx(0.0, abs=1e-9)
+    assert table["median change over the decay"] == pytest.approx(convergence(history))
+    assert convergence_table(members, history, decay_fraction=0.0).iloc[0]["flat"] == 0
 
 
 def test_top_afa_k_distribution_from_the_evaluation_columns():

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from interp.errors import ConfigError
+from interp.errors import ConfigError, MissingFile
 from interp.sae import job
 from interp.sae.config import SAETrainConfig
 
@@ -52,7 +52,7 @@ def test_a_flag_for_a_swept_field_is_refused():
     assert [c.n_latents for c in job.with_overrides(cfg, sae={"n_latents": 256}).sae_configs(32)] == [256] * 4
 
 
-def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_tokens, tmp_path):
+def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_tokens, tmp_path, capsys):
     cfg = job.JobConfig(model="tiny", hook="blocks.1.hook_resid_pre", cache_dir=str(tmp_path / "cache"),
                         out_dir=str(tmp_path / "saes"), run="sweep",
                         saes=({"name": "topk", "variant": "topk", "n_latents": 64, "dead_tokens": 1024,
@@ -73,7 +73,7 @@ def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_toke
     assert "| topk-k4 | topk | plain | 2 |" in text and "| mc-k8[batch] | mutual_choice | batch | 2 |" in text
     nmse = result.metrics.loc[["topk-k4-s0", "topk-k4-s1"], "nmse"]
     assert f"{nmse.mean():.4g} ± {nmse.std():.2g}" in text  # mean ± sample std over the seeds
-    assert "## Training length" in text and "of 8 SAEs are flat over the last 20% of training" in text
+    assert "## Training length" in text and "of 8 SAEs are flat over the 20% of training before the learning rate decays (steps 60%-80%)" in text
     assert "![NMSE, CE recovered and dead fraction against L0](RESULTS-pareto.png) ([interactive]" \
            "(RESULTS-pareto.html))" in text
     assert (tmp_path / "RESULTS-pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -91,5 +91,9 @@ def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_toke
 
     assert main(["sae-report", str(result.run_dir), "--out", str(tmp_path / "cli.md"), "--command", "X"]) == 0
     assert "```bash\nX\n```" in (tmp_path / "cli.md").read_text()
-    with pytest.raises(FileNotFoundError, match="holds no training.json: not a run directory"):
+    assert main(["sae-report", str(result.run_dir), "--out", str(tmp_path / "plain" / "RESULTS.md")]) == 0  # no --command
+    assert (tmp_path / "plain" / "RESULTS.md").read_text() == text
+    assert main(["sae-report", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.md")]) == 2  # a clear error
+    assert "interp sae-report: error:" in capsys.readouterr().err
+    with pytest.raises(MissingFile, match="holds no training.json: not a run directory"):
         write_report(tmp_path, tmp_path / "x.md")
