@@ -200,3 +200,14 @@ def test_output_paths_of_the_wrong_kind_fail_before_compute(tmp_path, field, mak
     make(target)
     with pytest.raises(ConfigError, match=message):
         job.run(_small(tmp_path, **{field: str(target)}), progress=False, model=object())  # never touched
+
+
+def test_a_job_without_gradients_reuses_a_store_that_has_them(tiny_model, tiny_tokens, tiny_store, tmp_path):
+    """A store with gradients holds everything a job that needs none reads: it is reused, not
+    refused for its has_grads (and left as it was)."""
+    before = _files(tiny_store.path)
+    cfg = _small(tmp_path, model="custom", cache_dir=str(tiny_store.path))  # the name the store records
+    result = _run(cfg, tiny_model, tiny_tokens)
+    assert result.metrics.loc["sae", "l0"] <= 4
+    assert json.loads((result.run_dir / "training.json").read_text())["store"] == str(tiny_store.path)
+    assert _files(tiny_store.path) == before
