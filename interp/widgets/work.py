@@ -11,7 +11,10 @@ let an old result replace a newer one. `LatestRequest` runs one kind of work for
 
 In a Jupyter kernel the comm messages of later control moves arrive while the worker runs,
 so the newest one wins; outside a kernel (scripts, tests) nothing can arrive meanwhile, so
-`background=None` picks the thread only inside a kernel.
+`background=None` picks the thread only inside a kernel. There, every cell waits before it runs
+until the views' background work is done (`wait_for_views`, an IPython pre_run_cell hook): a
+cell that runs the model beside a view's worker would see the view's hooks, and the view the
+cell's.
 """
 
 from __future__ import annotations
@@ -36,6 +39,26 @@ def in_kernel() -> bool:
 
 _MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MODEL_LOCKS_GUARD = threading.Lock()
+_BACKGROUND: "weakref.WeakSet[LatestRequest]" = weakref.WeakSet()
+"""The live requests that run on worker threads (`wait_for_views` waits for them)."""
+_GUARDED_SHELLS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def wait_for_views(*_event, timeout: float = 600.0) -> bool:
+    """Block until no view's background work runs or waits (at most `timeout` seconds each);
+    True if all are idle. Registered as an IPython pre_run_cell hook (its argument ignored)."""
+    return all([request.wait(timeout) for request in list(_BACKGROUND)])
+
+
+def _guard_cells() -> None:
+    """In a kernel, make each cell wait for the views' background work first (once per shell)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or shell in _GUARDED_SHELLS:
+        return
+    shell.events.register("pre_run_cell", wait_for_views)
+    _GUARDED_SHELLS.add(shell)
 
 
 def model_lock(model) -> threading.RLock:
@@ -64,6 +87,10 @@ class LatestRequest:
         self._latest = 0
         self._pending: tuple | None = None
         self._running = False
+        if self.background:
+            _BACKGROUND.add(self)
+            if in_kernel():
+                _guard_cells()
 
     @property
     def busy(self) -> bool:

@@ -73,3 +73,35 @@ def test_without_a_thread_work_runs_at_once_and_errors_reach_the_caller():
     nested = []
     worker.submit(lambda: worker.submit(lambda: "inner", nested.append) and "outer", nested.append)
     assert nested == ["inner"]  # asked for while "outer" ran: the newest wins
+
+
+def test_in_a_kernel_each_cell_first_waits_for_the_views_background_work(monkeypatch):
+    """A cell that ran the model beside a view's worker would see the view's hooks: in a kernel,
+    the pre_run_cell hook that LatestRequest registers (once) holds the cell until the work is done."""
+    import IPython
+
+    from interp.widgets import work
+
+    class Events:
+        def __init__(self):
+            self.hooks = []
+
+        def register(self, event, fn):
+            self.hooks.append((event, fn))
+
+    shell = type("Shell", (), {"kernel": object()})()
+    shell.events = Events()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    worker, again = LatestRequest(background=True), LatestRequest(background=True)
+    assert [event for event, _ in shell.events.hooks] == ["pre_run_cell"]  # one hook per shell
+    order, started, release = [], threading.Event(), threading.Event()
+    worker.submit(_slow("work", order, started, release), lambda _: order.append("shown"))
+    assert started.wait(10)
+    cell = threading.Thread(target=lambda: shell.events.hooks[0][1](None) and order.append("cell"))
+    cell.start()
+    cell.join(0.2)
+    assert cell.is_alive()  # still held: the work has not finished
+    release.set()
+    cell.join(10)
+    assert not cell.is_alive() and order == ["work", "shown", "cell"]
+    assert again.wait(1)  # an idle view does not hold a cell
