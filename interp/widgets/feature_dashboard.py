@@ -427,7 +427,7 @@ class FeatureDashboard(widgets.VBox):
                 f"<tr><td><b>unsteered</b></td><td class='interp-unsteered'>{reply_html(unsteered, self.eos)}</td></tr>"
                 f"<tr><td><b>latent {latent} \u00d7 {coefficient:g} max</b></td>"
                 f"<td class='interp-steered'>{reply_html(steered, self.eos)}</td></tr></table>"
-                "<small>continuations end at the end-of-text token (\u23f9)</small>")
+                "<small>continuations end at the end-of-text token (EOS)</small>")
 
         def fail(error: Exception) -> None:
             self.steered.value = f"<b style='color:#b00'>{html.escape(str(error))}</b>"

@@ -252,7 +252,7 @@ class SteeringPanel(widgets.VBox):
                 "<colgroup><col style='width: 34%'><col style='width: 8%'><col style='width: 29%'>"
                 "<col style='width: 29%'></colgroup>"
                 "<tr><th>prompt</th><th>kind</th><th>unsteered</th><th>steered</th></tr>" + rows + "</table>"
-                "<small>refusals highlighted; \u23f9 end of text</small>")
+                "<small>refusals highlighted; EOS: end of text</small>")
 
     def _on_source(self) -> None:
         is_controller = self.source.value in self.controllers

@@ -65,7 +65,11 @@ def until_eos(text: str, eos: str | None) -> tuple[str, bool]:
     return text[:text.index(eos)], True
 
 
-EOS_MARK = '<span class="interp-eos" style="color: #999" title="end of text: generation stops here">\u23f9</span>'
+EOS_TEXT = "EOS"
+"""What marks the end of a reply: plain letters, which every font has (a symbol such as U+23F9 is
+a missing-glyph box in a browser without a font for it)."""
+EOS_MARK = ('<span class="interp-eos" style="color: #888; font-size: 0.75em; border: 1px solid #bbb; '
+            f'border-radius: 3px; padding: 0 2px" title="end of text: generation stops here">{EOS_TEXT}</span>')
 """What follows a reply that ended at the end-of-text token."""
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from interp import resources
 from interp.sae import features
-from interp.widgets.tokens_html import until_eos
+from interp.widgets.tokens_html import EOS_TEXT, until_eos
 
 ZOO_SAE = resources.sae_path()
 HOOK = "blocks.2.hook_resid_pre"
@@ -138,7 +138,7 @@ def test_continuations_stop_at_the_end_of_text(dashboard, monkeypatch):
     assert plain.endswith("<|endoftext|>") and plain.count("<|endoftext|>") == 1  # decoding stopped there
     shown = re.search(r"interp-unsteered'>(.*?)</td>", dashboard.steered.value).group(1)
     assert "endoftext" not in shown.replace("end-of-text", "") and "User:" not in shown
-    assert html.unescape(re.sub(r"<[^>]+>", "", shown)) == plain[:plain.index("<|endoftext|>")] + "\u23f9"
+    assert html.unescape(re.sub(r"<[^>]+>", "", shown)) == plain[:plain.index("<|endoftext|>")] + EOS_TEXT
     dashboard.coefficient.value = 0.0
 
 
@@ -165,7 +165,7 @@ def test_coefficient_slider_steers_generation_with_the_latent(dashboard):
 
     def cell(role):  # the shown text (cut at the end of text), HTML entities decoded
         shown = re.search(rf"interp-{role}'>(.*?)</td>", dashboard.steered.value).group(1)
-        return html.unescape(re.sub(r"<[^>]+>", "", shown)).rstrip("\u23f9")
+        return html.unescape(re.sub(r"<[^>]+>", "", shown)).removesuffix(EOS_TEXT)
 
     # the strongest latents: steering with a no-op hook would leave every one's text unchanged
     changed = []

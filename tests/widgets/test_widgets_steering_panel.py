@@ -5,6 +5,7 @@ import pytest
 from interp.steering import ControllerConfig, Direction, SteeringController
 from interp.tasks import refusal
 from interp.widgets import SteeringPanel
+from interp.widgets.tokens_html import EOS_MARK
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +99,7 @@ def test_replies_stop_at_the_end_of_text(zoo_dense):
     assert p.trace_frame["forward"].nunique() == n_reply < 30  # no forward after the end of text
     cells = re.findall(r"<td class='interp-unsteered'[^>]*>(.*?)</td>", p.table.value)
     assert len(cells) == 1 and "&lt;|endoftext|&gt;" not in cells[0] and "User:" not in cells[0]
-    assert cells[0].endswith("interp-eos\" style=\"color: #999\" title=\"end of text: generation stops here\">"
-                             "\u23f9</span>")  # ...the view shows where it ended
+    assert cells[0].endswith(EOS_MARK)  # ...the view shows where it ended
 
 
 def test_your_own_prompt_is_added_in_chat_format(panel):
