@@ -117,8 +117,8 @@ def calibration(n_tokens: int, model, eval_tokens: int, context_size: int | None
     """(ceil(n_tokens / context_size), context_size) rows of held-out prose
     (`interp.zoo.corpus.heldout_prose`) that share no paragraph, and no run of 30 bytes
     (`corpus.disjoint_from`), with the prose rows of `heldout(eval_tokens, model, context_size,
-    seed)`: the rest of the held-out prose, in an order fixed by `seed`, packed as `heldout` packs. Asking for more than that rest holds is a
-    `ConfigError` that says the most it gives."""
+    seed)`: the rest of the held-out prose, in an order fixed by `seed`, packed as `heldout`
+    packs. Asking for more than that rest holds is a `ConfigError` that says the most it gives."""
     from interp.zoo import corpus
 
     if not isinstance(n_tokens, (int, np.integer)) or isinstance(n_tokens, bool) or n_tokens < 1:

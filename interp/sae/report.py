@@ -137,13 +137,8 @@ def baseline(s: pd.DataFrame, aux: str) -> pd.DataFrame:
     those trained with the same one, else those with DEFAULT_AUX (e.g. the Zipf-paper rows'
     aux_zipf against TopK's AuxK, the papers' own comparison)."""
     topk = s[(s["variant"] == "topk") & (s["mode"] == "plain")]
-    aux_of = topk["aux"] if "aux" in topk else pd.Series(DEFAULT_AUX, index=topk.index)
-    same = topk[aux_of == aux]
-    return same if len(same) else topk[aux_of == DEFAULT_AUX]
-
-
-def _aux(row) -> str:
-    return row.get("aux", DEFAULT_AUX)
+    same = topk[topk["aux"] == aux]
+    return same if len(same) else topk[topk["aux"] == DEFAULT_AUX]
 
 
 def _show(row, measure: str) -> str:
@@ -168,7 +163,7 @@ def _dead_claim(s: pd.DataFrame, variant: str, label: str, dead_window: int | No
     evidence, outcomes = [], []
     for lv in sorted(set(rows["level"])):
         for _, r in rows[(rows["variant"] == variant) & (rows["level"] == lv)].iterrows():
-            t = baseline(s, _aux(r))
+            t = baseline(s, r["aux"])
             for _, tt in t[t["level"] == lv].iterrows():
                 if float(tt[f"{measure}_mean"]) == 0:
                     evidence.append(f"k={lv}: {tt.name} has no {word} latents, nothing to reduce ({r.name} "
@@ -188,7 +183,7 @@ def _gsae_claim(s: pd.DataFrame) -> tuple[str, str, str] | None:
     for lv in sorted(set(s["level"])):
         g = s[(s["variant"] == "gradient") & (s["level"] == lv) & (s["mode"] == "grad")]
         for _, gr in g.iterrows():
-            t = baseline(s, _aux(gr))
+            t = baseline(s, gr["aux"])
             t = t[t["level"] == lv]
             if not len(t):
                 continue
@@ -219,7 +214,7 @@ def interpolate(curve: pd.DataFrame, l0: float, measure: str) -> tuple[float, fl
 def _vs_topk(row, s: pd.DataFrame) -> str:
     """A row's NMSE over TopK's interpolated at the row's mean L0 (on its `baseline` curve:
     below 1 is better at equal L0); "-" outside the curve's L0 range or for TopK itself."""
-    topk = baseline(s, _aux(row))
+    topk = baseline(s, row["aux"])
     if row["variant"] == "topk" or not len(topk):
         return "-"
     at = interpolate(topk, float(row["l0_mean"]), "nmse")
@@ -232,7 +227,7 @@ def _afa_claim(s: pd.DataFrame, d_in: int | None) -> tuple[str, str, str] | None
         return None
     evidence, outcomes = [], []
     for name, a in afa.sort_values("l0_mean").iterrows():
-        topk = baseline(s, _aux(a))
+        topk = baseline(s, a["aux"])
         l0 = float(a["l0_mean"])
         at = interpolate(topk, l0, "nmse")
         if d_in is None or l0 <= d_in or at is None:
