@@ -20,6 +20,7 @@ are NaN.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -87,12 +88,42 @@ def _value(t: torch.Tensor) -> float:
     return float("nan") if t.device.type == "meta" else float(t)
 
 
-def _splice(model, tokens_BT, hook: str, replace):
-    return model.run_with_hooks(tokens_BT, fwd_hooks=[(hook, lambda act, hook: replace(act))])
+_RESID = re.compile(r"blocks\.(\d+)\.hook_resid_(pre|post)")
+
+
+def start_layer(model, hook: str) -> int | None:
+    """The block a forward pass can start at with `hook`'s activation as its residual stream:
+    L for blocks.L.hook_resid_pre, L + 1 for blocks.L.hook_resid_post, on a HookedTransformer
+    whose blocks need nothing else (no shortformer position embedding); None otherwise. A
+    spliced pass then skips the blocks before the hook, whose output it already has."""
+    from transformer_lens import HookedTransformer
+
+    m = _RESID.fullmatch(hook)
+    if m is None or not isinstance(model, HookedTransformer) or model.cfg.positional_embedding_type == "shortformer":
+        return None
+    return int(m[1]) + (m[2] == "post")
+
+
+def _splice(model, tokens_BT, hook: str, replace, clean_act, start: int | None):
+    """Logits with `hook`'s activation replaced by `replace(activation)`; from block `start` on
+    (`start_layer`; `clean_act` the hook's clean activation, (B, T, d_model)), else a whole pass."""
+    if start is None:
+        return model.run_with_hooks(tokens_BT, fwd_hooks=[(hook, lambda act, hook: replace(act))])
+    return model(replace(clean_act), start_at_layer=start, tokens=tokens_BT)
 
 
 def _ce(logits_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_BTV[:, :-1].flatten(0, 1).float(), tokens_BT[:, 1:].flatten(), reduction="sum")
+
+
+def _next_logp(logits_BTV: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the next token at every position but the last, (B, T-1, V), fp32."""
+    return logits_BTV[:, :-1].float().log_softmax(-1)
+
+
+def _nll(logp_BTV: torch.Tensor, tokens_BT: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy from `_next_logp`'s log-probabilities."""
+    return -logp_BTV.gather(-1, tokens_BT[:, 1:, None]).sum()
 
 
 def _clean_pass(model, tokens_BT, hook: str, target_hook: str | None, with_grads: bool):
@@ -119,7 +150,7 @@ def _clean_pass(model, tokens_BT, hook: str, target_hook: str | None, with_grads
 
 @torch.no_grad()
 def _row_update(acc: _Accumulator, sae: SparseAutoencoder, mode: InferenceMode, model, tokens_BT, splice_hook,
-                x_TD, y_TD, g_TD, logp_clean):
+                x_TD, y_TD, g_TD, clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor], start: int | None):
     code = sae.variant.encode_mode(sae, *sae.to_sae_space(x_TD, g_TD), mode)
     y_hat_TD = sae.decode(code, x_TD)
     acc.sq_err += (y_TD - y_hat_TD).pow(2).sum().double()  # fp32 per batch, fp64 across batches
@@ -141,10 +172,12 @@ def _row_update(acc: _Accumulator, sae: SparseAutoencoder, mode: InferenceMode, 
     if sae.W_skip is not None:  # what the skip path and b_dec alone predict
         x_s = sae.to_sae_space(x_TD)[0]
         acc.skip_sq_err += (y_TD - sae.from_sae_space(sae.skip_scaled(x_s) + sae.b_dec)).pow(2).sum().double()
-    logits = _splice(model, tokens_BT, splice_hook, lambda act: y_hat_TD.reshape(act.shape).to(act.dtype))
-    acc.ce += _ce(logits, tokens_BT).double()
-    logp = logits[:, :-1].float().log_softmax(-1)
-    acc.kl += (logp_clean.exp() * (logp_clean - logp)).sum().double()
+    logits = _splice(model, tokens_BT, splice_hook, lambda act: y_hat_TD.reshape(act.shape).to(act.dtype),
+                     clean[2], start)
+    logp = _next_logp(logits)
+    acc.ce += _nll(logp, tokens_BT).double()
+    p_clean, p_logp_clean = clean[0], clean[1]
+    acc.kl += (p_logp_clean - (p_clean * logp).sum()).double()  # KL(clean || spliced)
 
 
 def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], model, tokens: torch.Tensor,
@@ -181,14 +214,19 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
     sum_y = None
     n_pred = count = 0
     splice_hook = target_hook or hook
+    start = start_layer(model, splice_hook)
     for b0 in range(0, tokens.shape[0], batch_size):
         tokens_BT = tokens[b0:b0 + batch_size].to(dev)
         logits, x_TD, y_TD, g_TD = _clean_pass(model, tokens_BT, hook, target_hook, with_grads)
         y_TD = x_TD if y_TD is None else y_TD
         with torch.no_grad():
-            logp_clean = logits[:, :-1].float().log_softmax(-1)
-            ce_clean += _ce(logits, tokens_BT).double()
-            ce_zero += _ce(_splice(model, tokens_BT, splice_hook, torch.zeros_like), tokens_BT).double()
+            clean_act = y_TD.reshape(*tokens_BT.shape, -1)
+            logp_clean = _next_logp(logits)
+            p_clean = logp_clean.exp()
+            clean = (p_clean, (p_clean * logp_clean).sum(), clean_act)  # what every row's KL reads
+            ce_clean += _nll(logp_clean, tokens_BT).double()
+            ce_zero += _ce(_splice(model, tokens_BT, splice_hook, torch.zeros_like, clean_act, start),
+                           tokens_BT).double()
             n_pred += tokens_BT[:, 1:].numel()
             yf = y_TD.double()
             sum_sq += yf.pow(2).sum()
@@ -197,7 +235,7 @@ def evaluate_details(saes: SparseAutoencoder | dict[str, SparseAutoencoder], mod
         for name, (sae, mode) in rows.items():
             with autocast:
                 _row_update(accs[name], sae, mode, model, tokens_BT, splice_hook, x_TD, y_TD,
-                            g_TD if mode.needs_grads else None, logp_clean)
+                            g_TD if mode.needs_grads else None, clean, start)
     total_var = _value(sum_sq) - _value(sum_y.pow(2).sum()) / count
     ce_clean, ce_zero = _value(ce_clean) / n_pred, _value(ce_zero) / n_pred
     records, densities, l0s, zfs = [], {}, {}, {}

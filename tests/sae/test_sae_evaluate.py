@@ -57,3 +57,37 @@ def test_selection_change_is_the_share_of_firings_the_plain_code_does_not_make(t
     fired_grad = [(int(r), int(c)) for r, c, v in zip(*grad) if v > 0]
     expected = sum(pair not in fired_plain for pair in fired_grad) / len(fired_grad)
     assert m.loc["b30[grad]", "selection_change"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("hook", ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "blocks.0.hook_resid_post",
+                                  "blocks.1.hook_resid_post"])
+def test_spliced_passes_from_the_hook_on_equal_whole_passes_and_skip_the_blocks_before_it(
+        hook, tiny_model, tiny_tokens, monkeypatch):
+    from interp.sae import evaluate
+
+    start = evaluate.start_layer(tiny_model, hook)
+    assert start == int(hook[7]) + hook.endswith("post")
+    saes = {"topk": SparseAutoencoder(SAEConfig(d_in=32, n_latents=64, k=4, seed=0)),
+            "gsae": SparseAutoencoder(SAEConfig(d_in=32, n_latents=64, k=4, variant="gradient", seed=1))}
+    calls = []
+    handle = tiny_model.blocks[0].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        fast = evaluate_details(saes, tiny_model, tiny_tokens[:8], hook, batch_size=4).metrics
+        n_fast = len(calls)
+        monkeypatch.setattr(evaluate, "start_layer", lambda model, hook: None)
+        whole = evaluate_details(saes, tiny_model, tiny_tokens[:8], hook, batch_size=4).metrics
+    finally:
+        handle.remove()
+    rows = 3  # topk, gsae, gsae[grad]; and each batch's clean and zero-ablated passes
+    assert n_fast == 2 * (1 if start > 0 else 2 + rows) and len(calls) - n_fast == 2 * (2 + rows)
+    for column in ("ce_sae", "ce_zero", "ce_clean", "kl", "nmse", "ce_recovered"):
+        assert fast[column].to_numpy() == pytest.approx(whole[column].to_numpy(), rel=1e-6, abs=1e-7), column
+
+
+def test_only_residual_stream_hooks_of_a_hooked_transformer_start_a_pass_at_their_block(tiny_model):
+    from interp.sae.evaluate import start_layer
+
+    assert start_layer(tiny_model, "blocks.1.hook_resid_mid") is None
+    assert start_layer(tiny_model, "blocks.0.hook_mlp_out") is None
+    assert start_layer(tiny_model, "blocks.0.attn.hook_z") is None
+    assert start_layer(torch.nn.Linear(2, 2), "blocks.0.hook_resid_pre") is None
