@@ -67,6 +67,8 @@ def register(subparsers) -> None:
     r.add_argument("--command", dest="stated_command", metavar="TEXT",
                    help="the command line to state above the tables (default: the one that ran the job, as its "
                    "training.json records it)")
+    r.add_argument("--against", metavar="RUN", help="the run directory of the same SAEs trained for fewer steps: "
+                   "every row's numbers beside that run's (default: the job's report_against, if any)")
     r.set_defaults(func=_sae_report)
 
 
@@ -123,7 +125,7 @@ def _train_sae(args) -> int:
 def _sae_report(args) -> int:
     from interp.sae.report import write_report
 
-    print(f"wrote {write_report(args.run, args.out, args.stated_command)}")
+    print(f"wrote {write_report(args.run, args.out, args.stated_command, args.against)}")
     return 0
 
 

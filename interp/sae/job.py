@@ -88,6 +88,9 @@ class JobConfig:
     """Default: two passes over the cache (300 steps of 4096 tokens)."""
     report: str | None = None
     """Also write a Markdown comparison of the SAEs (matched L0, the papers' claims) to this path."""
+    report_against: str | None = None
+    """The run directory of the same SAEs trained for fewer steps (e.g. saes/compare-length): the
+    report sets every row's numbers beside that run's, and the claims' verdicts at both lengths."""
 
     def __post_init__(self):
         check_fields(self)
@@ -311,6 +314,14 @@ def _check_paths(cfg: JobConfig) -> None:
     if cfg.report and Path(cfg.report).is_dir():
         raise ConfigError(f"JobConfig.report={cfg.report!r} is not allowed: it is a directory; give a file path "
                           "such as RESULTS.md")
+    if cfg.report_against is not None:
+        if not cfg.report:
+            raise ConfigError(f"JobConfig.report_against={cfg.report_against!r} needs report = <file>: it is a "
+                              "section of the report")
+        against = Path(cfg.report_against)
+        if not against.is_dir() or not (any(against.glob("*/training.json")) or (against / "training.json").is_file()):
+            raise ConfigError(f"JobConfig.report_against={cfg.report_against!r} is not allowed: not a finished run "
+                              "directory of interp train-sae (no training.json); train that run first")
 
 
 def _store_choice(cfg: JobConfig, grads: bool, weights: str) -> tuple[Path, bool]:

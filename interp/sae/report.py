@@ -38,7 +38,11 @@ COMPETITIVE = 1.1
 FLAT = 0.02
 """A training run has converged when its fitted NMSE changes by less than this fraction over the
 CONVERGENCE_WINDOW of its logged steps before the learning rate starts to decay (the decay itself
-lowers the loss by an annealing gain however long the run: `convergence_table`)."""
+lowers the loss by an annealing gain however long the run: `convergence_table`), or by less than
+FLAT_ABS (`is_flat`)."""
+FLAT_ABS = 1e-3
+"""A change of NMSE smaller than this (a thousandth of the input's variance) is flat however large
+a fraction it is: a near-exact reconstruction (TopK at k >= d) keeps halving an NMSE of 1e-4."""
 CONVERGENCE_WINDOW = 0.2
 DEFAULT_AUX = "auxk"
 """The auxiliary loss of the TopK rows a variant is judged against when no TopK row was trained
@@ -262,41 +266,107 @@ def claims(summary: pd.DataFrame, d_in: int | None = None, dead_window: int | No
 
 
 # --- training length ------------------------------------------------------------------------------
-def convergence(history: list[dict], window: float = CONVERGENCE_WINDOW, end: float = 1.0) -> float:
-    """The relative change of training NMSE over one SAE's logged steps in the `window` (a
-    fraction of the last logged step) that ends at `end` (1: the end of training; 0.8: where a
-    decay over the last 20 % starts): a least-squares line through them, its rise over the window
-    divided by its mean (negative: still falling). NaN with fewer than 3 logged steps there."""
+def fitted_change(history: list[dict], window: float = CONVERGENCE_WINDOW, end: float = 1.0) -> tuple[float, float]:
+    """(rise, mean) of training NMSE over one SAE's logged steps in the `window` (a fraction of
+    the last logged step) that ends at `end` (1: the end of training; 0.8: where a decay over the
+    last 20 % starts): a least-squares line through them, its rise over the window (negative:
+    still falling) and their mean. NaNs with fewer than 3 logged steps there."""
     steps = np.array([h["step"] for h in history], float)
     nmse = np.array([h["nmse"] for h in history], float)
     if not len(steps):
-        return float("nan")
+        return float("nan"), float("nan")
     last = steps.max()
     keep = (steps >= (end - window) * last - 1e-9) & (steps <= end * last + 1e-9)
     if keep.sum() < 3:
-        return float("nan")
+        return float("nan"), float("nan")
     slope, _ = np.polyfit(steps[keep], nmse[keep], 1)
-    return float(slope * (steps[keep].max() - steps[keep].min()) / nmse[keep].mean())
+    return float(slope * (steps[keep].max() - steps[keep].min())), float(nmse[keep].mean())
+
+
+def convergence(history: list[dict], window: float = CONVERGENCE_WINDOW, end: float = 1.0) -> float:
+    """`fitted_change`'s rise over its mean: the relative change of training NMSE over the window."""
+    rise, mean = fitted_change(history, window, end)
+    return rise / mean
+
+
+def is_flat(change: float, level: float) -> bool:
+    """Whether NMSE moving by `change` from `level` is flat: by less than FLAT of the level, or by
+    less than FLAT_ABS of the variance (False for NaN)."""
+    return abs(change) < FLAT * abs(level) or abs(change) < FLAT_ABS
 
 
 def convergence_table(members, history: list[dict], decay_fraction: float = 0.0) -> pd.DataFrame:
-    """Per family: the SAEs; how many are flat (|change| < FLAT over the CONVERGENCE_WINDOW before
-    the last `decay_fraction` of training, where the learning rate decays); the median change
+    """Per family: the SAEs; how many are flat (`is_flat` over the CONVERGENCE_WINDOW before the
+    last `decay_fraction` of training, where the learning rate decays); the median change
     there and the largest |change| with the SAE it belongs to; and the median change over the
     decay (the annealing gain; NaN without a decay)."""
     own = {mb.name: [h for h in history if h["sae"] == i] for i, mb in enumerate(members)}
-    before = {n: convergence(h, end=1 - decay_fraction) for n, h in own.items()}
+    fits = {n: fitted_change(h, end=1 - decay_fraction) for n, h in own.items()}
+    before = {n: rise / mean for n, (rise, mean) in fits.items()}
     decay = {n: convergence(h, window=decay_fraction) if decay_fraction else float("nan") for n, h in own.items()}
     rows = []
     for family in dict.fromkeys(mb.family for mb in members):
         mine = {mb.name: before[mb.name] for mb in members if mb.family == family}
         worst = max(mine, key=lambda n: -1 if math.isnan(mine[n]) else abs(mine[n]))
         rows.append({"family": family, "saes": len(mine),
-                     "flat": sum(abs(v) < FLAT for v in mine.values() if not math.isnan(v)),
+                     "flat": sum(is_flat(*fits[n]) for n in mine),
                      "median change": float(np.median(list(mine.values()))),
                      "largest change (abs)": abs(mine[worst]), "of": worst,
                      "median change over the decay": float(np.median([decay[n] for n in mine]))})
     return pd.DataFrame(rows)
+
+
+# --- against a shorter run -------------------------------------------------------------------------
+LENGTH_MEASURES = ("l0", "nmse", "ce_recovered", "kl")
+
+
+def length_table(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
+    """The groups (and modes) of two `summarize` tables of the same SAEs trained for different
+    lengths, `short` then `long`: each LENGTH_MEASURES value in both, NMSE's relative change,
+    whether the longer run's NMSE is lower or higher beyond SIGMAS standard errors (`outcome`)
+    and whether the change is flat (`is_flat`). Rows in only one table are left out, and
+    measures either table lacks."""
+    measures = [m for m in LENGTH_MEASURES if f"{m}_mean" in long and f"{m}_mean" in short]
+    rows = []
+    for name in [n for n in long.index if n in short.index]:
+        a, b = long.loc[name], short.loc[name]
+        o = outcome(a, b, "nmse").replace("better", "lower").replace("worse", "higher")
+        change = float(a["nmse_mean"]) - float(b["nmse_mean"])
+        rows.append({"group": name, "n": int(a["n"]),
+                     **{f"{m} {when}": _show(r, m) for m in measures for when, r in (("short", b), ("long", a))},
+                     "nmse change": change / float(b["nmse_mean"]), "longer run's nmse": o,
+                     "flat": is_flat(change, float(b["nmse_mean"]))})
+    return pd.DataFrame(rows)
+
+
+def _against_section(run: RunRecord, s: pd.DataFrame, against: RunRecord, where: str) -> list[str]:
+    """The report's comparison with `against`, the same SAEs trained for fewer steps (`where`: its
+    run directory, as the reader would name it)."""
+    if (against.cfg.model, against.cfg.hook) != (run.cfg.model, run.cfg.hook):
+        raise ValueError(f"{where} trained on {against.cfg.model} {against.cfg.hook}, this run on {run.cfg.model} "
+                         f"{run.cfg.hook}: a length comparison needs the same activations")
+    short = run_summary(against)
+    table = length_table(s, short)
+    if not len(table):
+        raise ValueError(f"{where} has none of this run's groups ({', '.join(s.index)}): not the same SAEs")
+    ratio = run.steps / against.steps
+    n_flat, n = int(table["flat"].sum()), len(table)
+    moved = table["longer run's nmse"].str.replace(" (one seed)", "", regex=False)
+    before = dict((c, v) for c, v, _ in claims(short, against.d_in, _window(against)))
+    after = claims(s, run.d_in, _window(run))
+    same = sum(before.get(c) == v for c, v, _ in after)
+    lines = [f"## Against {ratio:g} x shorter training", "",
+             f"The same SAEs trained for {against.steps} steps ({against.tokens:,} tokens, `{where}`) beside this "
+             f"run's {run.steps}. Training {ratio:g} x as long moved NMSE by less than {FLAT:.0%} (or "
+             f"{FLAT_ABS:g} of the variance) in {n_flat} of {n} rows; the median change is "
+             f"{float(table['nmse change'].median()):+.1%}. {int((moved == 'lower').sum())} rows are lower beyond "
+             f"{SIGMAS:g} standard errors, {int((moved == 'higher').sum())} higher, "
+             f"{int((moved == 'within noise').sum())} within noise. {same} of {len(after)} claims keep their "
+             "verdict.", "",
+             markdown.table(table, "{:+.3f}"), "",
+             f"| claim | verdict at {against.steps} steps | verdict at {run.steps} steps |", "|---|---|---|"]
+    lines += [f"| {c} | {before.get(c, 'not tested')} | {v} |" for c, v, _ in after]
+    return lines + [""]
 
 
 # --- top-AFA's own k ------------------------------------------------------------------------------
@@ -367,16 +437,20 @@ def read_run(run_dir: str | Path) -> RunRecord:
                      training.get("command"))
 
 
-def write_report(run_dir: str | Path, path: str | Path, command: str | None = None) -> Path:
+def write_report(run_dir: str | Path, path: str | Path, command: str | None = None,
+                 against: str | Path | None = None) -> Path:
     """Write the comparison of the run in `run_dir` to `path` (Markdown) with its Pareto plots
     beside it (<stem>-pareto.png and .html); `command`: the command line to state above the
-    tables (None: the one that ran the job, as its training.json records it). Rerunnable on a
-    finished run without training again."""
+    tables (None: the one that ran the job, as its training.json records it); `against`: the
+    run directory of the same SAEs trained for fewer steps, set beside this run's numbers (None:
+    the job's `report_against`, if any). Rerunnable on a finished run without training again."""
     from interp.atomic import write_bytes
 
     path = Path(path)
     run = read_run(run_dir)
-    text = results_markdown(run, figures=path.with_name(f"{path.stem}-pareto"), command=command or run.command)
+    against = against or run.cfg.report_against
+    text = results_markdown(run, figures=path.with_name(f"{path.stem}-pareto"), command=command or run.command,
+                            against=None if against is None else (read_run(against), str(against)))
     write_bytes(path, text.encode())
     return path
 
@@ -456,15 +530,27 @@ def pareto_html(summary: pd.DataFrame, path: Path) -> None:
 
 
 # --- the report ---------------------------------------------------------------------------------
-def results_markdown(run: RunRecord, figures: Path | None = None, command: str | None = None) -> str:
+def run_summary(run: RunRecord) -> pd.DataFrame:
+    """`summarize` of a run's rows."""
+    return summarize(member_columns(run.metrics, run.cfg.members(), run.dead))
+
+
+def _window(run: RunRecord) -> int | None:
+    """The longest training-window length (tokens) a run's dead fractions were measured over."""
+    return max((t for _, t in run.dead.values()), default=None)
+
+
+def results_markdown(run: RunRecord, figures: Path | None = None, command: str | None = None,
+                     against: tuple[RunRecord, str] | None = None) -> str:
     """RESULTS.md text for a comparison job (`run`: `read_run` of its directory). `figures`: the
     path stem of the Pareto plots (<stem>.png and <stem>.html are written beside the report and
-    linked by name); None: no plots. `command`: the command line that ran the job."""
+    linked by name); None: no plots. `command`: the command line that ran the job. `against`:
+    (record, run directory) of the same SAEs trained for fewer steps (`length_table`)."""
     cfg = run.cfg
     members = cfg.members()
     rows = member_columns(run.metrics, members, run.dead)
     s = summarize(rows)
-    window = max((t for _, t in run.dead.values()), default=None)
+    window = _window(run)
     seeds = sorted(set(s["n"]))
     n_eval = f"{int(rows['eval_tokens'].iloc[0]):,} tokens" if "eval_tokens" in rows else "the eval tokens"
     held_out = "task_nmse" in rows  # the job's own held-out sets (else the caller's tokens)
@@ -506,11 +592,14 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
                  f"the last {CONVERGENCE_WINDOW:.0%} of training")
         lines += ["## Training length", "",
                   f"{n_flat} of {n_all} SAEs are flat over {where}: a least-squares line through their logged "
-                  f"training NMSE changes by less than {FLAT:.0%} of its mean there."
+                  f"training NMSE changes by less than {FLAT:.0%} of its mean there (or by less than "
+                  f"{FLAT_ABS:g}, a thousandth of the variance: a near-exact reconstruction's NMSE keeps halving)."
                   + (f" The learning rate then decays to 0 over the last {decay:.0%}, which lowers the loss "
                      "further by an annealing gain that a converged run has too (last column), so flatness is "
                      "read before it." if decay else ""), "",
                   markdown.table(conv, "{:.3f}"), ""]
+    if against is not None:
+        lines += _against_section(run, s, *against)
     shown = [c for c in SHOWN if f"{c}_mean" in s]
     for lv in sorted(set(s["level"])):
         part = s[s["level"] == lv]

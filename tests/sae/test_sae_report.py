@@ -166,3 +166,28 @@ def test_each_row_is_judged_against_topk_trained_with_its_own_auxiliary_loss():
     assert "topk-k16 has no rare latents, nothing to reduce (mc-k16 " in mc[2]
     assert not any(e.startswith("k=16: mc-k16 ") for e in mc[2].split("; "))  # AuxK MC is not set against no-aux TopK
     assert fc[1] == "not testable here" and "topk-k16 has no rare latents, nothing to reduce (fc-zipf-k16 " in fc[2]
+
+
+def test_flat_is_a_small_fraction_of_the_level_or_a_thousandth_of_the_variance():
+    from interp.sae.report import is_flat
+
+    assert is_flat(-0.003, 0.3) and not is_flat(-0.009, 0.3)  # 1 % and 3 % of 0.3
+    assert is_flat(-0.0004, 0.0008)  # halving a near-exact NMSE: half its level, but 4e-4 of the variance
+    assert not is_flat(float("nan"), 0.3)
+
+
+def test_a_longer_run_is_set_beside_a_shorter_one_row_by_row():
+    from interp.sae.report import length_table
+
+    short = summarize(_rows(dead_mc=0.0, kl_g=0.05, afa_l0=50, afa_nmse=0.21))
+    rows = _rows(dead_mc=0.0, kl_g=0.05, afa_l0=50, afa_nmse=0.21)
+    rows.loc[rows["family"] == "topk", "nmse"] *= 0.5  # TopK halves its NMSE, the others stay
+    rows.loc[rows["family"] == "fc", "nmse"] *= 1.3
+    long = summarize(rows.drop(index=[m for m in rows.index if m.startswith("afa")]))
+    table = length_table(long, short).set_index("group")
+    assert "afa" not in table.index  # only in the shorter run
+    assert table.loc["topk-k16", "nmse change"] == pytest.approx(-0.5)
+    assert table.loc["topk-k16", "longer run's nmse"] == "lower" and not table.loc["topk-k16", "flat"]
+    assert table.loc["fc-k64", "longer run's nmse"] == "higher"
+    assert table.loc["mc-k16", "longer run's nmse"] == "within noise" and table.loc["mc-k16", "flat"]
+    assert table.loc["topk-k16", "nmse short"] == "0.2 ± 0.002" and table.loc["topk-k16", "nmse long"] == "0.1 ± 0.001"

@@ -97,3 +97,36 @@ def test_a_seeded_sweep_reports_mean_and_spread_with_plots(tiny_model, tiny_toke
     assert "interp sae-report: error:" in capsys.readouterr().err
     with pytest.raises(MissingFile, match="holds no training.json: not a run directory"):
         write_report(tmp_path, tmp_path / "x.md")
+
+
+def test_a_report_sets_a_run_beside_the_same_saes_trained_shorter(tiny_model, tiny_tokens, tmp_path, capsys):
+    topk = {"name": "topk", "variant": "topk", "n_latents": 64, "k": 4, "sweep": {"seed": [0, 1]}}
+
+    def cfg(run, steps, sae=topk, **more):
+        return job.JobConfig(model="tiny", hook="blocks.1.hook_resid_pre", cache_dir=str(tmp_path / "cache"),
+                             out_dir=str(tmp_path / "saes"), run=run, saes=(sae,),
+                             train=SAETrainConfig(batch_size=256, n_tokens=256 * steps, lr=3e-3, warmup_steps=2),
+                             report=str(tmp_path / f"{run}.md"), **more)
+
+    kwargs = dict(progress=False, model=tiny_model, train_tokens=tiny_tokens, eval_tokens=tiny_tokens[:16])
+    with pytest.raises(ConfigError, match=r"JobConfig.report_against=.*not a finished run directory"):
+        job.run(cfg("long", 16, report_against=str(tmp_path / "saes" / "short")), **kwargs)
+    assert not (tmp_path / "saes" / "long").exists()  # refused before any training
+    short = job.run(cfg("short", 4), **kwargs)
+    job.run(cfg("long", 16, report_against=str(short.run_dir)), **kwargs)
+    text = (tmp_path / "long.md").read_text()
+    assert "## Against 4 x shorter training" in text
+    assert f"The same SAEs trained for 4 steps (1,024 tokens, `{short.run_dir}`) beside this run's 16." in text
+    nmse = short.metrics["nmse"]
+    assert f"| topk | 2 | 4 ± 0 | 4 ± 0 | {nmse.mean():.4g} ± {nmse.std():.2g} |" in text
+    from interp.cli import main
+
+    assert main(["sae-report", str(tmp_path / "saes" / "long"), "--out", str(tmp_path / "cli.md"),
+                 "--against", str(tmp_path / "saes" / "long")]) == 0  # against itself: nothing moved
+    assert "Training 1 x as long moved NMSE by less than 2% (or 0.001 of the variance) in 1 of 1 rows" in \
+        (tmp_path / "cli.md").read_text()
+    from interp.sae.report import write_report
+
+    other = job.run(cfg("other", 4, sae={"name": "mc", "variant": "mutual_choice", "n_latents": 64, "k": 4}), **kwargs)
+    with pytest.raises(ValueError, match="none of this run's groups"):
+        write_report(tmp_path / "saes" / "long", tmp_path / "x.md", against=other.run_dir)
