@@ -144,7 +144,7 @@ def check_resume(directory: str | Path, store_path: str | Path, configs: list, t
     """Refuse (ConfigError naming each field with both values) to resume the checkpoint in
     `directory` with other settings than it was written with: the training config `train`
     (an SAETrainConfig), the store at `store_path` (by content), `hook`, the SAE `configs`,
-    and on CPU the thread count. Returns the checkpoint's JSON side, or None when there is no
+    and on CPU the thread count unless no step is left. Returns the checkpoint's JSON side, or None when there is no
     checkpoint (nothing to compare: the run starts from step 0)."""
     directory = Path(directory)
     meta = read_meta(directory)
@@ -166,7 +166,8 @@ def check_resume(directory: str | Path, store_path: str | Path, configs: list, t
         raise ConfigError(f"cannot resume from {directory / STATE}: its settings differ from this run's: "
                           f"{'; '.join(differences)}. Resume with the checkpoint's settings, or start over without "
                           "--resume / resume=True (or in another directory)")
-    if then_threads is not None and then_threads != now["threads"]:
+    finished = meta.get("step") is not None and meta.get("step") == meta.get("total_steps")
+    if then_threads is not None and then_threads != now["threads"] and not finished:  # no step left: no sum to differ
         raise ConfigError(f"cannot resume from {directory / STATE}: threads is {then_threads} in the checkpoint, "
                           f"{torch.get_num_threads()} in this run (CPU float sums, and so the weights, depend on it). "
                           f"Resume with OMP_NUM_THREADS={then_threads} (or torch.set_num_threads({then_threads})), or "

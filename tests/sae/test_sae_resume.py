@@ -67,13 +67,35 @@ def test_the_store_is_compared_by_content_not_path(written, tiny_store, tmp_path
     checkpoint.check_resume(written, copy, [SAE], TRAIN, None)
 
 
-def test_another_thread_count_is_refused_on_cpu(written, tiny_store):
+@pytest.fixture(scope="module")
+def interrupted(tiny_store, tmp_path_factory):
+    """A checkpoint directory of a 4-step run stopped after its step-2 checkpoint."""
+    from interp.sae import trainer
+
+    directory = tmp_path_factory.mktemp("stopped")
+    write = trainer.maybe_checkpoint
+
+    def write_then_stop(checkpoint_dir, done, *args, **kwargs):
+        write(checkpoint_dir, done, *args, **kwargs)
+        if done == 2:
+            raise KeyboardInterrupt
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(trainer, "maybe_checkpoint", write_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_store, [SAE], TRAIN, checkpoint_dir=directory, progress=False)
+    return directory
+
+
+def test_another_thread_count_is_refused_on_cpu_while_steps_are_left(interrupted, written, tiny_store):
+    assert checkpoint.read_meta(interrupted)["step"] == 2
     threads = torch.get_num_threads()
     torch.set_num_threads(threads + 1)
     try:
         with pytest.raises(ConfigError, match=f"threads is {threads} in the checkpoint, {threads + 1} in this run "
                                               fr".*OMP_NUM_THREADS={threads}"):
-            checkpoint.check_resume(written, tiny_store.path, [SAE], TRAIN, None)
+            checkpoint.check_resume(interrupted, tiny_store.path, [SAE], TRAIN, None)
+        # a finished run has no step left whose sums the thread count could change: re-evaluating it may use any
+        assert checkpoint.check_resume(written, tiny_store.path, [SAE], TRAIN, None)["step"] == 4
     finally:
         torch.set_num_threads(threads)
 
