@@ -25,10 +25,10 @@ from interp.sae.registry import get_variant
 if TYPE_CHECKING:
     from interp.sae.job import JobConfig
 
-MEASURES = ("l0", "nmse", "dead_fraction", "train_dead", "ce_recovered", "ce_delta", "kl", "eps_lbo_median",
+MEASURES = ("l0", "nmse", "train_nmse", "dead_fraction", "train_dead", "ce_recovered", "ce_delta", "kl", "eps_lbo_median",
             "selection_change", "task_nmse", "task_ce_recovered", "task_kl")
 """Metric columns averaged over a group's seeds (those present)."""
-SHOWN = ("l0", "nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "selection_change", "task_nmse",
+SHOWN = ("l0", "nmse", "train_nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "selection_change", "task_nmse",
          "task_ce_recovered")
 L0_TOLERANCE = 0.10
 SIGMAS = 2.0
@@ -55,12 +55,13 @@ def _fixed_k(variant: str) -> bool:
 
 
 # --- grouping over seeds ---------------------------------------------------------------------
-def member_columns(metrics: pd.DataFrame, members, dead: dict[str, tuple[float, int]] | None = None) -> pd.DataFrame:
+def member_columns(metrics: pd.DataFrame, members, dead: dict[str, tuple[float, int]] | None = None,
+                   train_nmse: dict[str, float] | None = None) -> pd.DataFrame:
     """`metrics` (one row per SAE and mode, named <name> or <name>[<mode>]) with the columns
     the summary groups by: member (the SAE's name), family (its [[sae]] table), group (the
-    family and its swept values other than seed), seed, aux (`aux_label`) and train_dead
-    (training-window dead fraction where `dead` has it). `members`: the job's `SweepMember`s (a
-    one-SAE job's row is named "sae")."""
+    family and its swept values other than seed), seed, aux (`aux_label`), train_dead
+    (training-window dead fraction where `dead` has it) and train_nmse (`final_train_nmse`,
+    where given). `members`: the job's `SweepMember`s (a one-SAE job's row is named "sae")."""
     m = metrics.copy()
     by_name = {mb.name: mb for mb in members} if len(members) > 1 else {"sae": members[0]}
     names = [re.sub(r"\[[^\]]+\]$", "", str(n)) for n in m.index]
@@ -73,7 +74,26 @@ def member_columns(metrics: pd.DataFrame, members, dead: dict[str, tuple[float, 
     m["seed"] = [by_name[n].fields.get("seed", 0) for n in names]
     m["aux"] = [aux_label(by_name[n].fields) for n in names]
     m["train_dead"] = [dead[n][0] if dead and n in dead else float("nan") for n in names]
+    if train_nmse is not None:
+        m["train_nmse"] = [train_nmse.get(n, float("nan")) for n in names]
     return m
+
+
+TRAIN_TAIL = 0.05
+"""`final_train_nmse` averages the logged training NMSE over this last fraction of the steps."""
+
+
+def final_train_nmse(members, history: list[dict], tail: float = TRAIN_TAIL) -> dict[str, float]:
+    """Each SAE's training NMSE at the end of training, by name: the mean of its logged training
+    batches' NMSE over the last `tail` of the logged steps (beside the held-out nmse, the gap
+    says how well the SAE carries from its training activations to text it did not see)."""
+    out = {}
+    for i, mb in enumerate(members):
+        own = [h for h in history if h["sae"] == i]
+        if own:
+            last = max(h["step"] for h in own)
+            out[mb.name] = float(np.mean([h["nmse"] for h in own if h["step"] >= (1 - tail) * last - 1e-9]))
+    return out
 
 
 def aux_label(fields: dict) -> str:
@@ -317,7 +337,7 @@ def convergence_table(members, history: list[dict], decay_fraction: float = 0.0)
 
 
 # --- against a shorter run -------------------------------------------------------------------------
-LENGTH_MEASURES = ("l0", "nmse", "ce_recovered", "kl")
+LENGTH_MEASURES = ("l0", "nmse", "train_nmse", "ce_recovered", "kl")
 
 
 def length_table(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
@@ -337,6 +357,28 @@ def length_table(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
                      "nmse change": change / float(b["nmse_mean"]), "longer run's nmse": o,
                      "flat": is_flat(change, float(b["nmse_mean"]))})
     return pd.DataFrame(rows)
+
+
+GAP = 1.5
+"""Held-out NMSE above this multiple of the training NMSE: the SAEs do not carry to unseen text."""
+
+
+def _gap_sentence(s: pd.DataFrame) -> list[str]:
+    """How the held-out NMSE of the plain rows compares with their training NMSE."""
+    if "train_nmse_mean" not in s:
+        return []
+    plain = s[s["mode"] == "plain"]
+    ratio = (plain["nmse_mean"] / plain["train_nmse_mean"]).dropna()
+    ratio = ratio[np.isfinite(ratio)]
+    if not len(ratio):
+        return []
+    worst = ratio.idxmax()
+    median = float(ratio.median())
+    reading = ("the SAEs reconstruct the activations they were trained on far better than those of text the model "
+               "did not see" if median > GAP else "the SAEs carry from their training activations to unseen text")
+    return [f"On the held-out prose the NMSE is a median {median:.2f} x the training batches' NMSE at the end of "
+            f"training (train_nmse; {float(ratio.min()):.2f} to {float(ratio.max()):.2f} x, largest {worst}): "
+            f"{reading}.", ""]
 
 
 def _against_section(run: RunRecord, s: pd.DataFrame, against: RunRecord, where: str) -> list[str]:
@@ -532,7 +574,8 @@ def pareto_html(summary: pd.DataFrame, path: Path) -> None:
 # --- the report ---------------------------------------------------------------------------------
 def run_summary(run: RunRecord) -> pd.DataFrame:
     """`summarize` of a run's rows."""
-    return summarize(member_columns(run.metrics, run.cfg.members(), run.dead))
+    members = run.cfg.members()
+    return summarize(member_columns(run.metrics, members, run.dead, final_train_nmse(members, run.history)))
 
 
 def _window(run: RunRecord) -> int | None:
@@ -548,7 +591,7 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
     (record, run directory) of the same SAEs trained for fewer steps (`length_table`)."""
     cfg = run.cfg
     members = cfg.members()
-    rows = member_columns(run.metrics, members, run.dead)
+    rows = member_columns(run.metrics, members, run.dead, final_train_nmse(members, run.history))
     s = summarize(rows)
     window = _window(run)
     seeds = sorted(set(s["n"]))
@@ -563,7 +606,9 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
                 "task_* columns on held-out task prompts." if held_out else f"{n_eval}."), ""]
     if command:
         lines += ["```bash", command, "```", ""]
-    lines += ["Metrics (mean ± std over seeds): nmse = FVU; ce_recovered with the reconstruction spliced in; kl "
+    lines += ["Metrics (mean ± std over seeds): nmse = FVU on the held-out prose; train_nmse = the training "
+              f"batches' NMSE over the last {TRAIN_TAIL:.0%} of steps (the same SAE on the activations it was "
+              "trained on); ce_recovered with the reconstruction spliced in; kl "
               "(nats/token); train_dead = latents with no firing in the last dead_tokens training tokens at the "
               "end of training; dead_fraction = latents that never fired on the eval set (rare, not "
               "necessarily dead); selection_change = the share of a [mode] row's firings that the plain row's "
@@ -598,6 +643,7 @@ def results_markdown(run: RunRecord, figures: Path | None = None, command: str |
                      "further by an annealing gain that a converged run has too (last column), so flatness is "
                      "read before it." if decay else ""), "",
                   markdown.table(conv, "{:.3f}"), ""]
+        lines += _gap_sentence(s)
     if against is not None:
         lines += _against_section(run, s, *against)
     shown = [c for c in SHOWN if f"{c}_mean" in s]

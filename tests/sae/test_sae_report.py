@@ -191,3 +191,19 @@ def test_a_longer_run_is_set_beside_a_shorter_one_row_by_row():
     assert table.loc["fc-k64", "longer run's nmse"] == "higher"
     assert table.loc["mc-k16", "longer run's nmse"] == "within noise" and table.loc["mc-k16", "flat"]
     assert table.loc["topk-k16", "nmse short"] == "0.2 ± 0.002" and table.loc["topk-k16", "nmse long"] == "0.1 ± 0.001"
+
+
+def test_training_nmse_is_the_mean_over_the_last_logged_steps_and_its_gap_is_stated():
+    from types import SimpleNamespace
+
+    from interp.sae.report import _gap_sentence, final_train_nmse
+
+    members = [SimpleNamespace(name="a"), SimpleNamespace(name="b")]
+    history = [{"step": s, "sae": i, "nmse": (1.0 if s < 95 else 0.1 * (i + 1))} for s in range(101) for i in (0, 1)]
+    assert final_train_nmse(members, history) == pytest.approx({"a": 0.1, "b": 0.2})  # steps 95-100
+    rows = _rows(dead_mc=0.0, kl_g=0.05, afa_l0=50, afa_nmse=0.21).assign(train_nmse=0.05)
+    text = _gap_sentence(summarize(rows))[0]
+    assert text.startswith("On the held-out prose the NMSE is a median 4.00 x the training batches'")
+    assert "far better than those of text the model did not see" in text
+    assert "carry from their training activations" in _gap_sentence(summarize(rows.assign(train_nmse=0.19)))[0]
+    assert _gap_sentence(summarize(_rows(dead_mc=0.0, kl_g=0.05, afa_l0=50, afa_nmse=0.21))) == []  # not recorded
