@@ -144,8 +144,8 @@ def check_resume(directory: str | Path, store_path: str | Path, configs: list, t
     """Refuse (ConfigError naming each field with both values) to resume the checkpoint in
     `directory` with other settings than it was written with: the training config `train`
     (an SAETrainConfig), the store at `store_path` (by content), `hook`, the SAE `configs`,
-    and on CPU the thread count unless no step is left. Returns the checkpoint's JSON side, or None when there is no
-    checkpoint (nothing to compare: the run starts from step 0)."""
+    and on CPU the thread count while steps are left. Returns the checkpoint's JSON side, or
+    None when there is no checkpoint (nothing to compare: the run starts from step 0)."""
     directory = Path(directory)
     meta = read_meta(directory)
     if meta is None:

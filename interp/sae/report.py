@@ -25,11 +25,11 @@ from interp.sae.registry import get_variant
 if TYPE_CHECKING:
     from interp.sae.job import JobConfig
 
-MEASURES = ("l0", "nmse", "train_nmse", "dead_fraction", "train_dead", "ce_recovered", "ce_delta", "kl", "eps_lbo_median",
-            "selection_change", "task_nmse", "task_ce_recovered", "task_kl")
+MEASURES = ("l0", "nmse", "train_nmse", "dead_fraction", "train_dead", "ce_recovered", "ce_delta", "kl",
+            "eps_lbo_median", "selection_change", "task_nmse", "task_ce_recovered", "task_kl")
 """Metric columns averaged over a group's seeds (those present)."""
-SHOWN = ("l0", "nmse", "train_nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "selection_change", "task_nmse",
-         "task_ce_recovered")
+SHOWN = ("l0", "nmse", "train_nmse", "ce_recovered", "kl", "train_dead", "dead_fraction", "selection_change",
+         "task_nmse", "task_ce_recovered")
 L0_TOLERANCE = 0.10
 SIGMAS = 2.0
 """A difference counts when it exceeds SIGMAS standard errors of the difference of means."""
