@@ -182,6 +182,6 @@ def _contrasts(args, models: list[str], tasks: list[str] | None) -> int:
                                           ig_steps=args.ig_steps))
     n = len(pairs) if pairs else args.n
     path = write_contrast_report(studies, out, protocol_command(models, n, args.split, args.seed, out, tasks,
-                                                                args.pairs))
+                                                                args.pairs, sae))
     print(path.read_text())
     return 0

@@ -165,10 +165,11 @@ def write_ioi_report(study: IOIStudy, out: str | Path = "results/relp_ioi.md") -
 
 
 def protocol_command(models: list[str], n: int, split: str, seed: int, out: str | Path,
-                     tasks: list[str] | None = None, pairs: str | None = None) -> str:
-    """The `interp patch protocol` command line that writes the contrast report `out`."""
+                     tasks: list[str] | None = None, pairs: str | None = None, sae: str | None = None) -> str:
+    """The `interp patch protocol` command line that writes the contrast report `out` (`sae`:
+    the SAE directory of its feature-circuit sections, None: none)."""
     what = f"--pairs {pairs}" if pairs else f"--task {','.join(tasks or [])} --n {n} --split {split} --seed {seed}"
-    return f"interp patch protocol {what} --model {','.join(models)} --out {out}"
+    return f"interp patch protocol {what} --model {','.join(models)}{f' --sae {sae}' if sae else ''} --out {out}"
 
 
 def contrast_verdict(correlations: pd.DataFrame) -> str:
@@ -239,8 +240,9 @@ def contrast_markdown(studies: list[ContrastStudy], out: str | Path, command: st
         label = s.task if c else f"pairs `{s.task}`"
         # One table alone goes to a file of its own ("-" apart from this report's "_" figure names).
         alone = out.with_name(f"{out.stem}-{Path(s.task).stem}-{Path(s.model_name).name}.md")
-        one = (protocol_command([s.model_name], s.n, s.split, s.seed, alone, tasks=[s.task]) if c else
-               protocol_command([s.model_name], s.n, s.split, s.seed, alone, pairs=s.task))
+        sae = s.sae.path if s.sae else None
+        one = (protocol_command([s.model_name], s.n, s.split, s.seed, alone, tasks=[s.task], sae=sae) if c else
+               protocol_command([s.model_name], s.n, s.split, s.seed, alone, pairs=s.task, sae=sae))
         if s.task == "ioi":  # --task ioi alone is the IOI study, whose template-0 table this is
             one = (f"interp patch protocol --task ioi --model {s.model_name} --n {s.n} --split {s.split} --templates 0 "
                    f"--seed {s.seed} --sae none --out {alone}")

@@ -115,3 +115,17 @@ def test_a_contrast_section_shows_its_top_10_verification():
     study.checks = pd.DataFrame([dict(method="atp", top_k=10, pearson=0.91), dict(method="relp", top_k=10, pearson=0.97)])
     text = contrast_markdown([study], "results/relp.md", "cmd")
     assert "Top-10 nodes of each method re-run with exact activation patching" in text and "| relp | 10 | 0.97" in text
+
+
+def test_the_stated_commands_reproduce_the_sae_section(tmp_path):
+    from interp import resources
+    from interp.cli import main
+
+    sae, out = str(resources.sae_path()), tmp_path / "relp.md"
+    assert main(["patch", "protocol", "--task", "refusal", "--n", "4", "--model", "zoo-dense", "--sae", sae,
+                 "--ig-steps", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    command = "interp patch protocol --task refusal --n 4 --split train --seed 0 --model zoo-dense --sae"
+    assert f"{command} {sae} --out {out}\n" in text  # the whole file
+    assert f"{command} {sae} --out {tmp_path / 'relp-refusal-zoo-dense.md'}\n" in text  # its table alone
+    assert f"SAE `{sae}` (hook `blocks.2.hook_resid_pre`): Pearson r of RelP and IG (2 steps)" in text
